@@ -1,0 +1,116 @@
+"""Settings read from the environment, with local defaults (the "embedded" mode).
+
+Nothing here runs at import time: call :func:`get_settings` where a value is needed, so tests and
+Airflow tasks can change the environment between calls.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Repository root (the folder that holds ``ml/``, ``dbt_project/``, ``dags/``).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every environment variable the code reads, with its default. The docker-compose test checks
+#: that the compose file sets each of them for the services that run the code.
+ENV_DEFAULTS: dict[str, str] = {
+    "RECSYS_MYSQL_HOST": "127.0.0.1",
+    "RECSYS_MYSQL_PORT": "3306",
+    "RECSYS_MYSQL_USER": "root",
+    "RECSYS_MYSQL_PASSWORD": "",
+    "RECSYS_DB_PREFIX": "",
+    "RECSYS_RAW_DB": "recsys_raw",
+    "RECSYS_MARTS_DB": "recsys_marts",
+    "RECSYS_SERVING_DB": "recsys_serving",
+    "RECSYS_READER_USER": "recsys_reader",
+    "RECSYS_READER_PASSWORD": "recsys_reader",
+    "RECSYS_HOME": str(PROJECT_ROOT / ".local"),
+    "RECSYS_DBT_VENV": str(PROJECT_ROOT / ".venv-dbt"),
+    "MLFLOW_TRACKING_URI": "",
+    "RECSYS_MLFLOW_EXPERIMENT": "recsys",
+    "RECSYS_TOPN": "50",
+    "RECSYS_REFRESH_MINUTES": "5",
+}
+
+
+def _env(name: str) -> str:
+    return os.environ.get(name, ENV_DEFAULTS[name])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration. Database names include ``RECSYS_DB_PREFIX`` (tests use one)."""
+
+    mysql_host: str
+    mysql_port: int
+    mysql_user: str
+    mysql_password: str = field(repr=False)
+    raw_db: str
+    marts_db: str
+    serving_db: str
+    reader_user: str
+    reader_password: str = field(repr=False)
+    home: Path
+    dbt_venv: Path
+    mlflow_tracking_uri: str
+    mlflow_experiment: str
+    topn: int
+    refresh_minutes: int
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return PROJECT_ROOT / "dbt_project"
+
+    @property
+    def dbt_executable(self) -> Path:
+        return self.dbt_venv / "bin" / "dbt"
+
+    @property
+    def airflow_home(self) -> Path:
+        return Path(os.environ.get("AIRFLOW_HOME", str(self.home / "airflow")))
+
+    @property
+    def databases(self) -> dict[str, str]:
+        return {"raw": self.raw_db, "marts": self.marts_db, "serving": self.serving_db}
+
+    def sqlalchemy_url(self, database: str | None = None) -> str:
+        """A ``mysql+pymysql://`` URL (used by pandas, MLflow-free readers and GX)."""
+        from urllib.parse import quote_plus
+
+        auth = quote_plus(self.mysql_user)
+        if self.mysql_password:
+            auth += ":" + quote_plus(self.mysql_password)
+        db = f"/{database}" if database else ""
+        return f"mysql+pymysql://{auth}@{self.mysql_host}:{self.mysql_port}{db}?local_infile=1"
+
+
+def get_settings() -> Settings:
+    """Read the environment now (cheap; deliberately not cached)."""
+    prefix = _env("RECSYS_DB_PREFIX")
+    home = Path(_env("RECSYS_HOME"))
+    tracking = _env("MLFLOW_TRACKING_URI") or f"sqlite:///{home / 'mlflow' / 'mlflow.db'}"
+    try:
+        port = int(_env("RECSYS_MYSQL_PORT"))
+        topn = int(_env("RECSYS_TOPN"))
+        refresh = int(_env("RECSYS_REFRESH_MINUTES"))
+    except ValueError as exc:  # a typo in the environment must say which variable
+        raise ValueError(f"invalid integer in RECSYS_* environment: {exc}") from None
+    return Settings(
+        mysql_host=_env("RECSYS_MYSQL_HOST"),
+        mysql_port=port,
+        mysql_user=_env("RECSYS_MYSQL_USER"),
+        mysql_password=_env("RECSYS_MYSQL_PASSWORD"),
+        raw_db=prefix + _env("RECSYS_RAW_DB"),
+        marts_db=prefix + _env("RECSYS_MARTS_DB"),
+        serving_db=prefix + _env("RECSYS_SERVING_DB"),
+        reader_user=_env("RECSYS_READER_USER"),
+        reader_password=_env("RECSYS_READER_PASSWORD"),
+        home=home,
+        dbt_venv=Path(_env("RECSYS_DBT_VENV")),
+        mlflow_tracking_uri=tracking,
+        mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
+        topn=topn,
+        refresh_minutes=refresh,
+    )

@@ -1,0 +1,207 @@
+"""MySQL connections and the versioned raw-schema migrations.
+
+Migrations are ``ml/migrations/NNNN_name.sql`` files with ``{raw_db}``, ``{marts_db}``,
+``{serving_db}``, ``{reader_user}`` and ``{reader_password}`` placeholders. Each is applied once,
+in order, and recorded in ``{raw_db}.schema_migrations`` with its checksum; every statement is
+written to be idempotent as well, so a half-applied migration can simply be re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pymysql
+import pymysql.cursors
+
+from ml.config import Settings, get_settings
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+_MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# error codes PyMySQL raises when nothing answers (refused, unknown host, timeout)
+_UNREACHABLE = {2002, 2003, 2005, 2006, 2013}
+
+
+class MySQLUnavailable(RuntimeError):
+    """MySQL did not answer; the message is one line a person can act on."""
+
+
+class MigrationError(RuntimeError):
+    """A migration file changed after it was applied, or is malformed."""
+
+
+def _unreachable_message(s: Settings, exc: Exception) -> str:
+    return (
+        f"cannot reach MySQL at {s.mysql_host}:{s.mysql_port} as '{s.mysql_user}' ({exc.args[-1] if exc.args else exc}); "
+        "start one with `docker compose up -d mysql` or a local server "
+        "(`start-stop-daemon --start --background --exec /usr/sbin/mariadbd`), "
+        "or point RECSYS_MYSQL_HOST/RECSYS_MYSQL_PORT at yours"
+    )
+
+
+def connect(
+    database: str | None = None,
+    *,
+    settings: Settings | None = None,
+    autocommit: bool = True,
+    dict_cursor: bool = False,
+    connect_timeout: int = 5,
+) -> pymysql.connections.Connection:
+    """Open a PyMySQL connection (``local_infile`` on, utf8mb4). Raises :class:`MySQLUnavailable`."""
+    s = settings or get_settings()
+    try:
+        return pymysql.connect(
+            host=s.mysql_host,
+            port=s.mysql_port,
+            user=s.mysql_user,
+            password=s.mysql_password,
+            database=database,
+            charset="utf8mb4",
+            autocommit=autocommit,
+            local_infile=True,
+            connect_timeout=connect_timeout,
+            cursorclass=pymysql.cursors.DictCursor if dict_cursor else pymysql.cursors.Cursor,
+        )
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else None
+        if code in _UNREACHABLE:
+            raise MySQLUnavailable(_unreachable_message(s, exc)) from None
+        if code == 1045:
+            raise MySQLUnavailable(
+                f"MySQL at {s.mysql_host}:{s.mysql_port} refused user '{s.mysql_user}': "
+                "check RECSYS_MYSQL_USER/RECSYS_MYSQL_PASSWORD"
+            ) from None
+        raise
+
+
+@contextlib.contextmanager
+def transaction(database: str | None = None, *, settings: Settings | None = None) -> Iterator[pymysql.connections.Connection]:
+    """A connection whose work commits on success and rolls back on any exception."""
+    conn = connect(database, settings=settings, autocommit=False)
+    try:
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    def render(self, s: Settings) -> str:
+        return self.path.read_text().format(
+            raw_db=s.raw_db,
+            marts_db=s.marts_db,
+            serving_db=s.serving_db,
+            reader_user=s.reader_user,
+            reader_password=s.reader_password.replace("'", "''"),
+        )
+
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+
+
+def list_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    found = []
+    for p in sorted(directory.glob("*.sql")):
+        m = _MIGRATION_RE.match(p.name)
+        if not m:
+            raise MigrationError(f"migration file {p.name} does not match NNNN_name.sql")
+        found.append(Migration(int(m.group(1)), m.group(2), p))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise MigrationError(f"duplicate migration versions in {directory}")
+    return found
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on ``;`` at line ends; drop ``--`` comment lines. Statements never contain ``;\\n``."""
+    lines = [ln for ln in sql.splitlines() if not ln.strip().startswith("--")]
+    parts = (st.strip().rstrip(";").strip() for st in "\n".join(lines).split(";\n"))
+    return [st for st in parts if st]
+
+
+def init_db(settings: Settings | None = None) -> list[str]:
+    """Create the three databases and apply pending migrations. Returns the names applied."""
+    s = settings or get_settings()
+    applied_now: list[str] = []
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            for db in s.databases.values():
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS `{s.raw_db}`.schema_migrations ("
+                " version INT PRIMARY KEY, name VARCHAR(128) NOT NULL, checksum CHAR(16) NOT NULL,"
+                " applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))"
+            )
+            cur.execute(f"SELECT version, checksum FROM `{s.raw_db}`.schema_migrations")
+            done = {int(v): c for v, c in cur.fetchall()}
+            for mig in list_migrations():
+                if mig.version in done:
+                    if done[mig.version] != mig.checksum():
+                        raise MigrationError(
+                            f"migration {mig.path.name} changed after it was applied; add a new migration instead"
+                        )
+                    continue
+                for stmt in split_statements(mig.render(s)):
+                    cur.execute(stmt)
+                cur.execute(
+                    f"INSERT INTO `{s.raw_db}`.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (mig.version, mig.name, mig.checksum()),
+                )
+                applied_now.append(mig.path.name)
+    finally:
+        conn.close()
+    return applied_now
+
+
+def db_status(settings: Settings | None = None) -> dict[str, object]:
+    """Row counts per table of the three databases and the newest event time."""
+    s = settings or get_settings()
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            names = ", ".join(f"'{d}'" for d in s.databases.values())
+            cur.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                f"WHERE table_schema IN ({names}) ORDER BY table_schema, table_name"
+            )
+            tables = cur.fetchall()
+            counts: dict[str, int] = {}
+            for schema, table in tables:
+                cur.execute(f"SELECT COUNT(*) FROM `{schema}`.`{table}`")
+                counts[f"{schema}.{table}"] = int(cur.fetchone()[0])
+            last_event = None
+            if f"{s.raw_db}.user_behavior" in counts:
+                cur.execute(f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior")
+                last_event = cur.fetchone()[0]
+            version = 0
+            if f"{s.raw_db}.schema_migrations" in counts:
+                cur.execute(f"SELECT COALESCE(MAX(version), 0) FROM `{s.raw_db}`.schema_migrations")
+                version = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    return {"tables": counts, "last_event_ts": last_event, "schema_version": version}
+
+
+def drop_databases(settings: Settings | None = None) -> None:
+    """Drop the three databases (tests and `recsys db reset`)."""
+    s = settings or get_settings()
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            for db in s.databases.values():
+                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    finally:
+        conn.close()

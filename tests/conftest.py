@@ -1,0 +1,63 @@
+"""Shared fixtures. Tests run against the real MariaDB/MySQL from RECSYS_MYSQL_* (never a mock),
+in databases prefixed with RECSYS_DB_PREFIX (default ``test_``) so they never touch the demo's data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("RECSYS_DB_PREFIX", "test_")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Per-session RECSYS_HOME and MLflow store, so tests never write into the project's .local/."""
+    home = tmp_path_factory.mktemp("recsys_home")
+    old = {k: os.environ.get(k) for k in ("RECSYS_HOME", "MLFLOW_TRACKING_URI")}
+    os.environ["RECSYS_HOME"] = str(home)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{home / 'mlflow.db'}"
+    yield
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def settings(_isolated_home: None):
+    """Fresh, migrated test databases for the session."""
+    from ml.config import get_settings
+    from ml.db import drop_databases, init_db
+
+    s = get_settings()
+    assert s.raw_db.startswith(os.environ["RECSYS_DB_PREFIX"]) and os.environ["RECSYS_DB_PREFIX"], (
+        "tests must run in prefixed databases"
+    )
+    drop_databases(s)
+    init_db(s)
+    return s
+
+
+@pytest.fixture()
+def clean_db(settings):
+    """Empty raw and serving tables before a test (schema kept)."""
+    from ml.db import connect
+
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            for db in (settings.raw_db, settings.serving_db):
+                cur.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND table_type='BASE TABLE'",
+                    (db,),
+                )
+                for (t,) in cur.fetchall():
+                    if t != "schema_migrations":
+                        cur.execute(f"TRUNCATE TABLE `{db}`.`{t}`")
+    finally:
+        conn.close()
+    return settings
