@@ -5,11 +5,20 @@ in databases prefixed with RECSYS_DB_PREFIX (default ``test_``) so they never to
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("RECSYS_DB_PREFIX", "test_")
+# Airflow reads its config when first imported (at collection time): point it at a throwaway home
+# with a SQLite metadata DB, never the project's .local/airflow.
+os.environ["AIRFLOW_HOME"] = (tempfile.mkdtemp(prefix="recsys-airflow-test-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
 
 
 @pytest.fixture(scope="session", autouse=True)
