@@ -1,0 +1,198 @@
+"""Frames the models read: dbt outputs of one cut (or of the current marts) plus raw events.
+
+A point-in-time build writes the ``ml_*``/``dim_*`` tables into ``{prefix}recsys_pit``; each build
+replaces the previous one, so :func:`load_cut` reads them right after building and keeps them in
+memory. Raw events are read only for baselines and evaluation (the label window's ground truth).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import pandas as pd
+
+from ml.config import Settings
+from ml.protocol import cut_str
+
+#: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
+PIT_TABLES = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates")
+EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, ts"
+
+
+def pit_db(settings: Settings) -> str:
+    """``{prefix}recsys_pit`` for the settings' prefix (docs/contracts.md)."""
+    explicit = getattr(settings, "pit_db", None)
+    if explicit:
+        return str(explicit)
+    base = os.environ.get("RECSYS_RAW_DB", "recsys_raw")
+    prefix = settings.raw_db[: -len(base)] if settings.raw_db.endswith(base) else ""
+    return f"{prefix}recsys_pit"
+
+
+def read_sql(sql: str, settings: Settings, params: tuple | None = None) -> pd.DataFrame:
+    """Run one SELECT through PyMySQL and return a frame (no SQLAlchemy engine to manage)."""
+    from ml.db import connect
+
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    return pd.DataFrame(list(rows), columns=cols)
+
+
+@dataclass
+class CutData:
+    """Everything one cut needs. ``cut_ts`` None means the serving view (all events so far)."""
+
+    cut_ts: pd.Timestamp | None
+    items: pd.DataFrame  # raw catalogue: item_id, category_id, in_stock, price
+    users: pd.DataFrame  # dim_users
+    item_features: pd.DataFrame  # dim_items
+    intent: pd.DataFrame  # fct_session_intent
+    covis: pd.DataFrame  # ml_covisitation
+    candidates: pd.DataFrame  # ml_candidates
+    history: pd.DataFrame  # raw events in [cut - history_days, cut)
+    purchased: pd.DataFrame  # (user_id, item_id) bought before the cut
+    labels: pd.DataFrame | None = None  # ml_labels
+    window: pd.DataFrame | None = None  # raw events in the label window
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """The reference time for recency: the cut, or the newest event seen."""
+        if self.cut_ts is not None:
+            return self.cut_ts
+        return pd.Timestamp(self.history["ts"].max()) if not self.history.empty else pd.Timestamp.now()
+
+    def row_counts(self) -> dict[str, int]:
+        frames = {
+            "users": self.users, "item_features": self.item_features, "intent": self.intent, "covis": self.covis,
+            "candidates": self.candidates, "history": self.history,
+        }
+        if self.labels is not None:
+            frames["labels"] = self.labels
+        if self.window is not None:
+            frames["window"] = self.window
+        return {k: len(v) for k, v in frames.items()}
+
+
+def max_event_ts(settings: Settings) -> pd.Timestamp:
+    """Newest raw event time; a clear error on an empty table."""
+    df = read_sql(f"SELECT MAX(ts) AS m FROM `{settings.raw_db}`.user_behavior", settings)
+    if df.empty or pd.isna(df.loc[0, "m"]):
+        raise RuntimeError(f"{settings.raw_db}.user_behavior is empty: load or simulate events first")
+    return pd.Timestamp(df.loc[0, "m"])
+
+
+def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time."""
+    where, params = [], []
+    if start is not None:
+        where.append("ts >= %s")
+        params.append(cut_str(start))
+    if end is not None:
+        where.append("ts < %s")
+        params.append(cut_str(end))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    df = read_sql(f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts", settings, tuple(params))
+    df["item_id"] = df["item_id"].astype("Int64")
+    df["ts"] = pd.to_datetime(df["ts"])
+    return df
+
+
+def load_items(settings: Settings) -> pd.DataFrame:
+    """The raw catalogue (categories, stock, price)."""
+    df = read_sql(f"SELECT item_id, category_id, in_stock, price FROM `{settings.raw_db}`.items", settings)
+    df["price"] = df["price"].astype(float)
+    return df
+
+
+def load_purchases(settings: Settings, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Every (user, item) bought before ``end`` (the rules' exclusion list)."""
+    clause = "AND ts < %s" if end is not None else ""
+    params = (cut_str(end),) if end is not None else None
+    return read_sql(
+        f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior "
+        f"WHERE behavior_type = 'purchase' {clause}",
+        settings,
+        params,
+    )
+
+
+def load_intents(settings: Settings) -> pd.DataFrame:
+    """Simulator ground truth (evaluation only); empty when the table does not exist (real data)."""
+    exists = read_sql(
+        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema=%s AND table_name='sim_session_intent'",
+        settings,
+        (settings.raw_db,),
+    )
+    if int(exists.loc[0, "n"]) == 0:
+        return pd.DataFrame(columns=["session_id", "user_id", "intent_category_id"])
+    return read_sql(f"SELECT session_id, user_id, intent_category_id FROM `{settings.raw_db}`.sim_session_intent", settings)
+
+
+def read_dbt_tables(settings: Settings, database: str, with_labels: bool) -> dict[str, pd.DataFrame]:
+    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database."""
+    names = PIT_TABLES + (("ml_labels",) if with_labels else ())
+    out = {}
+    for name in names:
+        df = read_sql(f"SELECT * FROM `{database}`.`{name}`", settings)
+        out[name] = _numeric(df)
+    return out
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """MySQL DECIMAL arrives as ``Decimal`` objects: make such columns floats."""
+    for col in df.columns:
+        present = df[col].dropna()
+        if df[col].dtype == object and len(present) and isinstance(present.iloc[0], Decimal):
+            df[col] = df[col].astype(float)
+    return df
+
+
+def load_cut(
+    settings: Settings,
+    cut_ts: pd.Timestamp | None,
+    label_hours: int = 24,
+    *,
+    history_days: int = 30,
+    build: bool = True,
+    items: pd.DataFrame | None = None,
+) -> CutData:
+    """Build the point-in-time dbt tables for ``cut_ts`` (if ``build``) and read them with raw events.
+
+    ``cut_ts`` None reads the current marts (``recsys_marts``): the serving view, with no labels.
+    """
+    if cut_ts is not None and build:
+        from ml.dbt import build_point_in_time
+
+        build_point_in_time(cut_str(cut_ts), label_hours, settings)
+    database = pit_db(settings) if cut_ts is not None else settings.marts_db
+    tables = read_dbt_tables(settings, database, with_labels=cut_ts is not None)
+    items = items if items is not None else load_items(settings)
+    end = cut_ts
+    history_end = end
+    history_start = (end if end is not None else max_event_ts(settings)) - pd.Timedelta(days=history_days)
+    history = load_events(settings, history_start, history_end)
+    window = None
+    if cut_ts is not None:
+        window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours))
+    return CutData(
+        cut_ts=cut_ts,
+        items=items,
+        users=tables["dim_users"],
+        item_features=tables["dim_items"],
+        intent=tables["fct_session_intent"],
+        covis=tables["ml_covisitation"],
+        candidates=tables["ml_candidates"],
+        history=history,
+        purchased=load_purchases(settings, end),
+        labels=tables.get("ml_labels"),
+        window=window,
+    )
