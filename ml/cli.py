@@ -11,11 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ml.data.cli import data_app
 from ml.db import MigrationError, MySQLUnavailable
 
 app = typer.Typer(help="Intent-aware e-commerce recommendations: data, features, models, publishing.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and inspect the MySQL databases (recsys_raw, recsys_marts, recsys_serving).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)

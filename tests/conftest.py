@@ -70,3 +70,25 @@ def clean_db(settings):
     finally:
         conn.close()
     return settings
+
+
+@pytest.fixture(scope="session")
+def sim_small(settings):
+    """A small simulated shop (300 users, 200 items, 7 days, seed 7; ~16k events) loaded into the
+    test raw database once per session; returns the :class:`ml.data.simulate.SimData`.
+    The raw tables are emptied before loading. Note: a later ``clean_db`` empties them again."""
+    from datetime import datetime
+
+    from ml.data.simulate import SimConfig, load_simulation, simulate
+    from ml.db import connect
+
+    data = simulate(SimConfig(users=300, items=200, days=7, seed=7, start=datetime(2026, 10, 1)))
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
+                cur.execute(f"TRUNCATE TABLE `{t}`")
+    finally:
+        conn.close()
+    load_simulation(data, settings)
+    return data
