@@ -56,7 +56,7 @@ def rank_with_backfill(
             "score": np.tile(fill_items.to_numpy(dtype=float), len(users)),
         }
     ).assign(source=backfill_source, _prio=1)
-    both = pd.concat([main, fill], ignore_index=True)
+    both = pd.concat([f for f in (main, fill) if not f.empty] or [fill], ignore_index=True)
     both = both.sort_values(["user_id", "_prio", "score"], ascending=[True, True, False], kind="stable")
     both = both.drop_duplicates(["user_id", "item_id"], keep="first")
     top = both.groupby("user_id", sort=False).head(n).copy()

@@ -163,6 +163,7 @@ class TwoStageRecommender:
         self.backfill = backfill
         self.rules = rules
         self.last_stats = RuleStats()
+        self.model_version = scorer.name  # the registry sets "name/version" for published lists
 
     def score(self, user_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """(user_id, item_id, score) for the candidates of ``user_ids`` (all when None)."""

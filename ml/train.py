@@ -1,0 +1,317 @@
+"""The training chain as plain functions (CLI commands and Airflow tasks call these).
+
+``train_pipeline``: split → point-in-time dbt builds per cut → candidates and features → (TF models)
+→ LightGBM and XGBoost rerankers → every model and baseline evaluated on the test cut over full
+ranking → one MLflow run with params, metrics, table and plots → LightGBM registered as challenger →
+promotion gate. ``evaluate`` re-scores the champion on the newest holdout; ``promote`` re-runs the
+gate for a registered version. Each returns a small JSON-able dict.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.baselines import build_baselines, intent_from_marts, popularity_scores
+from ml.candidates import build_features, candidate_recall, feature_columns
+from ml.config import Settings, get_settings
+from ml.datasets import CutData, load_cut, load_intents, load_items, max_event_ts
+from ml.evaluate import evaluate_recommendations
+from ml.protocol import Split, make_split
+from ml.rerank import FitResult, LightGBMScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
+from ml.rules import Backfill, RuleConfig
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run can vary; logged as MLflow params."""
+
+    label_hours: int = 24
+    n_train_cuts: int = 1
+    history_days: int = 30
+    n: int = 20
+    rounds: int = 300
+    early_stopping: int = 30
+    margin: float = 0.02
+    xgboost: bool = True
+    use_tf: bool = False
+    tf: dict[str, Any] = field(default_factory=dict)
+    shuffle_labels: bool = False
+    seed: int = 7
+    rules: RuleConfig = field(default_factory=RuleConfig)
+    register: bool = True
+
+    def as_params(self) -> dict[str, str]:
+        d = asdict(self)
+        rules = d.pop("rules")
+        tf_cfg = d.pop("tf")
+        out = {k: str(v) for k, v in d.items()}
+        out.update({f"rules_{k}": str(v) for k, v in rules.items()})
+        out.update({f"tf_{k}": str(v) for k, v in tf_cfg.items()})
+        return out
+
+
+@dataclass
+class Holdout:
+    """One evaluated cut: its data, candidate features, who is evaluated, and the rules' backfill."""
+
+    cut: CutData
+    frame: pd.DataFrame
+    eval_users: list[int]
+    intents: pd.DataFrame
+    backfill: Backfill
+
+    def evaluate(self, recommender: Any, n: int) -> dict[str, float]:
+        recs = recommender.recommend(self.eval_users, n)
+        return evaluate_recommendations(recs, self.cut.window, self.cut.items, eval_users=self.eval_users, intents=self.intents)
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def load_cuts(settings: Settings, split: Split, cfg: TrainConfig, step: Step = _noop) -> dict[str, CutData]:
+    """Build and read the point-in-time tables of every cut (train_0.., val, test)."""
+    items = load_items(settings)
+    cuts: dict[str, CutData] = {}
+    named = [(f"train_{i}", c) for i, c in enumerate(split.train_cuts)] + [("val", split.val_cut), ("test", split.test_cut)]
+    for name, ts in named:
+        step(f"dbt point-in-time build: {name} cut {ts}")
+        cuts[name] = load_cut(settings, ts, split.label_hours, history_days=cfg.history_days, items=items)
+    return cuts
+
+
+def make_holdout(cut: CutData, frame: pd.DataFrame, intents: pd.DataFrame) -> Holdout:
+    """Evaluated users: seen before the cut (in ``dim_users``) and active in the label window."""
+    if cut.window is None:
+        raise ValueError("a holdout needs a cut with a label window")
+    seen = set(cut.users["user_id"].astype("int64"))
+    active = set(cut.window.dropna(subset=["item_id"])["user_id"].astype("int64"))
+    users = sorted(seen & active)
+    if not users:
+        raise ValueError(f"no user seen before the cut {cut.cut_ts} acts in its label window: widen label_hours")
+    user_intent = intent_from_marts(cut.intent)
+    backfill = Backfill.from_popularity(popularity_scores(cut.history, cut.now), cut.items, user_intent)
+    return Holdout(cut, frame, users, intents, backfill)
+
+
+def _shuffled(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Labels permuted across rows: the model can learn nothing real (the gate must refuse it)."""
+    out = frame.copy()
+    out["label"] = np.random.default_rng(seed).permutation(out["label"].to_numpy())
+    return out
+
+
+def fit_rerankers(train: pd.DataFrame, valid: pd.DataFrame, cfg: TrainConfig, step: Step = _noop) -> dict[str, FitResult]:
+    """LightGBM (always) and XGBoost (when configured) on the same frames and features."""
+    features = feature_columns(train)
+    if cfg.shuffle_labels:
+        train, valid = _shuffled(train, cfg.seed), _shuffled(valid, cfg.seed + 1)
+    step("fit LightGBM lambdarank")
+    fits = {"lightgbm": fit_lightgbm(train, valid, features, rounds=cfg.rounds, early_stopping=cfg.early_stopping, seed=cfg.seed)}
+    if cfg.xgboost:
+        step("fit XGBoost rank:ndcg")
+        fits["xgboost"] = fit_xgboost(train, valid, features, rounds=cfg.rounds, early_stopping=cfg.early_stopping, seed=cfg.seed)
+    return fits
+
+
+def evaluate_all(holdout: Holdout, fits: dict[str, FitResult], cfg: TrainConfig, step: Step = _noop) -> dict[str, dict[str, float]]:
+    """Every baseline and every fitted reranker on the holdout, with the same rules and list length."""
+    cut = holdout.cut
+    results: dict[str, dict[str, float]] = {}
+    for name, rec in build_baselines(cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent)).items():
+        step(f"evaluate baseline {name}")
+        results[name] = holdout.evaluate(rec, cfg.n)
+    for name, fit in fits.items():
+        step(f"evaluate {name}")
+        rec = TwoStageRecommender(fit.scorer, holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules)
+        results[name] = holdout.evaluate(rec, cfg.n)
+        results[name].update(rec.last_stats.as_metrics())
+    return results
+
+
+def _log_run(
+    holdout: Holdout, fits: dict[str, FitResult], results: dict[str, dict[str, float]], cand: dict[str, float],
+    frames: dict[str, pd.DataFrame], cuts: dict[str, CutData], split: Split, cfg: TrainConfig,
+) -> None:
+    """Params, data window, row counts, metrics of every model, comparison table and plots (active run)."""
+    import mlflow
+
+    from ml import report
+    from ml.registry import mlflow_key
+
+    mlflow.log_params(cfg.as_params() | split.as_params())
+    counts = {f"rows_{c}_{k}": float(v) for c, d in cuts.items() for k, v in d.row_counts().items()}
+    counts |= {f"rows_frame_{k}": float(len(f)) for k, f in frames.items()}
+    counts |= {f"positives_frame_{k}": float((f["label"] > 0).sum()) for k, f in frames.items()}
+    counts["eval_users"] = float(len(holdout.eval_users))
+    mlflow.log_metrics(counts)
+    mlflow.log_metrics({mlflow_key(k): v for k, v in cand.items() if np.isfinite(v)})
+    for name, m in results.items():
+        mlflow.log_metrics({mlflow_key(f"{name}.{k}"): float(v) for k, v in m.items() if np.isfinite(v)})
+    for name, fit in fits.items():
+        mlflow.log_metrics({f"{name}.fit_seconds": fit.fit_seconds, f"{name}.best_iteration": float(fit.best_iteration)})
+    table = report.comparison_table(results, {k: f.fit_seconds for k, f in fits.items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        table.to_csv(d / "comparison.csv")
+        (d / "comparison.md").write_text(report.to_markdown(table))
+        report.plot_metric_bars(table, d / "metric_bars.png")
+        test = holdout.frame
+        for name, fit in fits.items():
+            report.plot_importance(fit.importance, d / f"importance_{name}.png", f"{name} feature importance (gain)")
+            fit.importance.rename("gain").to_csv(d / f"importance_{name}.csv")
+            if "label" in test:
+                report.plot_score_hist(fit.scorer.predict(test), test["label"].to_numpy(), d / f"scores_{name}.png", f"{name} test scores")
+        mlflow.log_artifacts(str(d), artifact_path="report")
+
+
+def train_pipeline(settings: Settings | None = None, config: TrainConfig | None = None, step: Step = _noop) -> dict[str, Any]:
+    """The whole chain; returns ``{run_id, version, promoted, reason, metrics, split}``."""
+    import mlflow
+
+    from ml import registry
+
+    s = settings or get_settings()
+    cfg = config or TrainConfig()
+    split = make_split(max_event_ts(s), cfg.label_hours, cfg.n_train_cuts)
+    cuts = load_cuts(s, split, cfg, step)
+    step("candidates and features")
+    frames = {name: build_features(cut) for name, cut in cuts.items()}
+    train = pd.concat([f for k, f in frames.items() if k.startswith("train_")], ignore_index=True)
+    fits = fit_rerankers(train, frames["val"], cfg, step)
+    intents = load_intents(s)
+    holdout = make_holdout(cuts["test"], frames["test"], intents)
+    cand = candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users)
+    cand |= {k.replace("cand_", "cand200_"): v for k, v in candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users, k=200, score="n_sources").items()}
+    results = evaluate_all(holdout, fits, cfg, step)
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    step("log to MLflow")
+    with mlflow.start_run(run_name="train") as run:
+        _log_run(holdout, fits, results, cand, frames, cuts, split, cfg)
+        out: dict[str, Any] = {"run_id": run.info.run_id, "split": split.as_params(), "candidates": cand,
+                               "metrics": {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()},
+                               "fit_seconds": {k: f.fit_seconds for k, f in fits.items()}, "version": None, "promoted": False,
+                               "reason": "registration disabled"}
+        if cfg.register:
+            lgbm = fits["lightgbm"]
+            spec = {"kind": "lightgbm", "n": cfg.n, "rules": asdict(cfg.rules), "tf": None, "test_cut": split.as_params()["test_cut"],
+                    "label_hours": cfg.label_hours}
+            version = registry.log_reranker(lgbm.scorer.booster, lgbm.scorer.features, frames["test"], spec, name)
+            step("promotion gate")
+            champion = _champion_metrics(client, name, holdout, cfg)
+            decision = registry.gate_decision(results["lightgbm"], champion, results, margin=cfg.margin)
+            registry.set_aliases(client, name, version, decision)
+            mlflow.set_tags({"gate_promoted": str(decision.promoted), "gate_reason": decision.reason, "model_version": version})
+            if champion is not None:
+                mlflow.log_metrics({registry.mlflow_key(f"champion.{k}"): v for k, v in champion.items() if np.isfinite(v)})
+            out.update(version=version, promoted=decision.promoted, reason=decision.reason, gate=decision.as_dict())
+    return out
+
+
+def _champion_metrics(client: Any, name: str, holdout: Holdout, cfg: TrainConfig) -> dict[str, float] | None:
+    """The current champion re-evaluated on this holdout (None when there is no champion yet)."""
+    from ml import registry
+
+    mv = registry.alias_version(client, name, registry.CHAMPION)
+    if mv is None:
+        return None
+    booster, spec = registry.load_reranker(client, name, mv.version)
+    rec = recommender_from_spec(booster, spec, holdout.frame, holdout.cut, holdout.backfill)
+    return holdout.evaluate(rec, cfg.n)
+
+
+def recommender_from_spec(booster: Any, spec: dict[str, Any], frame: pd.DataFrame, cut: CutData, backfill: Backfill) -> TwoStageRecommender:
+    """A registered reranker over a cut's candidate frame; features it needs but the frame lacks are 0."""
+    features = list(spec["features"])
+    missing = [f for f in features if f not in frame.columns]
+    if missing:
+        frame = frame.assign(**{f: 0.0 for f in missing})
+    rules = RuleConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in spec.get("rules", {}).items()})
+    return TwoStageRecommender(LightGBMScorer(booster, features), frame, cut.items, cut.purchased, backfill, rules)
+
+
+def load_champion(settings: Settings | None = None) -> TwoStageRecommender:
+    """The champion reranker over the current marts (serving view, no cut) — what publishing scores with."""
+    from ml import registry
+
+    s = settings or get_settings()
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    mv = registry.alias_version(client, name, registry.CHAMPION)
+    if mv is None:
+        raise RuntimeError(f"no '{registry.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first")
+    booster, spec = registry.load_reranker(client, name, mv.version)
+    cut = load_cut(s, None)
+    frame = build_features(cut)
+    backfill = Backfill.from_popularity(popularity_scores(cut.history, cut.now), cut.items, intent_from_marts(cut.intent))
+    rec = recommender_from_spec(booster, spec, frame, cut, backfill)
+    rec.model_version = f"{name}/{mv.version}"
+    return rec
+
+
+def evaluate(settings: Settings | None = None, config: TrainConfig | None = None, alias: str = "champion", step: Step = _noop) -> dict[str, Any]:
+    """Re-evaluate a registered version (by alias) and the baselines on the newest holdout; logs an MLflow run."""
+    import mlflow
+
+    from ml import registry
+
+    s = settings or get_settings()
+    cfg = config or TrainConfig()
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    mv = registry.alias_version(client, name, alias)
+    if mv is None:
+        raise RuntimeError(f"model '{name}' has no '{alias}' version yet: run `recsys train` first")
+    split = make_split(max_event_ts(s), cfg.label_hours, 1)
+    step(f"dbt point-in-time build: test cut {split.test_cut}")
+    cut = load_cut(s, split.test_cut, cfg.label_hours, history_days=cfg.history_days)
+    holdout = make_holdout(cut, build_features(cut), load_intents(s))
+    results = evaluate_all(holdout, {}, cfg, step)
+    booster, spec = registry.load_reranker(client, name, mv.version)
+    step(f"evaluate {alias} v{mv.version}")
+    results[alias] = holdout.evaluate(recommender_from_spec(booster, spec, holdout.frame, cut, holdout.backfill), cfg.n)
+    with mlflow.start_run(run_name=f"evaluate-{alias}") as run:
+        mlflow.log_params(split.as_params() | {"model_version": mv.version, "alias": alias})
+        for model, m in results.items():
+            mlflow.log_metrics({registry.mlflow_key(f"{model}.{k}"): float(v) for k, v in m.items() if np.isfinite(v)})
+    return {"run_id": run.info.run_id, "version": mv.version, "test_cut": split.as_params()["test_cut"],
+            "metrics": {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()}}
+
+
+def promote(settings: Settings | None = None, version: str | None = None, config: TrainConfig | None = None, step: Step = _noop) -> dict[str, Any]:
+    """Run the gate for ``version`` (default: the challenger) on its own test cut, against the champion."""
+    from ml import registry
+
+    s = settings or get_settings()
+    cfg = config or TrainConfig()
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    if version is None:
+        mv = registry.alias_version(client, name, registry.CHALLENGER)
+        if mv is None:
+            raise RuntimeError(f"model '{name}' has no challenger: run `recsys train` first")
+        version = mv.version
+    champ_mv = registry.alias_version(client, name, registry.CHAMPION)
+    if champ_mv is not None and str(champ_mv.version) == str(version):
+        return {"version": str(version), "promoted": False, "reason": f"version {version} is already the champion"}
+    booster, spec = registry.load_reranker(client, name, version)
+    test_cut = pd.Timestamp(spec["test_cut"])
+    step(f"dbt point-in-time build: challenger's test cut {test_cut}")
+    cut = load_cut(s, test_cut, int(spec["label_hours"]), history_days=cfg.history_days)
+    holdout = make_holdout(cut, build_features(cut), load_intents(s))
+    baselines = evaluate_all(holdout, {}, cfg, step)
+    challenger = holdout.evaluate(recommender_from_spec(booster, spec, holdout.frame, cut, holdout.backfill), cfg.n)
+    champion = _champion_metrics(client, name, holdout, cfg) if champ_mv is not None else None
+    decision = registry.gate_decision(challenger, champion, baselines, margin=cfg.margin)
+    registry.set_aliases(client, name, str(version), decision)
+    return {"version": str(version), **decision.as_dict()}
