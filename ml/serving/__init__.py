@@ -1,0 +1,1 @@
+"""Reference serving reader: a small HTTP service over the published serving tables."""

@@ -1,0 +1,161 @@
+"""Per-user refresh on MariaDB: only touched users change, idempotent, watermark, concurrency."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from ml.db import connect
+from ml.publish import PublishBusy, lock_name, publish_full, publish_refresh, read_watermark
+from publish_support import T0, RawEventsRecommender, add_events, scalar, seed_shop, serving_tables, topn
+
+
+@pytest.fixture()
+def published(clean_db):
+    """The tiny shop, fully published at version v1 with n=5."""
+    seed_shop(clean_db)
+    publish_full(RawEventsRecommender(clean_db), "v1", clean_db, n=5)
+    return clean_db
+
+
+def _watermark(s) -> int:
+    conn = connect(settings=s)
+    try:
+        return read_watermark(conn, s)
+    finally:
+        conn.close()
+
+
+def test_refresh_after_new_events_changes_only_that_user(published):
+    s = published
+    before = topn(s)
+    # user 2 (category 2) suddenly carts two category-3 items: they become their first items
+    add_events(s, [(2, 3, "cart", T0 + timedelta(days=1)), (2, 6, "cart", T0 + timedelta(days=1, minutes=1))])
+    r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+
+    assert (r.users, r.rows, len(r.batches)) == (1, 5, 1)
+    after = topn(s)
+    assert [row for row in after if row[0] != 2] == [row for row in before if row[0] != 2]
+    mine = topn(s, 2)
+    assert {row[5] for row in mine} == {"v2"} and [row[1] for row in mine] == [1, 2, 3, 4, 5]
+    assert {3, 6} <= {row[2] for row in mine}
+    assert _watermark(s) == r.to_event_id == scalar(s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
+    log = scalar(s, f"SELECT CONCAT(kind, ' ', users, ' ', `rows`, ' ', max_event_ts) FROM `{s.serving_db}`.publish_log "
+                    "WHERE run_id = %s", (r.run_id,))
+    assert log == f"refresh 1 5 {(T0 + timedelta(days=1, minutes=1)):%Y-%m-%d %H:%M:%S}.000"
+    # the intent row followed the user's new behaviour: two carts (weight 3) in category 3
+    assert scalar(s, f"SELECT category_id FROM `{s.serving_db}`.user_intent_category WHERE user_id = 2") == 3
+
+
+def test_rerunning_refresh_is_a_noop(published):
+    s = published
+    add_events(s, [(5, 9, "purchase", T0 + timedelta(days=1))])
+    first = publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+    snapshot, logs = topn(s), scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.publish_log")
+
+    again = publish_refresh(RawEventsRecommender(s), "v3", s, n=5)
+    assert first.users == 1 and again.noop and again.users == 0
+    assert "nothing to do" in again.message
+    assert topn(s) == snapshot and scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.publish_log") == logs
+
+
+def test_late_event_with_an_old_timestamp_is_not_lost(published):
+    """The watermark is event_id, so an event whose ts is days older than everything still counts."""
+    s = published
+    add_events(s, [(8, 1, "cart", T0 - timedelta(days=3))])
+    r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+    assert r.users == 1 and {row[5] for row in topn(s, 8)} == {"v2"}
+    assert 1 in {row[2] for row in topn(s, 8)}
+
+
+def test_events_still_settling_wait_for_the_next_run(published):
+    s = published
+    add_events(s, [(3, 12, "cart", T0 + timedelta(days=1))], ingested_ago_s=0)
+    assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5, settle_seconds=30).noop
+    r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, settle_seconds=0)
+    assert r.users == 1
+
+
+def test_user_without_recommendations_keeps_previous_rows(published):
+    s = published
+    before = topn(s, 4)
+    add_events(s, [(4, 13, "cart", T0 + timedelta(days=1))])
+    r = publish_refresh(RawEventsRecommender(s, skip_users=[4]), "v2", s, n=5)
+    assert r.batches[0].kept_users == (4,) and "kept their previous list" in r.message
+    assert topn(s, 4) == before
+
+
+def test_refresh_batches_commit_separately(published):
+    s = published
+    add_events(s, [(u, 20, "browse", T0 + timedelta(days=1)) for u in (1, 2, 3, 4, 5)])
+    r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, batch_size=2)
+    assert [b.users for b in r.batches] == [2, 2, 1]
+    assert scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.publish_log WHERE run_id = %s", (r.run_id,)) == 3
+    assert {row[5] for row in topn(s) if row[0] <= 5} == {"v2"} and {row[5] for row in topn(s) if row[0] > 5} == {"v1"}
+
+
+def test_refresh_during_a_full_publish_is_not_lost(published):
+    """A refresh runs while a full publish is scoring; the swap then rewinds the watermark so the
+    next refresh re-applies that user's newer list over the full publish's older one."""
+    s = published
+    reached, resume = threading.Event(), threading.Event()
+    full_error: list[BaseException] = []
+
+    def full() -> None:
+        try:
+            publish_full(RawEventsRecommender(s, pause=(reached, resume)), "v-full", s, n=5)
+        except BaseException as exc:  # noqa: BLE001
+            full_error.append(exc)
+
+    thread = threading.Thread(target=full)
+    thread.start()
+    assert reached.wait(30)  # the full publish has read its event range and is scoring
+    add_events(s, [(6, 27, "purchase", T0 + timedelta(days=2))])
+    mid = publish_refresh(RawEventsRecommender(s), "v-refresh", s, n=5)
+    assert mid.users == 1 and 27 in {row[2] for row in topn(s, 6)}
+    resume.set()
+    thread.join(60)
+    assert full_error == []
+    # the swap replaced user 6's rows with the full publish's (scored before event 27 existed) ...
+    assert {row[5] for row in topn(s, 6)} == {"v-full"}
+    assert _watermark(s) < mid.to_event_id  # ... and rewound the watermark
+    again = publish_refresh(RawEventsRecommender(s), "v-refresh", s, n=5)
+    assert again.users == 1 and 27 in {row[2] for row in topn(s, 6)}
+    assert {row[5] for row in topn(s, 6)} == {"v-refresh"}
+
+
+def test_full_publish_swap_waits_for_a_running_refresh(published):
+    """While a refresh holds the publish lock the swap cannot happen: with a short lock timeout
+    the full publish gives up, drops its staging tables and leaves the refreshed rows in place."""
+    s = published
+    reached, resume = threading.Event(), threading.Event()
+    add_events(s, [(9, 21, "cart", T0 + timedelta(days=1))])
+    result: list[object] = []
+    thread = threading.Thread(
+        target=lambda: result.append(publish_refresh(RawEventsRecommender(s, pause=(reached, resume)), "v-refresh", s, n=5))
+    )
+    thread.start()
+    try:
+        assert reached.wait(30)
+        with pytest.raises(PublishBusy, match="full publish swap"):
+            publish_full(RawEventsRecommender(s), "v-full", s, n=5, lock_timeout=0.2)
+    finally:
+        resume.set()
+        thread.join(60)
+    assert result and result[0].users == 1
+    assert {row[5] for row in topn(s)} == {"v1", "v-refresh"} and {row[5] for row in topn(s, 9)} == {"v-refresh"}
+    assert not {t for t in serving_tables(s) if t.endswith(("_new", "_old"))}
+
+
+def test_refresh_busy_when_lock_is_held(published):
+    s = published
+    add_events(s, [(1, 2, "cart", T0 + timedelta(days=1))])
+    conn = connect(settings=s)
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, 0)", (lock_name(s, "publish"),))
+        with pytest.raises(PublishBusy):
+            publish_refresh(RawEventsRecommender(s), "v2", s, n=5, lock_timeout=0.1)
+    conn.close()
+    assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5).users == 1
