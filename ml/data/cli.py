@@ -6,6 +6,8 @@ Heavy imports (numpy, pandas) happen inside the commands so ``recsys --help`` st
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from enum import Enum
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -13,6 +15,12 @@ from rich.table import Table
 
 data_app = typer.Typer(help="Simulate, import and feed behaviour events into recsys_raw.", no_args_is_help=True)
 console = Console()
+err_console = Console(stderr=True)
+
+
+class ImportFormat(str, Enum):
+    taobao = "taobao"
+    retailrocket = "retailrocket"
 
 _RAW_TABLES = ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent")
 
@@ -77,15 +85,20 @@ def simulate_cmd(
     first_day = datetime.strptime(start, "%Y-%m-%d") if start else _default_start(days)
     cfg = SimConfig(users=users, items=items, days=days, seed=seed, start=first_day)
     blocks = -(-users // cfg.users_per_block)
+    from ml.data.ingest import LoadReport
+
     totals: list[SimData] = []
+    report = LoadReport()
     with Progress(console=console) as progress:
         task = progress.add_task("simulate + load", total=blocks)
         for block in iter_simulation(cfg):
-            load_simulation(block, s)
+            report.add(load_simulation(block, s))
             # keep only what the summary needs, so memory stays bounded on big runs
             totals.append(SimData(block.users[["user_id"]], block.items, block.events[["behavior_type"]], block.intents[["is_switch"]]))
             progress.advance(task)
     _print_summary(totals, s.raw_db)
+    if report.quarantined:
+        print_load_report(report, "validation")
 
 
 def _print_summary(blocks, raw_db: str) -> None:
@@ -106,3 +119,46 @@ def _print_summary(blocks, raw_db: str) -> None:
     for key, value in merged.summary().items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
     console.print(table)
+
+
+def print_load_report(report, title: str) -> None:
+    """Events loaded and quarantine counts per reason."""
+    table = Table(title=title)
+    table.add_column("outcome")
+    table.add_column("rows", justify="right")
+    table.add_row("loaded", f"{report.loaded:,}")
+    for reason, n in sorted(report.quarantined.items()):
+        table.add_row(f"quarantined: {reason}", f"{n:,}")
+    table.add_row("new users / items", f"{report.users:,} / {report.items:,}")
+    table.add_row("batches committed", f"{report.batches:,}")
+    console.print(table)
+
+
+@data_app.command("import")
+def import_cmd(
+    fmt: ImportFormat = typer.Argument(..., help="File format: taobao (UserBehavior.csv) or retailrocket (events.csv)."),
+    path: Path = typer.Argument(..., help="The CSV file."),
+    batch_rows: int = typer.Option(200_000, help="Lines per atomic batch."),
+) -> None:
+    """Import a Taobao UserBehavior or RetailRocket events CSV into recsys_raw (bad rows are quarantined)."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from ml.config import get_settings
+    from ml.data.importers import import_file
+    from ml.data.validate import FormatError
+    from ml.db import init_db
+
+    s = get_settings()
+    init_db(s)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
+        task = progress.add_task(f"importing {path.name}", total=None)
+
+        def advance(rep) -> None:
+            progress.update(task, description=f"importing {path.name}: {rep.loaded:,} rows in last batch")
+
+        try:
+            report = import_file(path, fmt.value, s, batch_rows=batch_rows, on_batch=advance)
+        except (FormatError, FileNotFoundError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    print_load_report(report, f"{fmt.value} {path} → {s.raw_db}")
