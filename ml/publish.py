@@ -27,8 +27,10 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -349,9 +351,17 @@ def _drop_staging(conn: pymysql.connections.Connection, s: Settings) -> None:
             cur.execute("DROP TABLE IF EXISTS " + ", ".join(f"`{s.serving_db}`.`{t}`" for t in found))
 
 
-def _create_staging(conn: pymysql.connections.Connection, s: Settings) -> None:
+def _rebuilt_tables(conn: pymysql.connections.Connection, s: Settings) -> list[str]:
+    """The tables this publish rebuilds: item_similar only when its dbt mart exists."""
+    if _table_exists(conn, s.marts_db, "ml_covisitation"):
+        return list(SWAPPED_TABLES)
+    log.warning("%s.ml_covisitation does not exist yet: item_similar left as it is", s.marts_db)
+    return [t for t in SWAPPED_TABLES if t != "item_similar"]
+
+
+def _create_staging(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[str]) -> None:
     with conn.cursor() as cur:
-        for t in SWAPPED_TABLES:
+        for t in tables:
             if not _table_exists(conn, s.serving_db, t):
                 raise PublishError(f"serving table {s.serving_db}.{t} is missing: run `recsys db init`")
             cur.execute(f"CREATE TABLE `{s.serving_db}`.`{t}_new` LIKE `{s.serving_db}`.`{t}`")
@@ -373,23 +383,87 @@ def _progress(enabled: bool):
     )
 
 
-def _score_to_file(recommender: Recommender, users: list[int], n: int, batch_size: int, fh, progress: bool) -> tuple[int, float]:
-    """Score users batch by batch and spool checked rows to ``fh``. Returns (rows, spool seconds)."""
-    rows, spool_s = 0, 0.0
-    with _progress(progress) as bar:
-        task = bar.add_task("scoring users", total=len(users))
-        for batch in batches(users, batch_size):
+class _BatchLoader:
+    """LOAD DATA spooled batch files into ``user_topn_new`` on a second connection, so the server
+    inserts batch i while Python scores and formats batch i+1 (formatting is the slow half).
+
+    All loads are one transaction with unique_checks off, which lets InnoDB use its bulk path for
+    an empty table; (user_id, rank) is unique by construction and a duplicate still warns (1062),
+    which aborts the publish.
+    """
+
+    def __init__(self, s: Settings, model_version: str, generated_at: datetime):
+        self._args = (s, model_version, generated_at)
+        self._conn = connect(s.serving_db, settings=s, autocommit=False)
+        with self._conn.cursor() as cur:
+            cur.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")
+        self._queue: queue.Queue[str | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="user_topn-loader", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (path := self._queue.get()) is not None:
             try:
-                frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
-            except ValueError as exc:
-                raise ValidationFailed(f"recommender output rejected, nothing swapped: {exc}") from exc
-            t0 = time.perf_counter()
-            write_topn_tsv(frame, fh)
-            spool_s += time.perf_counter() - t0
-            rows += len(frame)
-            bar.advance(task, len(batch))
-    fh.flush()
-    return rows, spool_s
+                if self._error is None:
+                    _load_topn(self._conn, self._args[0], path, *self._args[1:])
+            except BaseException as exc:  # handed to the caller in submit()/finish()
+                self._error = exc
+            finally:
+                os.unlink(path)
+
+    def submit(self, path: str) -> None:
+        if self._error is not None:
+            os.unlink(path)
+            raise self._error
+        self._queue.put(path)
+
+    def finish(self) -> None:
+        """Wait for every submitted file; re-raise the first load error. Always closes."""
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            if self._error is None:
+                self._conn.commit()
+            else:
+                with contextlib.suppress(pymysql.Error):
+                    self._conn.rollback()
+        finally:
+            with contextlib.suppress(pymysql.Error):
+                self._conn.close()
+        if self._error is not None:
+            raise self._error
+
+
+def _score_and_load(recommender: Recommender, users: list[int], n: int, batch_size: int, loader: _BatchLoader,
+                    progress: bool) -> tuple[int, float]:
+    """Score users batch by batch, spool each checked batch and hand it to the loader.
+
+    Returns (rows, write seconds): time spent formatting, waiting for the loader queue and for the
+    last loads — the publisher's own cost, without the recommender's.
+    """
+    rows, write_s = 0, 0.0
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task("scoring users", total=len(users))
+            for batch in batches(users, batch_size):
+                try:
+                    frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
+                except ValueError as exc:
+                    raise ValidationFailed(f"recommender output rejected, nothing swapped: {exc}") from exc
+                t0 = time.perf_counter()
+                fd, path = tempfile.mkstemp(prefix="user_topn_", suffix=".tsv")
+                with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                    write_topn_tsv(frame, fh)
+                loader.submit(path)
+                write_s += time.perf_counter() - t0
+                rows += len(frame)
+                bar.advance(task, len(batch))
+    finally:
+        t0 = time.perf_counter()
+        loader.finish()
+        write_s += time.perf_counter() - t0
+    return rows, write_s
 
 
 def _load_topn(conn: pymysql.connections.Connection, s: Settings, path: str, model_version: str, generated_at: datetime) -> None:
@@ -438,10 +512,8 @@ def _build_intent(conn: pymysql.connections.Connection, s: Settings, upper: int,
         )
 
 
-def _build_similar(conn: pymysql.connections.Connection, s: Settings, k: int) -> int | None:
-    """Top-k in-stock co-visited items per item from the dbt mart; None when the mart is absent."""
-    if not _table_exists(conn, s.marts_db, "ml_covisitation"):
-        return None
+def _build_similar(conn: pymysql.connections.Connection, s: Settings, k: int) -> int:
+    """Top-k in-stock co-visited items per item from the dbt mart ``ml_covisitation``."""
     with conn.cursor() as cur:
         return cur.execute(
             f"""INSERT INTO `{s.serving_db}`.item_similar_new (item_id, `rank`, similar_item_id, score)
@@ -478,6 +550,19 @@ def _swap(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[st
         cur.execute("DROP TABLE IF EXISTS " + ", ".join(f"`{db}`.`{t}_old`" for t in tables))
 
 
+@dataclass(frozen=True)
+class _FullJob:
+    """What one full publish read before scoring: its event range, users and tables to rebuild."""
+
+    settings: Settings
+    model_version: str
+    n: int
+    users: list[int]
+    upper: int  # newest event_id read (the watermark it publishes)
+    max_ts: datetime
+    tables: list[str]
+
+
 def publish_full(
     recommender: Recommender,
     model_version: str,
@@ -495,9 +580,10 @@ def publish_full(
 
     ``validate`` (e.g. the GX top-N suite) runs on ``<serving_db>.user_topn_new`` after the
     built-in invariants pass and before the swap; on any failure the ``*_new`` tables are dropped,
-    :class:`ValidationFailed` is raised and the live tables stay as they were.
+    :class:`ValidationFailed` is raised and the live tables stay as they were. ``lock_timeout`` is
+    how long the swap waits for a running refresh to finish.
     """
-    s, n = settings, n or settings.topn
+    s = settings
     run_id = run_id or new_run_id("full")
     conn = connect(s.serving_db, settings=s)
     try:
@@ -506,14 +592,10 @@ def publish_full(
         started = _scalar(conn, "SELECT NOW(3)")
         with named_lock(conn, lock_name(s, "full"), 0, "full publish"):
             _drop_staging(conn, s)
-            upper = _event_upper_bound(conn, s, 0, settle_seconds)
-            if upper is None:
-                raise PublishError(f"no events in {s.raw_db}.user_behavior: nothing to publish")
-            max_ts = _scalar(conn, f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id <= %s", (upper,))
-            users = _active_users(conn, s, upper)
-            _create_staging(conn, s)
+            job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
+            _create_staging(conn, s, job.tables)
             try:
-                result = _build_and_swap(conn, s, recommender, model_version, n, users, upper, max_ts, validate, batch_size, lock_timeout, progress)
+                result = _build_and_swap(conn, job, recommender, validate, batch_size, lock_timeout, progress)
             except BaseException:
                 with contextlib.suppress(pymysql.Error):
                     _drop_staging(conn, s)
@@ -523,47 +605,43 @@ def publish_full(
             cur.execute(
                 f"INSERT INTO `{s.serving_db}`.publish_log (run_id, kind, users, `rows`, model_version, started_at, "
                 "finished_at, max_event_ts) VALUES (%s, 'full', %s, %s, %s, %s, %s, %s)",
-                (run_id, len(users), result["rows"], model_version, started, finished, max_ts),
+                (run_id, len(job.users), result["rows"], model_version, started, finished, job.max_ts),
             )
     finally:
         conn.close()
     return PublishResult(
-        run_id=run_id, model_version=model_version, users=len(users), watermark_event_id=upper, max_event_ts=max_ts,
-        started_at=started, finished_at=finished, **result,
+        run_id=run_id, model_version=model_version, users=len(job.users), watermark_event_id=job.upper,
+        max_event_ts=job.max_ts, started_at=started, finished_at=finished, **result,
     )
 
 
-def _build_and_swap(conn, s: Settings, recommender: Recommender, model_version: str, n: int, users: list[int], upper: int,
-                    max_ts: datetime, validate: Validator | None, batch_size: int, lock_timeout: float, progress: bool) -> dict:
+def _plan_full(conn, s: Settings, model_version: str, n: int, settle_seconds: float) -> _FullJob:
+    upper = _event_upper_bound(conn, s, 0, settle_seconds)
+    if upper is None:
+        raise PublishError(f"no settled events in {s.raw_db}.user_behavior: nothing to publish")
+    max_ts = _scalar(conn, f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id <= %s", (upper,))
+    return _FullJob(s, model_version, n, _active_users(conn, s, upper), upper, max_ts, _rebuilt_tables(conn, s))
+
+
+def _build_and_swap(conn, job: _FullJob, recommender: Recommender, validate: Validator | None, batch_size: int,
+                    lock_timeout: float, progress: bool) -> dict:
     """Fill the ``*_new`` tables, validate them, swap. Returns the counts for :class:`PublishResult`."""
-    generated_at = _scalar(conn, "SELECT NOW(3)")
-    fd, path = tempfile.mkstemp(prefix="user_topn_", suffix=".tsv")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            rows, spool_s = _score_to_file(recommender, users, n, batch_size, fh, progress)
-            t0 = time.perf_counter()
-            _load_topn(conn, s, path, model_version, generated_at)
-            write_s = spool_s + time.perf_counter() - t0
-    finally:
-        os.unlink(path)
-    popular = _build_popular(conn, s, n, upper, max_ts)
+    s, n = job.settings, job.n
+    loader = _BatchLoader(s, job.model_version, _scalar(conn, "SELECT NOW(3)"))
+    rows, write_s = _score_and_load(recommender, job.users, n, batch_size, loader, progress)
+    popular = _build_popular(conn, s, n, job.upper, job.max_ts)
     if popular == 0:
         raise ValidationFailed("popular_topn_new is empty: no in-stock item had events in the popularity window")
-    intent = _build_intent(conn, s, upper, max_ts)
-    similar = _build_similar(conn, s, n)
+    intent = _build_intent(conn, s, job.upper, job.max_ts)
+    similar = _build_similar(conn, s, n) if "item_similar" in job.tables else None
     table = f"{s.serving_db}.user_topn_new"
-    ok, summary = topn_invariants_validator(s, upper)(table)
+    ok, summary = topn_invariants_validator(s, job.upper)(table)
     if ok and validate is not None:
         ok, extra = validate(table)
         summary = f"{summary}; {extra}"
     if not ok:
         raise ValidationFailed(f"user_topn_new failed validation, nothing swapped: {summary}")
-    tables = [t for t in SWAPPED_TABLES if t != "item_similar" or similar is not None]
-    if similar is None:
-        log.warning("%s.ml_covisitation does not exist yet: item_similar left as it is", s.marts_db)
-        with conn.cursor() as cur:
-            cur.execute(f"DROP TABLE `{s.serving_db}`.item_similar_new")
-    _swap(conn, s, tables, upper, max_ts, lock_timeout)
+    _swap(conn, s, job.tables, job.upper, job.max_ts, lock_timeout)
     return {"rows": rows, "popular_rows": popular, "intent_rows": intent, "similar_rows": similar,
             "write_seconds": write_s, "validation": summary}
 
