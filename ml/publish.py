@@ -335,6 +335,21 @@ def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Valida
     return validate
 
 
+def gx_topn_validator(settings: Settings, n: int | None = None) -> Validator:
+    """The Great Expectations top-N suite (``ml.quality`` stage ``topn``) as a pre-swap validator."""
+
+    def validate(table: str) -> tuple[bool, str]:
+        from ml.quality import run_stage
+
+        db, name = table.split(".", 1)
+        if db != settings.serving_db:
+            raise ValueError(f"GX top-N suite reads the serving database {settings.serving_db}, not {db}")
+        result = run_stage("topn", settings, build_docs=False, table=name, n=n or settings.topn)
+        return result.success, result.summary
+
+    return validate
+
+
 # ----------------------------------------------------------------------------- full publish
 
 

@@ -49,15 +49,17 @@ def publish_full_cmd(
     n: int = typer.Option(None, "--n", min=1, help="Items per user (default RECSYS_TOPN)."),
     run_id: str = typer.Option(None, "--run-id", help="Run id recorded in publish_log (default: generated)."),
     batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Users scored per recommender call."),
+    gx: bool = typer.Option(True, "--gx/--no-gx", help="Also run the GX top-N suite on user_topn_new before the swap."),
 ) -> None:
     """Score every active user with the champion, validate, and swap all serving tables atomically."""
     from ml.config import get_settings
-    from ml.publish import PublishError, publish_full
+    from ml.publish import PublishError, gx_topn_validator, publish_full
 
     s = get_settings()
     try:
         rec, version = load_champion_recommender(s)
-        r = publish_full(rec, version, s, n=n, run_id=run_id, batch_size=batch_size, progress=True)
+        validate = gx_topn_validator(s, n) if gx else None
+        r = publish_full(rec, version, s, n=n, run_id=run_id, validate=validate, batch_size=batch_size, progress=True)
     except (NoChampion, PublishError) as exc:
         _fail(exc)
     console.print(

@@ -246,3 +246,22 @@ def test_reader_sees_whole_lists_during_100_full_publishes(shop):
     assert scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.publish_log WHERE kind = 'full'") == 101
     assert serving_tables(s) == LIVE
     assert pd.Series([mv for *_, mv in topn(s)]).eq("v100").all()
+
+
+class _ShortListFor(RawEventsRecommender):
+    """Gives user 3 one item fewer: the built-in invariants accept it, the GX suite (exactly N) not."""
+
+    def recommend(self, user_ids, n):
+        df = super().recommend(user_ids, n)
+        return df[~((df.user_id == 3) & (df["rank"] == n))]
+
+
+def test_gx_topn_suite_gates_the_swap(shop):
+    from ml.publish import gx_topn_validator
+
+    s = shop
+    ok = publish_full(RawEventsRecommender(s), "v1", s, n=5, validate=gx_topn_validator(s, 5))
+    assert "PASSED" in ok.validation
+    with pytest.raises(ValidationFailed, match="FAILED"):
+        publish_full(_ShortListFor(s), "v2", s, n=5, validate=gx_topn_validator(s, 5))
+    assert {mv for *_, mv in topn(s)} == {"v1"} and serving_tables(s) == LIVE
