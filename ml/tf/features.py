@@ -192,6 +192,18 @@ def distinct_rows(df: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray,
     return codes, sub.iloc[first].reset_index(drop=True)
 
 
+def token_lists(values: pd.Series) -> list[list[str]]:
+    """Query tokens of each cell: free text is lowercased and split on non-alphanumerics (so raw
+    ``query_text`` and the marts' ``query_terms`` parse alike); list cells are tokenized per element."""
+    out: list[list[str]] = []
+    for v in values.tolist():
+        if isinstance(v, (list, tuple, np.ndarray)):
+            out.append([t for e in v for t in tokenize(e)])
+        else:
+            out.append(tokenize(v))
+    return out
+
+
 def pad_lookup(lists: list[list], vocab: Vocab, max_len: int) -> np.ndarray:
     """(n, max_len) int32 indices of each list's first ``max_len`` values, 0-padded on the right."""
     n = len(lists)
@@ -238,39 +250,73 @@ def token_vocab(texts: Iterable[list[str]], *, min_count: int = 1, max_size: int
 
 
 def sequences_from_events(
-    events: pd.DataFrame, *, max_len: int = 20, max_queries: int = 3, max_per_user: int | None = 50
+    events: pd.DataFrame,
+    *,
+    max_len: int = 20,
+    max_queries: int = 5,
+    max_per_user: int | None = 50,
+    include_empty: bool = False,
 ) -> pd.DataFrame:
     """Next-item training examples for the two-tower model from raw ``user_behavior`` rows.
 
-    For every item event (browse/cart/fav/purchase) the context is the user's earlier item events
-    (``last_items``, most recent first, ≤ ``max_len``) and the text of the last ``max_queries``
-    searches before it; the target is the event's ``item_id``. Only examples with a non-empty
-    context are kept; ``max_per_user`` keeps each user's most recent examples. Point-in-time: pass
-    only events before the cut.
+    Mirrors ``fct_session_intent`` so training and serving see the same context: for every item
+    event (browse/cart/fav/purchase) ``last_items`` holds the user's earlier *distinct* items, most
+    recently touched first (≤ ``max_len``), and ``query_terms`` the distinct search texts of the
+    current session (``session_id``, when given), most recent first (≤ ``max_queries``); the target
+    is the event's ``item_id``. Examples without any earlier item are skipped unless
+    ``include_empty`` (then only the session's queries describe the user);
+    ``max_per_user`` keeps each user's most recent examples. Point-in-time: pass only events
+    before the cut.
     """
     require_columns(events, ["user_id", "item_id", "behavior_type", "ts"], "sequences_from_events")
     ev = events.sort_values(["user_id", "ts"], kind="stable")
+    n = len(ev)
+    qtexts = ev["query_text"].tolist() if "query_text" in ev.columns else [None] * n
+    sessions = ev["session_id"].tolist() if "session_id" in ev.columns else [None] * n
     rows: list[tuple] = []
-    for uid, g in ev.groupby("user_id", sort=True):
-        hist: list[str] = []
-        queries: list[str] = []
-        user_rows: list[tuple] = []
-        qtexts = g["query_text"].tolist() if "query_text" in g.columns else [None] * len(g)
-        for item, btype, qt, ts in zip(g["item_id"].tolist(), g["behavior_type"].tolist(), qtexts, g["ts"].tolist()):
-            if btype == "search" or item is None or (isinstance(item, float) and np.isnan(item)):
-                if qt:
-                    queries.append(" ".join(tokenize(qt)))
-                continue
-            item = int(item)
-            if hist:
-                user_rows.append(
-                    (uid, ",".join(hist[-max_len:][::-1]), " ".join(queries[-max_queries:]), item, btype, ts)
-                )
-            hist.append(str(item))
-        if max_per_user is not None:
-            user_rows = user_rows[-max_per_user:]
-        rows.extend(user_rows)
+    user_rows: list[tuple] = []
+    hist: dict[str, None] = {}
+    queries: dict[str, None] = {}
+    prev_user, prev_session = object(), object()
+    for uid, item, btype, qt, sess, ts in zip(
+        ev["user_id"].tolist(), ev["item_id"].tolist(), ev["behavior_type"].tolist(), qtexts, sessions, ev["ts"].tolist()
+    ):
+        if uid != prev_user:
+            rows.extend(user_rows[-max_per_user:] if max_per_user is not None else user_rows)
+            user_rows, hist, queries, prev_session = [], {}, {}, object()
+            prev_user = uid
+        if sess != prev_session:
+            queries, prev_session = {}, sess
+        if btype == "search" or pd.isna(item):
+            if isinstance(qt, str) and qt.strip():
+                queries.pop(qt.strip(), None)
+                queries[qt.strip()] = None
+            continue
+        key = str(int(item))
+        if hist or include_empty:
+            recent = list(hist)[::-1][:max_len]
+            qs = list(queries)[::-1][:max_queries]
+            user_rows.append((uid, ",".join(recent), " ".join(qs), int(item), btype, ts))
+        hist.pop(key, None)
+        hist[key] = None
+        if len(hist) > 4 * max_len:  # bound memory; only the most recent max_len are ever read
+            for old in list(hist)[: len(hist) - max_len]:
+                del hist[old]
+    rows.extend(user_rows[-max_per_user:] if max_per_user is not None else user_rows)
     return pd.DataFrame(rows, columns=["user_id", "last_items", "query_terms", "item_id", "behavior_type", "ts"])
+
+
+def contexts_from_events(events: pd.DataFrame, *, max_len: int = 20, max_queries: int = 5) -> pd.DataFrame:
+    """One row per user: ``last_items`` and ``query_terms`` (last session's searches) as of the end of
+    ``events``, built exactly like the two-tower training examples (in-memory twin of
+    ``fct_session_intent``'s text columns; for tests, benchmarks and point-in-time checks)."""
+    require_columns(events, ["user_id", "item_id", "behavior_type", "ts"], "contexts_from_events")
+    last = events.sort_values(["user_id", "ts"], kind="stable").groupby("user_id", sort=False).tail(1)
+    probe = last.assign(item_id=-1, behavior_type="browse", query_text=None, ts=last["ts"] + pd.Timedelta(milliseconds=1))
+    seq = sequences_from_events(
+        pd.concat([events, probe], ignore_index=True), max_len=max_len, max_queries=max_queries, max_per_user=1, include_empty=True
+    )
+    return seq[seq["item_id"] == -1][["user_id", "last_items", "query_terms"]].reset_index(drop=True)
 
 
 @dataclass
@@ -292,6 +338,7 @@ class Encoders:
     item_scaler: NumericScaler
     max_len: int
     max_query_tokens: int
+    intent_column: str | None = None
 
     @classmethod
     def fit(
@@ -307,6 +354,7 @@ class Encoders:
         price_buckets: int = 10,
         token_min_count: int = 1,
         token_max_size: int = 50_000,
+        intent_column: str | None = None,
     ) -> Encoders:
         """Vocabularies from the catalogue ``items`` and the training ``contexts`` rows."""
         require_columns(items, ["item_id", "category_id", "brand", "price"], "item catalogue")
@@ -314,7 +362,7 @@ class Encoders:
             raise ValueError("item catalogue has duplicate item_id values")
         if items["category_id"].isna().any():
             raise ValueError("item catalogue has items without category_id")
-        query_lists = split_list(contexts["query_terms"], " ") if "query_terms" in contexts.columns else []
+        query_lists = token_lists(contexts["query_terms"]) if "query_terms" in contexts.columns else []
         texts = list(query_lists)
         for col in ("title", "category"):
             if col in items.columns:
@@ -331,10 +379,11 @@ class Encoders:
             item_scaler=NumericScaler.fit(item_feature_rows if item_feature_rows is not None else items, item_features),
             max_len=max_len,
             max_query_tokens=max_query_tokens,
+            intent_column=intent_column,
         )
 
     def encode_context(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        """hist_items, hist_cats (n, max_len), query_tokens (n, max_query_tokens), user_num."""
+        """hist_items, hist_cats (n, max_len), query_tokens (n, max_query_tokens), user_num, intent_cat."""
         require_columns(df, ["last_items"], "user context")
         seq_cols = [c for c in ("last_items", "last_categories") if c in df.columns]
         codes, uniq = distinct_rows(df, seq_cols)  # ranker rows repeat one context per candidate
@@ -346,11 +395,14 @@ class Encoders:
         }
         if "query_terms" in df.columns:
             qcodes, quniq = distinct_rows(df, ["query_terms"])
-            out["query_tokens"] = pad_lookup(split_list(quniq["query_terms"], " "), self.token, self.max_query_tokens)[qcodes]
+            out["query_tokens"] = pad_lookup(token_lists(quniq["query_terms"]), self.token, self.max_query_tokens)[qcodes]
         else:
             out["query_tokens"] = np.zeros((len(df), self.max_query_tokens), np.int32)
         if self.user_scaler.columns:
             out["user_num"] = self.user_scaler.transform(df)
+        if self.intent_column:
+            require_columns(df, [self.intent_column], "session intent")
+            out["intent_cat"] = self.category.lookup(df[self.intent_column])
         return out
 
     def encode_items(self, df: pd.DataFrame, prefix: str = "item") -> dict[str, np.ndarray]:
@@ -378,6 +430,7 @@ class Encoders:
             "item_scaler": self.item_scaler.to_json(),
             "max_len": self.max_len,
             "max_query_tokens": self.max_query_tokens,
+            "intent_column": self.intent_column,
         }
 
     @classmethod
@@ -393,4 +446,5 @@ class Encoders:
             item_scaler=NumericScaler.from_json(d["item_scaler"]),
             max_len=int(d["max_len"]),
             max_query_tokens=int(d["max_query_tokens"]),
+            intent_column=d.get("intent_column"),
         )

@@ -21,7 +21,22 @@ import pandas as pd
 from ml.tf.features import Encoders, distinct_rows, pad_lookup, require_columns, tokenize
 
 MULTITASK_HEADS = ("clicked", "carted", "purchased")
-MATCH_FEATURES = ("query_text_match", "hist_cat_share", "last_cat_match", "in_history", "history_recency")
+MATCH_FEATURES = (
+    "query_text_match", "hist_cat_share", "last_cat_match", "in_history", "history_recency", "intent_cat_match",
+)
+#: Numeric per-row columns of ``ml_training_set`` describing the user or the (user, item) pair.
+TRAINING_SET_USER_FEATURES = (
+    "repeat_score", "covisit_score", "intent_pop_score", "global_pop_score", "n_sources",
+    "n_browse_1d", "n_browse_7d", "n_browse_30d", "n_cart_7d", "n_cart_30d", "n_fav_30d", "n_purchase_30d",
+    "n_search_7d", "n_sessions_30d", "purchase_rate", "avg_price_viewed", "hours_since_last_event",
+    "top_category_share", "intent_strength", "in_intent_category", "in_top_category", "price_vs_user_avg",
+    "ui_n_browse", "ui_n_cart", "ui_n_fav", "ui_n_purchase", "ui_carted_not_bought", "ui_hours_since_last",
+)
+#: Numeric candidate-item columns of ``ml_training_set`` (from ``dim_items``).
+TRAINING_SET_ITEM_FEATURES = (
+    "pop_browse_1d", "pop_browse_7d", "pop_cart_7d", "pop_purchase_7d", "popularity_score", "trend_1d_7d",
+    "view_to_cart_rate", "cart_to_purchase_rate", "price_pct_in_category", "age_days",
+)
 
 
 @dataclass
@@ -31,6 +46,7 @@ class RankerConfig:
     user_features: tuple[str, ...] = ()  # numeric per-row user or (user, item) pair columns
     item_features: tuple[str, ...] = ()  # numeric candidate-item columns
     item_text_columns: tuple[str, ...] = ("title", "category")  # tokens matched against queries
+    intent_column: str | None = "intent_category_id"  # the session's intent category (None: unused)
     task: str = "multitask"  # "multitask" (clicked/carted/purchased heads) | "binary" (label > 0)
     label_column: str = "label"
     head_weights: tuple[float, float, float] = (0.1, 0.3, 0.6)
@@ -104,7 +120,7 @@ class Ranker:
 def _match_features(
     x: dict[str, np.ndarray], df: pd.DataFrame, enc: Encoders, cfg: RankerConfig
 ) -> np.ndarray:
-    """(n, 5) float32: the explicit query/sequence ↔ candidate match features (MATCH_FEATURES)."""
+    """(n, 6) float32: the explicit query/sequence ↔ candidate match features (MATCH_FEATURES)."""
     n = len(df)
     hist_items, hist_cats = x["hist_items"], x["hist_cats"]
     cand_id, cand_cat = x["cand_id"], x["cand_cat"]
@@ -117,6 +133,8 @@ def _match_features(
     in_hist = seen.any(1)
     first_pos = np.where(in_hist, seen.argmax(1), 0)
     recency = np.where(in_hist, 1.0 / (1.0 + first_pos), 0.0)
+    intent = x.get("intent_cat")
+    intent_match = (intent == cand_cat) & (cand_cat > 1) if intent is not None else np.zeros(n, bool)
 
     codes, uniq = distinct_rows(df, list(cfg.item_text_columns)) if cfg.item_text_columns else (np.zeros(n, np.int64), None)
     text = [[] for _ in range(len(uniq) if uniq is not None else 1)]
@@ -130,15 +148,18 @@ def _match_features(
         qs, ts = q[s : s + 65_536], item_tok[s : s + 65_536]
         hit = ((qs[:, :, None] == ts[:, None, :]) & (qs[:, :, None] > 1)).any(2)
         q_match[s : s + 65_536] = hit.sum(1) / np.maximum((qs > 0).sum(1), 1)
-    feats = np.stack([q_match, hist_cat_share, last_cat, in_hist.astype(np.float32), recency], axis=1)
+    feats = np.stack(
+        [q_match, hist_cat_share, last_cat, in_hist.astype(np.float32), recency, intent_match.astype(np.float32)], axis=1
+    )
     return feats.astype(np.float32)
 
 
 def ranker_arrays(df: pd.DataFrame, enc: Encoders, cfg: RankerConfig) -> dict[str, np.ndarray]:
     """Parse ranker rows into model inputs.
 
-    Required columns: user_id, item_id, category_id, brand, price, last_items, the configured
-    ``user_features``/``item_features``/``item_text_columns``; optional last_categories, query_terms.
+    Required columns: item_id, category_id, brand, price, last_items, the configured
+    ``user_features``/``item_features``/``item_text_columns``/``intent_column``; optional
+    last_categories, query_terms (see :func:`attach_context` to add the text columns).
     """
     require_columns(
         df,
@@ -149,6 +170,36 @@ def ranker_arrays(df: pd.DataFrame, enc: Encoders, cfg: RankerConfig) -> dict[st
     x.update(enc.encode_items(df, prefix="cand"))
     x["match"] = _match_features(x, df, enc, cfg)
     return x
+
+
+def attach_context(
+    rows: pd.DataFrame, session_intent: pd.DataFrame, items: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Add what ``ml_training_set``/``ml_candidates`` rows lack for the ranker.
+
+    From ``session_intent`` (``fct_session_intent``), by user_id: last_items, last_categories,
+    query_terms (and intent_category_id if the rows lack it); users without a row get empty
+    context. From ``items`` (raw ``items`` or any frame with item_id + title/category), by item_id:
+    the text columns and, if missing, category_id/brand/price. Row order and count are kept.
+    """
+    require_columns(session_intent, ["user_id", "last_items"], "session intent")
+    ctx_cols = [
+        c for c in ("last_items", "last_categories", "query_terms", "intent_category_id")
+        if c in session_intent.columns and c not in rows.columns
+    ]
+    out = rows.merge(
+        session_intent[["user_id", *ctx_cols]].drop_duplicates("user_id"), on="user_id", how="left", validate="m:1"
+    )
+    for c in ("last_items", "last_categories", "query_terms"):
+        if c in out.columns:
+            out[c] = out[c].fillna("")
+    if items is not None:
+        require_columns(items, ["item_id"], "items")
+        add = [c for c in ("title", "category", "category_id", "brand", "price") if c in items.columns and c not in out.columns]
+        out = out.merge(items[["item_id", *add]].drop_duplicates("item_id"), on="item_id", how="left", validate="m:1")
+    if len(out) != len(rows):
+        raise AssertionError("attach_context changed the row count")
+    return out
 
 
 def _labels(df: pd.DataFrame, cfg: RankerConfig) -> dict[str, np.ndarray]:
@@ -180,6 +231,8 @@ def _build_model(cfg: RankerConfig, enc: Encoders):
         inp["user_num"] = keras.Input((len(cfg.user_features),), dtype="float32", name="user_num")
     if cfg.item_features:
         inp["cand_num"] = keras.Input((len(cfg.item_features),), dtype="float32", name="cand_num")
+    if cfg.intent_column:
+        inp["intent_cat"] = keras.Input((), dtype="int32", name="intent_cat")
 
     item_emb = keras.layers.Embedding(enc.item.size, cfg.item_dim, name="item_emb")
     cat_emb = keras.layers.Embedding(enc.category.size, cfg.category_dim, name="cat_emb")
@@ -202,6 +255,8 @@ def _build_model(cfg: RankerConfig, enc: Encoders):
         brand_emb(inp["cand_brand"]), price_emb(inp["cand_price"]), inp["match"],
     ]
     parts += [inp[k] for k in ("user_num", "cand_num") if k in inp]
+    if "intent_cat" in inp:
+        parts.append(cat_emb(inp["intent_cat"]))
     x = keras.layers.Concatenate(name="features")(parts)
     for i, units in enumerate(cfg.hidden):
         x = keras.layers.Dense(units, activation="relu", name=f"mlp_{i}")(x)
@@ -242,6 +297,7 @@ def fit_ranker(
         catalogue, train_df,
         user_features=cfg.user_features, item_features=cfg.item_features, item_feature_rows=train_df,
         max_len=cfg.max_len, max_query_tokens=cfg.max_query_tokens, price_buckets=cfg.price_buckets,
+        intent_column=cfg.intent_column,
     )
     x_tr, y_tr = ranker_arrays(train_df, enc, cfg), _labels(train_df, cfg)
     x_va, y_va = ranker_arrays(valid_df, enc, cfg), _labels(valid_df, cfg)

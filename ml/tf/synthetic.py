@@ -75,6 +75,7 @@ def two_tower_sequences(world: World, n: int = 3000, seed: int = 1, hist_len: in
                 "last_categories": ",".join(map(str, cats)),
                 "query_terms": q,
                 "item_id": world.successor[hist[0]],
+                "intent_category_id": cat,
                 "n_browse_7d": int(rng.poisson(10)),
                 "purchase_rate": float(rng.uniform()),
             }
@@ -124,7 +125,7 @@ def ranker_rows(
                     "carted": int(carted),
                     "purchased": int(purchased),
                     "label": int(clicked) + int(carted) + int(purchased),
-                    "intent_category": cat,
+                    "intent_category_id": cat,
                 }
             )
     return pd.DataFrame(rows)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ml.tf.features import Encoders, require_columns
 
-QUERY_INPUTS = ("hist_items", "hist_cats", "query_tokens", "user_num")
+QUERY_INPUTS = ("hist_items", "hist_cats", "query_tokens", "user_num", "intent_cat")
 ITEM_INPUTS = ("item_id", "item_cat", "item_brand", "item_price")
 
 
@@ -29,6 +29,7 @@ class TwoTowerConfig:
     max_len: int = 20
     max_query_tokens: int = 8
     user_features: tuple[str, ...] = ()
+    intent_column: str | None = None  # e.g. "intent_category_id" when the examples carry it
     item_dim: int = 32
     category_dim: int = 16
     brand_dim: int = 8
@@ -177,6 +178,8 @@ def _build_model(cfg: TwoTowerConfig, enc: Encoders):
     }
     if cfg.user_features:
         inputs["user_num"] = keras.Input((len(cfg.user_features),), dtype="float32", name="user_num")
+    if cfg.intent_column:
+        inputs["intent_cat"] = keras.Input((), dtype="int32", name="intent_cat")
     for k in ITEM_INPUTS:
         inputs[k] = keras.Input((), dtype="int32", name=k)
     inputs["logq"] = keras.Input((), dtype="float32", name="logq")
@@ -199,6 +202,8 @@ def _build_model(cfg: TwoTowerConfig, enc: Encoders):
     ]
     if cfg.user_features:
         parts.append(inputs["user_num"])
+    if cfg.intent_column:
+        parts.append(cat_emb(inputs["intent_cat"]))
     x = keras.layers.Concatenate(name="query_concat")(parts)
     x = keras.layers.Dense(cfg.hidden, activation="relu", name="query_hidden")(x)
     x = keras.layers.Dense(cfg.out_dim, name="query_out")(x)
@@ -268,7 +273,7 @@ def fit_two_tower(
     t0 = time.perf_counter()
     enc = Encoders.fit(
         items, train_sequences, user_features=cfg.user_features, max_len=cfg.max_len,
-        max_query_tokens=cfg.max_query_tokens, price_buckets=cfg.price_buckets,
+        max_query_tokens=cfg.max_query_tokens, price_buckets=cfg.price_buckets, intent_column=cfg.intent_column,
     )
     x = training_arrays(train_sequences, items, enc, cfg.logq_correction)
     n = len(x["item_id"])

@@ -124,20 +124,63 @@ def test_catalogue_must_be_unique_and_categorised():
         Encoders.fit(ITEMS.drop(columns=["brand"]), pd.DataFrame({"x": [1]}))
 
 
-def test_sequences_from_events_builds_point_in_time_contexts():
-    ts = pd.date_range("2026-01-01", periods=6, freq="min")
+def test_sequences_from_events_mirrors_session_intent_context():
+    """Distinct items, most recently touched first; queries of the current session only."""
+    ts = pd.date_range("2026-01-01", periods=7, freq="min")
     events = pd.DataFrame(
         {
-            "user_id": [1, 1, 1, 1, 2, 2],
-            "item_id": [10, None, 11, 12, 20, 10],
-            "behavior_type": ["browse", "search", "cart", "purchase", "browse", "browse"],
-            "query_text": [None, "Blue Shoe!", None, None, None, None],
+            "user_id": [1, 1, 1, 1, 1, 2, 2],
+            "session_id": ["a", "a", "a", "a", "b", "c", "c"],
+            "item_id": [10, None, 11, 10, 12, 20, 10],
+            "behavior_type": ["browse", "search", "cart", "browse", "purchase", "browse", "browse"],
+            "query_text": [None, "Blue Shoe!", None, None, None, None, None],
             "ts": ts,
         }
     )
     seq = sequences_from_events(events, max_len=2)
     assert seq[["user_id", "last_items", "query_terms", "item_id"]].values.tolist() == [
-        [1, "10", "blue shoe", 11],
-        [1, "11,10", "blue shoe", 12],
+        [1, "10", "Blue Shoe!", 11],
+        [1, "11,10", "Blue Shoe!", 10],
+        [1, "10,11", "", 12],
         [2, "20", "", 10],
     ]
+    assert len(sequences_from_events(events, max_per_user=1)) == 2
+
+
+def test_query_terms_are_tokenized_like_raw_search_text():
+    enc = Encoders.fit(ITEMS, pd.DataFrame({"query_terms": ["red shoe"]}), max_query_tokens=3)
+    x = enc.encode_context(pd.DataFrame({"last_items": ["10"], "query_terms": ["Red  SHOE!"]}))
+    assert x["query_tokens"].tolist() == [[*enc.token.lookup(["red", "shoe"]).tolist(), PAD]]
+
+
+def test_attach_context_adds_session_and_item_text_keeping_rows():
+    from ml.tf.ranker import attach_context
+
+    rows = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 20, 11], "category_id": [1, 2, 1]})
+    intent = pd.DataFrame(
+        {"user_id": [1], "last_items": ["11,10"], "last_categories": ["1"], "query_terms": ["shoe"], "intent_category_id": [1]}
+    )
+    out = attach_context(rows, intent, ITEMS)
+    assert out[["user_id", "item_id"]].values.tolist() == rows.values[:, :2].tolist()
+    assert out["last_items"].tolist() == ["11,10", "11,10", ""]
+    assert out["title"].tolist() == ["red shoe", "tv screen", "blue shoe"]
+    assert out["category_id"].tolist() == [1, 2, 1]  # the rows' own column is kept
+    assert out["intent_category_id"].isna().tolist() == [False, False, True]
+
+
+def test_contexts_from_events_gives_the_state_at_the_end():
+    from ml.tf.features import contexts_from_events
+
+    ts = pd.date_range("2026-01-01", periods=5, freq="min")
+    events = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 3],
+            "session_id": ["a", "b", "b", "c", "d"],
+            "item_id": pd.array([10, None, 11, 20, None], dtype="Int64"),
+            "behavior_type": ["browse", "search", "cart", "browse", "search"],
+            "query_text": [None, "tv", None, None, "sock"],
+            "ts": ts,
+        }
+    )
+    ctx = contexts_from_events(events)
+    assert ctx.values.tolist() == [[1, "11,10", "tv"], [2, "20", ""], [3, "", "sock"]]
