@@ -91,11 +91,10 @@ def publish_refresh_cmd(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
-    pool_size: int = typer.Option(8, "--pool-size", min=1, help="Read-only MySQL connections kept open."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (each with its own connection pool)."),
 ) -> None:
     """Run the reference serving reader (GET /recommendations/{user_id}, /similar/{item_id}, /health)."""
     import uvicorn
 
-    from ml.serving.app import create_app
-
-    uvicorn.run(create_app(pool_size=pool_size), host=host, port=port, access_log=False, log_level="warning")
+    uvicorn.run("ml.serving.app:create_app", factory=True, host=host, port=port, workers=workers,
+                access_log=False, log_level="warning")

@@ -1,0 +1,119 @@
+"""Serving-reader latency over loopback: an open-loop load generator against `recsys serve` (uvicorn).
+
+Measures only. Publishes ``--users`` × 50 rows into its own databases (prefix RECSYS_DB_PREFIX,
+default ``bench_reader_``), starts the reader as a subprocess, then for each rate sends requests on a
+fixed schedule (open loop: a slow answer does not slow the sender, so queueing shows up in the
+latency) with at most ``--max-inflight`` in flight (more would be counted as dropped). 95% of
+requests ask for published users, 5% for unknown users (fallback path). Latency is measured from the
+scheduled send time. Prints one JSON object with p50/p90/p99/max per rate.
+
+    RECSYS_DB_PREFIX=bench_reader_ nice -n 10 .venv/bin/python bench/bench_reader.py --rates 200 500 --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_publish import FixedRecommender, seed  # noqa: E402
+
+
+async def _run_rate(base: str, rate: int, seconds: float, users: int, max_inflight: int, seed_: int) -> dict:
+    rng = random.Random(seed_)
+    total = int(rate * seconds)
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    dropped = 0
+    inflight = 0
+    limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=5.0) as client:
+
+        async def one(path: str, due: float) -> None:
+            nonlocal inflight
+            try:
+                r = await client.get(path)
+                if r.status_code != 200:
+                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+                else:
+                    lat.append(time.perf_counter() - due)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            finally:
+                inflight -= 1
+
+        tasks = []
+        t0 = time.perf_counter() + 0.05
+        for i in range(total):
+            due = t0 + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if inflight >= max_inflight:
+                dropped += 1
+                continue
+            user = rng.randint(1, users) if rng.random() < 0.95 else users + rng.randint(1, 10**6)
+            inflight += 1
+            tasks.append(asyncio.create_task(one(f"/recommendations/{user}?n=20", due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - t0
+    ms = np.array(lat) * 1000
+    pct = {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in (50, 90, 99)} if len(ms) else {}
+    return {"rate": rate, "sent": total - dropped, "ok": len(lat), "dropped": dropped, "errors": errors,
+            "achieved_rps": round(len(lat) / elapsed, 1), **pct, "max_ms": round(float(ms.max()), 2) if len(ms) else None}
+
+
+def _start_server(port: int) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "uvicorn", "ml.serving.app:create_app", "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, env=dict(os.environ))
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("reader did not become healthy")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=5000)
+    ap.add_argument("--rates", type=int, nargs="+", default=[200, 500])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--max-inflight", type=int, default=64)
+    ap.add_argument("--port", type=int, default=18765)
+    args = ap.parse_args()
+    os.environ.setdefault("RECSYS_DB_PREFIX", "bench_reader_")
+    from ml.config import get_settings
+    from ml.publish import publish_full
+
+    s = get_settings()
+    seed(s, args.users, 5000)
+    publish_full(FixedRecommender(5000), "bench", s, n=50)
+    proc = _start_server(args.port)
+    try:
+        base = f"http://127.0.0.1:{args.port}"
+        asyncio.run(_run_rate(base, 100, 2.0, args.users, args.max_inflight, 0))  # warm-up: pool, caches
+        results = [asyncio.run(_run_rate(base, r, args.seconds, args.users, args.max_inflight, r)) for r in args.rates]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    print(json.dumps({"bench": "reader_latency", "endpoint": "/recommendations/{user}?n=20", "seconds": args.seconds,
+                      "load_avg_1m": os.getloadavg()[0], "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
