@@ -1,0 +1,76 @@
+{#- Time helpers shared by the models. -#}
+
+{#- True when this is a point-in-time build (var cut_ts set). -#}
+{% macro is_point_in_time() -%}
+    {{ return(var('cut_ts', none) is not none) }}
+{%- endmacro %}
+
+{#- The cut as a SQL literal; fails loudly on a malformed value rather than building wrong data. -#}
+{% macro cut_ts_literal() -%}
+    {%- if var('cut_ts', none) is none -%}
+        {%- if execute -%}
+            {{ exceptions.raise_compiler_error("this model needs the var cut_ts (a point-in-time build)") }}
+        {%- endif -%}
+        {{ return('cast(null as datetime(3))') }}
+    {%- endif -%}
+    {%- set cut = var('cut_ts') | string -%}
+    {%- if not modules.re.match('^\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?$', cut) -%}
+        {{ exceptions.raise_compiler_error("var cut_ts must look like 'YYYY-MM-DD HH:MM:SS', got '" ~ cut ~ "'") }}
+    {%- endif -%}
+    cast('{{ cut }}' as datetime(3))
+{%- endmacro %}
+
+{#- Reference time "now" of the features: the cut in a point-in-time build, else the newest event
+    (deterministic, so rebuilding the same events gives the same features). -#}
+{% macro as_of_sql(events_relation) -%}
+    {%- if is_point_in_time() -%}
+        select {{ cut_ts_literal() }} as as_of_ts
+    {%- else -%}
+        select coalesce(max(event_ts), current_timestamp(3)) as as_of_ts from {{ events_relation }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Exponential decay weight exp(-ln 2 * age / half_life), age = later_ts - earlier_ts in hours. -#}
+{% macro decay(earlier_ts, later_ts, half_life_hours) -%}
+    exp(-0.6931471805599453 * greatest(timestampdiff(second, {{ earlier_ts }}, {{ later_ts }}), 0) / 3600e0 / ({{ half_life_hours }}))
+{%- endmacro %}
+
+{#- The newest value of a column in the current model's table, as a literal for incremental
+    filters (a constant lets MySQL use the ts index; a subquery would not). None when empty. -#}
+{% macro max_in_this(column) -%}
+    {%- if not execute -%}{{ return(none) }}{%- endif -%}
+    {%- set result = run_query('select max(' ~ column ~ ') from ' ~ this) -%}
+    {%- set value = result.columns[0].values()[0] -%}
+    {{ return(value) }}
+{%- endmacro %}
+
+{#- Counts and ratios as BIGINT / DOUBLE (MySQL returns DECIMAL for SUM and division, which pandas
+    reads as Python objects). -#}
+{% macro count_if(condition) -%}
+    cast(sum(case when {{ condition }} then 1 else 0 end) as signed)
+{%- endmacro %}
+
+{% macro as_double(expression) -%}
+    cast({{ expression }} as double)
+{%- endmacro %}
+
+{#- The watermark of an incremental realtime run: the oldest of max(last_event_ts) over the given
+    models in the current target database. None (= rebuild everything) on --full-refresh, in a
+    point-in-time build, or when any of them does not exist yet or is empty. -#}
+{% macro realtime_watermark(model_names) -%}
+    {%- if not execute or flags.FULL_REFRESH or is_point_in_time() -%}{{ return(none) }}{%- endif -%}
+    {%- set marks = [] -%}
+    {%- for name in model_names -%}
+        {%- set rel = adapter.get_relation(database=this.database, schema=this.schema, identifier=name) -%}
+        {%- if rel is none -%}{{ return(none) }}{%- endif -%}
+        {%- set value = run_query('select max(last_event_ts) from ' ~ rel).columns[0].values()[0] -%}
+        {%- if value is none -%}{{ return(none) }}{%- endif -%}
+        {%- do marks.append(value) -%}
+    {%- endfor -%}
+    {{ return(marks | min) }}
+{%- endmacro %}
+
+{#- is_incremental(), except that a point-in-time build always recomputes every user. -#}
+{% macro realtime_is_incremental() -%}
+    {{ return(is_incremental() and not is_point_in_time()) }}
+{%- endmacro %}

@@ -1,0 +1,43 @@
+{{ config(post_hook=[
+    "{{ add_primary_key('event_id') }}",
+    "{{ add_index('ix_user_ts', ['user_id', 'event_ts']) }}",
+    "{{ add_index('ix_item_ts', ['item_id', 'event_ts']) }}",
+    "{{ add_index('ix_ts', 'event_ts') }}",
+]) }}
+
+with events as (
+    select * from {{ ref('stg_recsys__user_behavior') }}
+),
+
+items as (
+    select item_id, category_id, brand, price from {{ ref('stg_recsys__items') }}
+),
+
+joined as (
+    select
+        events.event_id,
+        events.user_id,
+        events.session_id,
+        events.item_id,
+        events.behavior_type,
+        events.query_text,
+        events.event_ts,
+        items.category_id,
+        items.brand,
+        items.price
+    from events
+    left join items on items.item_id = events.item_id
+),
+
+final as (
+    select
+        joined.*,
+        row_number() over (
+            partition by user_id, session_id order by event_ts, event_id
+        ) as event_seq,
+        min(event_ts) over (partition by user_id, session_id) as session_start_ts,
+        max(event_ts) over (partition by user_id, session_id) as session_end_ts
+    from joined
+)
+
+select * from final

@@ -1,0 +1,13 @@
+{{ config(post_hook=[
+    "{{ add_primary_key(['user_id', 'item_id']) }}",
+]) }}
+
+with events as (
+    select * from {{ ref('int_events_sessionized') }}
+),
+
+final as (
+    {{ user_items_aggregate_sql('events') }}
+)
+
+select * from final

@@ -1,0 +1,71 @@
+{{ config(post_hook=[
+    "{{ add_primary_key('item_id') }}",
+    "{{ add_index('ix_category_pop', ['category_id', 'popularity_score']) }}",
+]) }}
+
+with events as (
+    select * from {{ ref('int_events_sessionized') }}
+),
+
+items as (
+    select * from {{ ref('stg_recsys__items') }}
+),
+
+as_of as (
+    {{ as_of_sql(ref('int_events_sessionized')) }}
+),
+
+activity as (
+    select
+        events.item_id,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 1 day") }} as pop_browse_1d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 7 day") }} as pop_browse_7d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 30 day") }} as pop_browse_30d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 7 day") }} as pop_cart_7d,
+        {{ count_if("behavior_type = 'fav' and event_ts >= as_of.as_of_ts - interval 7 day") }} as pop_fav_7d,
+        {{ count_if("behavior_type = 'purchase' and event_ts >= as_of.as_of_ts - interval 7 day") }} as pop_purchase_7d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_cart_30d,
+        {{ count_if("behavior_type = 'purchase' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_purchase_30d,
+        cast(count(distinct case when behavior_type = 'purchase' then user_id end) as signed) as n_buyers_total,
+        max(event_ts) as last_event_ts
+    from events
+    cross join as_of
+    where events.item_id is not null
+    group by events.item_id
+),
+
+final as (
+    select
+        items.item_id,
+        items.category_id,
+        items.brand,
+        items.price,
+        items.in_stock,
+        coalesce(activity.pop_browse_1d, 0) as pop_browse_1d,
+        coalesce(activity.pop_browse_7d, 0) as pop_browse_7d,
+        coalesce(activity.pop_browse_30d, 0) as pop_browse_30d,
+        coalesce(activity.pop_cart_7d, 0) as pop_cart_7d,
+        coalesce(activity.pop_fav_7d, 0) as pop_fav_7d,
+        coalesce(activity.pop_purchase_7d, 0) as pop_purchase_7d,
+        coalesce(activity.n_buyers_total, 0) as n_buyers_total,
+        {#- 7-day popularity, carts and purchases weighted up (ranks the popularity candidates) -#}
+        {{ as_double("coalesce(activity.pop_browse_7d + 3 * activity.pop_cart_7d + 5 * activity.pop_purchase_7d, 0)") }}
+            as popularity_score,
+        {#- > 1: viewed more in the last day than its 7-day daily average (+1 smoothing) -#}
+        {{ as_double("(coalesce(activity.pop_browse_1d, 0) + 1e0) / (coalesce(activity.pop_browse_7d, 0) / 7e0 + 1)") }}
+            as trend_1d_7d,
+        {{ as_double("coalesce(activity.n_cart_30d, 0) * 1e0 / (coalesce(activity.pop_browse_30d, 0) + 1)") }}
+            as view_to_cart_rate,
+        {{ as_double("coalesce(activity.n_purchase_30d, 0) * 1e0 / (coalesce(activity.n_cart_30d, 0) + 1)") }}
+            as cart_to_purchase_rate,
+        {{ as_double("percent_rank() over (partition by items.category_id order by items.price)") }}
+            as price_pct_in_category,
+        {{ as_double("greatest(coalesce(timestampdiff(second, items.created_ts, as_of.as_of_ts), 0), 0) / 86400e0") }}
+            as age_days,
+        activity.last_event_ts
+    from items
+    cross join as_of
+    left join activity on activity.item_id = items.item_id
+)
+
+select * from final

@@ -1,0 +1,127 @@
+{{ config(post_hook=[
+    "{{ add_primary_key('user_id') }}",
+]) }}
+
+{%- set type_weight = "case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 3 else 0 end" %}
+
+with events as (
+    select * from {{ ref('int_events_sessionized') }}
+),
+
+users as (
+    select * from {{ ref('stg_recsys__users') }}
+),
+
+as_of as (
+    {{ as_of_sql(ref('int_events_sessionized')) }}
+),
+
+activity as (
+    select
+        events.user_id,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 1 day") }} as n_browse_1d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_browse_7d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_browse_30d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_cart_7d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_cart_30d,
+        {{ count_if("behavior_type = 'fav' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_fav_30d,
+        {{ count_if("behavior_type = 'purchase' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_purchase_30d,
+        {{ count_if("behavior_type = 'search' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_search_7d,
+        {{ count_if("behavior_type = 'purchase'") }} as n_purchase_total,
+        {{ count_if("behavior_type = 'browse'") }} as n_browse_total,
+        cast(count(*) as signed) as n_events_total,
+        cast(count(distinct case when event_ts >= as_of.as_of_ts - interval 30 day then session_id end) as signed)
+            as n_sessions_30d,
+        {{ as_double("avg(case when behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 30 day then price end)") }}
+            as avg_price_viewed,
+        {{ as_double("avg(case when behavior_type = 'purchase' then price end)") }} as avg_price_purchased,
+        min(event_ts) as first_event_ts,
+        max(event_ts) as last_event_ts,
+        max(as_of.as_of_ts) as as_of_ts
+    from events
+    cross join as_of
+    group by events.user_id
+),
+
+{#- affinity: type-weighted, time-decayed (half-life 7 days) share of the user's item events -#}
+category_scores as (
+    select
+        events.user_id,
+        events.category_id,
+        sum({{ type_weight }} * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}) as score
+    from events
+    cross join as_of
+    where events.category_id is not null
+    group by events.user_id, events.category_id
+),
+
+top_category as (
+    select user_id, category_id, score / nullif(total, 0) as share
+    from (
+        select
+            category_scores.*,
+            sum(score) over (partition by user_id) as total,
+            row_number() over (partition by user_id order by score desc, category_id) as rn
+        from category_scores
+    ) as ranked
+    where rn = 1
+),
+
+brand_scores as (
+    select
+        events.user_id,
+        events.brand,
+        sum({{ type_weight }} * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}) as score
+    from events
+    cross join as_of
+    where events.brand is not null
+    group by events.user_id, events.brand
+),
+
+top_brand as (
+    select user_id, brand, score / nullif(total, 0) as share
+    from (
+        select
+            brand_scores.*,
+            sum(score) over (partition by user_id) as total,
+            row_number() over (partition by user_id order by score desc, brand) as rn
+        from brand_scores
+    ) as ranked
+    where rn = 1
+),
+
+final as (
+    select
+        activity.user_id,
+        users.gender,
+        users.age,
+        activity.n_browse_1d,
+        activity.n_browse_7d,
+        activity.n_browse_30d,
+        activity.n_cart_7d,
+        activity.n_cart_30d,
+        activity.n_fav_30d,
+        activity.n_purchase_30d,
+        activity.n_search_7d,
+        activity.n_events_total,
+        activity.n_sessions_30d,
+        {{ as_double("activity.n_purchase_total * 1e0 / greatest(activity.n_browse_total, 1)") }} as purchase_rate,
+        activity.avg_price_viewed,
+        activity.avg_price_purchased,
+        {{ as_double("timestampdiff(second, activity.last_event_ts, activity.as_of_ts) / 3600e0") }}
+            as hours_since_last_event,
+        {{ as_double("timestampdiff(second, activity.first_event_ts, activity.as_of_ts) / 86400e0") }}
+            as days_since_first_event,
+        top_category.category_id as top_category_id,
+        {{ as_double("coalesce(top_category.share, 0)") }} as top_category_share,
+        top_brand.brand as top_brand,
+        {{ as_double("coalesce(top_brand.share, 0)") }} as top_brand_share,
+        activity.first_event_ts,
+        activity.last_event_ts
+    from activity
+    left join users on users.user_id = activity.user_id
+    left join top_category on top_category.user_id = activity.user_id
+    left join top_brand on top_brand.user_id = activity.user_id
+)
+
+select * from final

@@ -1,0 +1,92 @@
+{{ config(post_hook=[
+    "{{ add_primary_key(['item_id', 'similar_item_id']) }}",
+    "{{ add_index('ix_item_rank', ['item_id', '`rank`']) }}",
+]) }}
+
+{#- Pairs are formed inside a session among its last N distinct items (bounded work per session,
+    so the cost stays linear in events). Each pair counts in both directions, weighted by
+    exp-decay of its age; the neighbour's behaviour decides which score it feeds. -#}
+{%- set n_items = var('covisit_session_items') | int %}
+{%- set half_life_hours = (var('covisit_half_life_days') | float) * 24 %}
+
+with events as (
+    select * from {{ ref('int_events_sessionized') }}
+),
+
+as_of as (
+    {{ as_of_sql(ref('int_events_sessionized')) }}
+),
+
+session_items as (
+    select
+        user_id,
+        session_id,
+        item_id,
+        max(event_ts) as last_ts,
+        1 as was_seen,
+        max(behavior_type in ('cart', 'fav')) as was_carted,
+        max(behavior_type = 'purchase') as was_purchased
+    from events
+    where item_id is not null
+    group by user_id, session_id, item_id
+),
+
+recent_session_items as (
+    select *
+    from (
+        select
+            session_items.*,
+            row_number() over (
+                partition by user_id, session_id order by last_ts desc, item_id
+            ) as rn
+        from session_items
+    ) as ranked
+    where rn <= {{ n_items }}
+),
+
+pairs as (
+    select
+        a.item_id,
+        b.item_id as similar_item_id,
+        sum({{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_browse,
+        sum(b.was_carted * {{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_cart,
+        sum(b.was_purchased * {{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_purchase,
+        max(greatest(a.last_ts, b.last_ts)) as last_event_ts
+    from recent_session_items as a
+    inner join recent_session_items as b
+        on b.user_id = a.user_id and b.session_id = a.session_id and b.item_id <> a.item_id
+    cross join as_of
+    group by a.item_id, b.item_id
+),
+
+scored as (
+    select
+        pairs.*,
+        {{ var('covisit_weight_browse') }} * score_browse
+        + {{ var('covisit_weight_cart') }} * score_cart
+        + {{ var('covisit_weight_purchase') }} * score_purchase as score
+    from pairs
+),
+
+ranked as (
+    select
+        scored.*,
+        row_number() over (partition by item_id order by score desc, similar_item_id) as rn
+    from scored
+),
+
+final as (
+    select
+        item_id,
+        similar_item_id,
+        cast(rn as signed) as `rank`,
+        {{ as_double('score') }} as score,
+        {{ as_double('score_browse') }} as score_browse,
+        {{ as_double('score_cart') }} as score_cart,
+        {{ as_double('score_purchase') }} as score_purchase,
+        last_event_ts
+    from ranked
+    where rn <= {{ var('covisit_top_k') | int }}
+)
+
+select * from final

@@ -1,0 +1,39 @@
+{{ config(post_hook=[
+    "{{ add_primary_key(['user_id', 'item_id']) }}",
+]) }}
+
+{#- The only model that reads events at/after the cut: [cut_ts, cut_ts + label_hours). Users must
+    have been seen before the cut (dim_users), because only they get point-in-time features. -#}
+with future_events as (
+    select * from {{ ref('stg_recsys__user_behavior_unbounded') }}
+),
+
+users_seen as (
+    select user_id from {{ ref('dim_users') }}
+),
+
+window_events as (
+    select future_events.*
+    from future_events
+    where future_events.event_ts >= {{ cut_ts_literal() }}
+      and future_events.event_ts < {{ cut_ts_literal() }} + interval {{ var('label_hours') | int }} hour
+      and future_events.item_id is not null
+      and future_events.behavior_type in ('browse', 'cart', 'fav', 'purchase')
+),
+
+final as (
+    select
+        window_events.user_id,
+        window_events.item_id,
+        cast(max(window_events.behavior_type = 'browse') as signed) as clicked,
+        cast(max(window_events.behavior_type = 'cart') as signed) as carted,
+        cast(max(window_events.behavior_type = 'purchase') as signed) as purchased,
+        cast(max(window_events.behavior_type = 'fav') as signed) as faved,
+        min(window_events.event_ts) as first_label_ts,
+        max(window_events.event_ts) as last_label_ts
+    from window_events
+    inner join users_seen on users_seen.user_id = window_events.user_id
+    group by window_events.user_id, window_events.item_id
+)
+
+select * from final

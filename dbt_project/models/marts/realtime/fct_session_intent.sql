@@ -1,0 +1,179 @@
+{{ config(post_hook=[
+    "{{ add_primary_key('user_id') }}",
+    "{{ add_index('ix_last_event_ts', 'last_event_ts') }}",
+]) }}
+
+{#- Reads int_realtime_user_events, which holds all events of exactly the users to recompute
+    (every user on a full build; on an incremental run those with events after the watermark).
+    Their rows are replaced by delete+insert on user_id. -#}
+with user_events as (
+    select * from {{ ref('int_realtime_user_events') }}
+),
+
+last_session as (
+    select user_id, session_id, event_ts as last_event_ts
+    from user_events
+    where pos_from_end = 1
+),
+
+session_events as (
+    select * from user_events where in_last_session = 1
+),
+
+session_stats as (
+    select
+        user_id,
+        min(event_ts) as session_start_ts,
+        cast(count(*) as signed) as session_events,
+        {{ count_if("behavior_type = 'search'") }} as session_searches
+    from session_events
+    group by user_id
+),
+
+{#- category scores of the last session: type weight x 0.8^(position from the end) -#}
+category_scores as (
+    select
+        user_id,
+        category_id,
+        sum(
+            case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 2 else 0 end
+            * power(0.8, pos_in_session_from_end - 1)
+        ) as score
+    from session_events
+    where category_id is not null
+    group by user_id, category_id
+),
+
+session_intent as (
+    select user_id, category_id, score / nullif(total, 0) as strength
+    from (
+        select
+            category_scores.*,
+            sum(score) over (partition by user_id) as total,
+            row_number() over (partition by user_id order by score desc, category_id) as rn
+        from category_scores
+    ) as ranked
+    where rn = 1
+),
+
+{#- fallback when the last session has no item event (only searches): the last item's category -#}
+last_item_category as (
+    select user_id, category_id
+    from (
+        select
+            user_id,
+            category_id,
+            row_number() over (partition by user_id order by pos_from_end) as rn
+        from user_events
+        where category_id is not null
+    ) as ranked
+    where rn = 1
+),
+
+session_queries as (
+    select user_id, group_concat(query_text order by last_ts desc, query_text separator ' ') as query_terms
+    from (
+        select
+            user_id,
+            query_text,
+            last_ts,
+            row_number() over (partition by user_id order by last_ts desc, query_text) as rn
+        from (
+            select user_id, left(query_text, 100) as query_text, max(event_ts) as last_ts
+            from session_events
+            where query_text is not null
+            group by user_id, left(query_text, 100)
+        ) as distinct_queries
+    ) as ranked
+    where rn <= 5
+    group by user_id
+),
+
+user_items as (
+    select
+        user_id,
+        item_id,
+        max(category_id) as category_id,
+        min(pos_from_end) as first_pos,
+        max(case when behavior_type = 'cart' then event_ts end) as last_cart_ts,
+        max(case when behavior_type = 'purchase' then event_ts end) as last_purchase_ts
+    from user_events
+    where item_id is not null
+    group by user_id, item_id
+),
+
+{#- the user's distinct items, most recent first (the behaviour sequence the ranker reads) -#}
+recent_items as (
+    select user_id, item_id, category_id, rn
+    from (
+        select
+            user_id,
+            item_id,
+            category_id,
+            row_number() over (partition by user_id order by first_pos) as rn
+        from user_items
+    ) as ranked
+    where rn <= 20
+),
+
+recent_item_lists as (
+    select user_id, group_concat(item_id order by rn separator ',') as last_items
+    from recent_items
+    group by user_id
+),
+
+recent_categories as (
+    select user_id, group_concat(category_id order by category_rn separator ',') as last_categories
+    from (
+        select
+            user_id,
+            category_id,
+            row_number() over (partition by user_id order by min(rn)) as category_rn
+        from recent_items
+        where category_id is not null
+        group by user_id, category_id
+    ) as categories
+    where category_rn <= 10
+    group by user_id
+),
+
+carted_not_bought as (
+    select user_id, group_concat(item_id order by last_cart_ts desc, item_id separator ',') as carted_not_bought
+    from (
+        select
+            user_id,
+            item_id,
+            last_cart_ts,
+            row_number() over (partition by user_id order by last_cart_ts desc, item_id) as rn
+        from user_items
+        where last_cart_ts is not null and (last_purchase_ts is null or last_purchase_ts < last_cart_ts)
+    ) as ranked
+    where rn <= 20
+    group by user_id
+),
+
+final as (
+    select
+        last_session.user_id,
+        last_session.session_id,
+        session_stats.session_start_ts,
+        last_session.last_event_ts,
+        session_stats.session_events,
+        session_stats.session_searches,
+        coalesce(session_intent.category_id, last_item_category.category_id) as intent_category_id,
+        {{ as_double("coalesce(session_intent.strength, 0)") }} as intent_strength,
+        coalesce(session_queries.query_terms, '') as query_terms,
+        coalesce(recent_item_lists.last_items, '') as last_items,
+        coalesce(recent_categories.last_categories, '') as last_categories,
+        coalesce(carted_not_bought.carted_not_bought, '') as carted_not_bought
+    from last_session
+    inner join session_stats on session_stats.user_id = last_session.user_id
+    left join session_intent on session_intent.user_id = last_session.user_id
+    left join last_item_category on last_item_category.user_id = last_session.user_id
+    left join session_queries on session_queries.user_id = last_session.user_id
+    left join recent_item_lists on recent_item_lists.user_id = last_session.user_id
+    left join recent_categories on recent_categories.user_id = last_session.user_id
+    left join carted_not_bought on carted_not_bought.user_id = last_session.user_id
+)
+
+select * from final

@@ -1,0 +1,111 @@
+"""Run dbt (its own venv, the project's profile) from Python: the ML, publish and Airflow code.
+
+dbt reads its connection only from ``RECSYS_MYSQL_*`` and its database names from
+``RECSYS_DB_PREFIX`` (``dbt_project/profiles.yml``), so :func:`run_dbt` hands it exactly the values
+of the :class:`~ml.config.Settings` it is given: Python and dbt always agree on the databases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from datetime import datetime
+from typing import Any
+
+from ml.config import ENV_DEFAULTS, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: lines of dbt's output quoted in a DbtError
+ERROR_TAIL_LINES = 40
+#: selection of a point-in-time build: the pit models and everything upstream, with their tests
+PIT_SELECTION = ["+tag:pit"]
+
+
+class DbtError(RuntimeError):
+    """dbt exited non-zero (or could not start); the message ends with the tail of its output."""
+
+
+def db_prefix(settings: Settings) -> str:
+    """The database prefix the settings were built with (``raw_db`` minus its base name)."""
+    base = os.environ.get("RECSYS_RAW_DB", ENV_DEFAULTS["RECSYS_RAW_DB"])
+    if not settings.raw_db.endswith(base):
+        raise ValueError(f"raw database {settings.raw_db!r} does not end with RECSYS_RAW_DB={base!r}")
+    return settings.raw_db[: -len(base)]
+
+
+def pit_database(settings: Settings) -> str:
+    """``{prefix}recsys_pit``: where dbt writes whenever the var ``cut_ts`` is set."""
+    return f"{db_prefix(settings)}recsys_pit"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The environment for a dbt process: ours, with connection, prefix and profile from ``settings``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "RECSYS_MYSQL_HOST": settings.mysql_host,
+            "RECSYS_MYSQL_PORT": str(settings.mysql_port),
+            "RECSYS_MYSQL_USER": settings.mysql_user,
+            "RECSYS_MYSQL_PASSWORD": settings.mysql_password,
+            "RECSYS_DB_PREFIX": db_prefix(settings),
+            "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        }
+    )
+    return env
+
+
+def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None) -> None:
+    """Run ``dbt <args>`` in ``dbt_project/`` with ``--vars`` (JSON) when given.
+
+    Raises :class:`DbtError` with the command and the tail of dbt's output when it fails.
+    """
+    s = settings or get_settings()
+    exe = s.dbt_executable
+    if not exe.exists():
+        raise DbtError(f"dbt not found at {exe}: run scripts/setup.sh (or set RECSYS_DBT_VENV)")
+    cmd = [str(exe), *args]
+    if vars:
+        cmd += ["--vars", json.dumps(vars, default=str)]
+    log.info("running %s", " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=s.dbt_project_dir, env=dbt_env(s), capture_output=True, text=True, check=False)
+    output = proc.stdout + (("\n" + proc.stderr) if proc.stderr else "")
+    if proc.returncode != 0:
+        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(output)}")
+    log.info("dbt %s: %s", args[0] if args else "", _tail(output, 2))
+
+
+def format_cut(cut_ts: datetime | str) -> str:
+    """``'YYYY-MM-DD HH:MM:SS'`` (the form dbt's ``cut_ts`` var takes); strings are checked."""
+    if isinstance(cut_ts, str):
+        try:
+            parsed = datetime.fromisoformat(cut_ts)
+        except ValueError:
+            raise ValueError(f"cut_ts must look like 'YYYY-MM-DD HH:MM:SS', got {cut_ts!r}") from None
+    else:
+        parsed = cut_ts
+    if parsed.tzinfo is not None:
+        raise ValueError("cut_ts must be naive UTC (the raw tables store naive UTC DATETIME)")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def build_point_in_time(cut_ts: datetime | str, label_hours: int = 24, settings: Settings | None = None) -> str:
+    """Build the point-in-time tables for one cut (features from events before ``cut_ts``, labels
+    from ``[cut_ts, cut_ts + label_hours)``) with ``--full-refresh`` into ``{prefix}recsys_pit``,
+    running their tests (the leakage test included). Returns the database name."""
+    if label_hours <= 0:
+        raise ValueError(f"label_hours must be positive, got {label_hours}")
+    s = settings or get_settings()
+    run_dbt(
+        ["build", "--select", *PIT_SELECTION, "--full-refresh"],
+        vars={"cut_ts": format_cut(cut_ts), "label_hours": int(label_hours)},
+        settings=s,
+    )
+    return pit_database(s)
