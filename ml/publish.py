@@ -115,6 +115,8 @@ class RefreshBatch:
     rows: int
     max_event_ts: datetime | None
     committed_at: datetime
+    first_user: int  # batches cover consecutive user ids (users are refreshed in id order)
+    last_user: int
     kept_users: tuple[int, ...] = ()  # users the recommender returned nothing for: old rows kept
 
 
@@ -723,7 +725,8 @@ def _refresh_batch(conn, s: Settings, recommender: Recommender, model_version: s
         conn.rollback()
         raise
     committed_at = _scalar(conn, "SELECT NOW(3)")
-    return RefreshBatch(users=len(scored), rows=len(values), max_event_ts=max_ts, committed_at=committed_at, kept_users=kept)
+    return RefreshBatch(users=len(scored), rows=len(values), max_event_ts=max_ts, committed_at=committed_at,
+                        first_user=batch[0], last_user=batch[-1], kept_users=kept)
 
 
 def publish_refresh(

@@ -102,6 +102,7 @@ class RawEventsRecommender:
             f"SELECT e.user_id, e.item_id, SUM({case}) s FROM user_behavior e JOIN items i ON i.item_id = e.item_id "
             f"WHERE i.in_stock = 1 AND e.user_id IN ({ids}) GROUP BY e.user_id, e.item_id ORDER BY e.user_id, s DESC, e.item_id"
         )
+        offset = max(100.0, float(popular[0][1]) + 1 if popular else 0.0)  # own items rank above any popular one
         mine: dict[int, list[tuple[int, float]]] = {}
         for u, i, s in own:
             mine.setdefault(int(u), []).append((int(i), float(s)))
@@ -109,7 +110,7 @@ class RawEventsRecommender:
         for u in user_ids:
             if u in self.skip_users:
                 continue
-            items = [(i, 100.0 + s, "repeat") for i, s in mine.get(u, [])][:n]
+            items = [(i, offset + s, "repeat") for i, s in mine.get(u, [])][:n]
             seen = {i for i, _, _ in items}
             for i, s in popular:
                 if len(items) >= n:
