@@ -100,17 +100,26 @@ CUSTOM_OBJECTS = {
 }
 
 
-def predict_batched(model, x: dict, batch_size: int):
+def compiled_forward(model):
+    """``model(batch, training=False)`` as one traced graph (≈2x faster than eager on CPU)."""
+    import tensorflow as tf
+
+    return tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+
+
+def predict_batched(model, x: dict, batch_size: int, forward=None):
     """Forward pass in batches without Keras' predict loop (cheap for many small calls).
 
+    ``forward``: a :func:`compiled_forward` of ``model`` to reuse across calls (else eager).
     Returns float32 numpy: an array for a single-output model, a dict for a dict-output model.
     """
     import numpy as np
 
+    call = forward or (lambda batch: model(batch, training=False))
     n = len(next(iter(x.values())))
     chunks: list = []
     for start in range(0, n, batch_size):
-        out = model({k: v[start : start + batch_size] for k, v in x.items()}, training=False)
+        out = call({k: v[start : start + batch_size] for k, v in x.items()})
         chunks.append({k: np.asarray(v, np.float32) for k, v in out.items()} if isinstance(out, dict) else np.asarray(out, np.float32))
     if not chunks:
         return {} if isinstance(model.output, dict) else np.zeros((0,), np.float32)

@@ -97,6 +97,7 @@ class Ranker:
     best_epoch: int = 0
     fit_seconds: float = 0.0
     example_inputs: dict | None = field(default=None, repr=False)  # a few training rows (MLflow example)
+    _forward: object = field(default=None, repr=False, compare=False)
 
     def inputs(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
         """The model's input arrays for rows ``df`` (see :func:`ranker_arrays`)."""
@@ -104,9 +105,11 @@ class Ranker:
 
     def predict_heads(self, df: pd.DataFrame, batch_size: int = 8192) -> dict[str, np.ndarray]:
         """Per-head probabilities (float64 arrays aligned with ``df``'s rows)."""
-        from ml.tf.layers import predict_batched
+        from ml.tf.layers import compiled_forward, predict_batched
 
-        out = predict_batched(self.model, self.inputs(df), batch_size)
+        if self._forward is None:
+            self._forward = compiled_forward(self.model)
+        out = predict_batched(self.model, self.inputs(df), batch_size, self._forward)
         return {k: v.reshape(-1).astype(np.float64) for k, v in out.items()}
 
     def score(self, df: pd.DataFrame, batch_size: int = 8192) -> np.ndarray:

@@ -68,17 +68,18 @@ class TwoTower:
 
     # -- towers -----------------------------------------------------------------------------
     def towers(self) -> tuple:
-        """(query_model, item_model): Keras sub-models sharing the trained layers."""
+        """(query_model, item_model, compiled query forward): sub-models sharing the trained layers."""
         if self._towers is None:
             import keras
 
             inp = self.model.input
             q_in = {k: inp[k] for k in QUERY_INPUTS if k in inp}
             i_in = {k: inp[k] for k in ITEM_INPUTS}
-            self._towers = (
-                keras.Model(q_in, self.model.get_layer("query_vec").output),
-                keras.Model(i_in, self.model.get_layer("item_vec").output),
-            )
+            from ml.tf.layers import compiled_forward
+
+            query_model = keras.Model(q_in, self.model.get_layer("query_vec").output)
+            item_model = keras.Model(i_in, self.model.get_layer("item_vec").output)
+            self._towers = (query_model, item_model, compiled_forward(query_model))
         return self._towers
 
     def query_vectors(self, user_context: pd.DataFrame, batch_size: int = 2048) -> np.ndarray:
@@ -86,7 +87,7 @@ class TwoTower:
         from ml.tf.layers import predict_batched
 
         x = self.encoders.encode_context(user_context)
-        return predict_batched(self.towers()[0], x, batch_size)
+        return predict_batched(self.towers()[0], x, batch_size, self.towers()[2])
 
     def item_vectors(self, batch_size: int = 4096) -> np.ndarray:
         """(n_items, out_dim) float32 vectors of the catalogue (cached)."""
