@@ -162,3 +162,34 @@ def import_cmd(
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     print_load_report(report, f"{fmt.value} {path} → {s.raw_db}")
+
+
+@data_app.command("feed")
+def feed_cmd(
+    rate: float = typer.Option(50.0, help="Events per second."),
+    duration: float = typer.Option(60.0, help="Seconds to run."),
+    batch_seconds: float = typer.Option(1.0, help="Seconds per committed batch."),
+    seed: int = typer.Option(None, help="Random seed (default: fresh each run)."),
+) -> None:
+    """Append live simulated events (current timestamps) to recsys_raw in small committed batches."""
+    from rich.progress import Progress
+
+    from ml.data.feed import run_feed
+
+    with Progress(console=console) as progress:
+        task = progress.add_task("feeding", total=max(1, int(duration / batch_seconds)))
+
+        def advance(rep) -> None:
+            progress.update(task, advance=1, description=f"feeding: {rep.events:,} events")
+
+        try:
+            report = run_feed(rate, duration, seed=seed, batch_seconds=batch_seconds, on_batch=advance)
+        except RuntimeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    console.print(
+        f"appended {report.events:,} events in {report.batches} batches over {report.seconds:.1f}s "
+        f"({report.sessions_new} new sessions, {report.sessions_continued} continued, {report.users_new} new users)"
+    )
+    if report.quarantined:
+        console.print(f"quarantined: {dict(report.quarantined)}")

@@ -11,6 +11,7 @@ goes straight in with LOAD DATA; otherwise it is staged in a temporary table, ma
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -92,9 +93,11 @@ def write_batch(
     *,
     users: pd.DataFrame | None = None,
     items: pd.DataFrame | None = None,
+    also: Sequence[tuple[str, pd.DataFrame, tuple[str, ...], str]] = (),
 ) -> LoadReport:
     """One atomic batch: insert-if-absent ``users``/``items`` (contract columns they carry),
-    the clean events minus duplicates of loaded ones, and all quarantine rows."""
+    the clean events minus duplicates of loaded ones, all quarantine rows, and ``also``:
+    further ``(raw table, frame, columns, mode)`` loads that must commit with the batch."""
     raw = f"`{settings.raw_db}`"
     report = LoadReport(batches=1)
     quarantine = checked.quarantine
@@ -115,5 +118,7 @@ def write_batch(
                 quarantine = pd.concat([quarantine, extra], ignore_index=True)
         if not quarantine.empty:
             _write_quarantine(conn, raw, quarantine)
+        for table, frame, columns, mode in also:
+            load_frame(conn, f"{raw}.`{table}`", frame, columns, mode)  # type: ignore[arg-type]
     report.quarantined = Counter(quarantine["reason"].tolist())
     return report

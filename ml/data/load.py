@@ -1,7 +1,7 @@
 """Bulk writes into ``recsys_raw`` with ``LOAD DATA LOCAL INFILE`` (about 3x a multi-row INSERT).
 
-A frame is written to a temporary tab-separated file in MySQL's default escaping (``\\N`` = NULL,
-backslash-escaped tab/newline/backslash) and loaded with an explicit column list. The caller owns
+A frame is written to a temporary tab-separated file (backslash-escaped tab/newline/backslash, an
+empty field for NULL, so an empty string also loads as NULL) and loaded with an explicit column list. The caller owns
 the transaction, so a batch of events and its quarantine rows commit or roll back together.
 """
 
@@ -36,13 +36,26 @@ def _escape_text(col: pd.Series) -> pd.Series:
 
 
 def write_tsv(df: pd.DataFrame, columns: tuple[str, ...], path: str) -> None:
-    """Write ``columns`` of ``df`` as a LOAD DATA-ready file (no header, ``\\N`` for NULL)."""
-    out = df.loc[:, list(columns)].copy()
+    """Write ``columns`` of ``df`` as a LOAD DATA-ready file: no header, tab-separated, an empty
+    field for NULL (mapped back by :func:`load_frame`), text escaped. Uses Arrow's CSV writer
+    (about 10x pandas' ``to_csv`` with datetime formatting)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    out = df.loc[:, list(columns)]
+    fixed: dict[str, pd.Series] = {}
     for c in out.columns:
-        if out[c].dtype == object or pd.api.types.is_string_dtype(out[c]):
-            out[c] = _escape_text(out[c])
-    out.to_csv(path, sep="\t", header=False, index=False, na_rep="\\N", date_format="%Y-%m-%d %H:%M:%S.%f",
-               lineterminator="\n", quoting=3, escapechar=None)
+        col = out[c]
+        if pd.api.types.is_bool_dtype(col):
+            fixed[c] = col.astype("Int8")
+        elif pd.api.types.is_datetime64_any_dtype(col):
+            fixed[c] = col.astype("datetime64[ms]")
+        elif col.dtype == object or pd.api.types.is_string_dtype(col):
+            fixed[c] = _escape_text(col).astype(object).where(col.notna(), None)
+    if fixed:
+        out = out.assign(**fixed)
+    table = pa.Table.from_pandas(out, preserve_index=False)
+    pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
 
 
 def load_frame(
@@ -62,11 +75,12 @@ def load_frame(
     try:
         write_tsv(df, columns, path)
         keyword = {"append": "", "replace": "REPLACE", "ignore": "IGNORE"}[mode]
-        cols = ", ".join(f"`{c}`" for c in columns)
+        names = ", ".join(f"@v{i}" for i in range(len(columns)))
+        assign = ", ".join(f"`{c}` = NULLIF(@v{i}, '')" for i, c in enumerate(columns))
         with conn.cursor() as cur:
             return cur.execute(
                 f"LOAD DATA LOCAL INFILE %s {keyword} INTO TABLE {table} CHARACTER SET utf8mb4 "
-                f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({cols})",
+                f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names}) SET {assign}",
                 (path,),
             )
     finally:

@@ -123,7 +123,10 @@ def _timestamps(s: pd.Series, unit: str | None, rs: _Reasons, now: pd.Timestamp)
         ts = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ms]")
         ts[ok] = pd.to_datetime((secs[ok] * 1000).round().astype(np.int64), unit="ms")
         return ts
-    ts = pd.to_datetime(s, errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = s
+    else:  # text: each value parsed on its own (pandas would otherwise guess one format from the first)
+        ts = pd.to_datetime(s, errors="coerce", format="mixed")
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     rs.flag(ts.isna(), "bad_timestamp", shown, s)

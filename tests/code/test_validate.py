@@ -131,3 +131,11 @@ def test_sessions_split_on_30_minute_gap_and_continue_across_batches():
     second = pd.DataFrame({"user_id": [1, 2], "ts": [t0 + pd.Timedelta(minutes=80), t0 + pd.Timedelta(minutes=31)]})
     b = s.assign(second)
     assert b.session_id.tolist() == [f"1-{epoch + 3600}", f"2-{epoch + 31 * 60}"]
+
+
+def test_text_timestamps_of_mixed_shapes_parse_one_by_one():
+    df = pd.DataFrame({"user_id": ["1", "1", "1"], "item_id": ["2", "3", "4"], "behavior_type": ["browse"] * 3,
+                       "ts": ["2026-10-01 10:00:00.123", "2026-10-02", "not a time"]})
+    checked = validate_events(df, "t", now=NOW)
+    assert checked.clean.ts.tolist() == [pd.Timestamp("2026-10-01 10:00:00.123"), pd.Timestamp("2026-10-02")]
+    assert checked.quarantine.reason.tolist() == ["bad_timestamp"]
