@@ -545,10 +545,17 @@ def _build_similar(conn: pymysql.connections.Connection, s: Settings, k: int) ->
 
 
 def _swap(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[str], upper: int, max_ts: datetime | None, lock_timeout: float) -> None:
-    """One atomic RENAME of every rebuilt table, under the publish lock; then rewind the watermark."""
+    """Under the publish lock: rewind the watermark, then one atomic RENAME of every rebuilt table."""
     db = s.serving_db
     renames = ", ".join(f"`{db}`.`{t}` TO `{db}`.`{t}_old`, `{db}`.`{t}_new` TO `{db}`.`{t}`" for t in tables)
     with named_lock(conn, lock_name(s, "publish"), lock_timeout, "full publish swap"), conn.cursor() as cur:
+        # rewind first: if the RENAME then fails, the only cost is rescoring a few users again
+        cur.execute(
+            f"INSERT INTO `{db}`.publish_watermark (name, event_id, max_event_ts, updated_at) VALUES (%s, %s, %s, NOW(3)) "
+            "ON DUPLICATE KEY UPDATE max_event_ts = IF(VALUES(event_id) < event_id, VALUES(max_event_ts), max_event_ts), "
+            "event_id = LEAST(event_id, VALUES(event_id)), updated_at = NOW(3)",
+            (WATERMARK_NAME, upper, max_ts),
+        )
         for attempt in range(3):
             try:
                 cur.execute(f"RENAME TABLE {renames}")
@@ -557,12 +564,6 @@ def _swap(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[st
                 if exc.args[0] != 1205 or attempt == 2:
                     raise
                 log.warning("RENAME waited %ss for a metadata lock; retrying", LOCK_WAIT_TIMEOUT_S)
-        cur.execute(
-            f"INSERT INTO `{db}`.publish_watermark (name, event_id, max_event_ts, updated_at) VALUES (%s, %s, %s, NOW(3)) "
-            "ON DUPLICATE KEY UPDATE max_event_ts = IF(VALUES(event_id) < event_id, VALUES(max_event_ts), max_event_ts), "
-            "event_id = LEAST(event_id, VALUES(event_id)), updated_at = NOW(3)",
-            (WATERMARK_NAME, upper, max_ts),
-        )
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS " + ", ".join(f"`{db}`.`{t}_old`" for t in tables))
 

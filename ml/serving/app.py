@@ -128,9 +128,16 @@ class ServingStore:
         """Run one read; retry on 1412 and on a dropped connection, else raise ServingUnavailable."""
         for attempt in range(self.retries + 1):
             try:
-                with self.pool.connection() as conn, conn.cursor() as cur:
-                    cur.execute(sql, args)
-                    return list(cur.fetchall())
+                with self.pool.connection() as conn:
+                    try:
+                        with conn.cursor() as cur:
+                            cur.execute(sql, args)
+                            return list(cur.fetchall())
+                    except pymysql.err.OperationalError as exc:
+                        if exc.args and exc.args[0] in RETRY_CODES:  # end any snapshot older than the swap
+                            with contextlib.suppress(pymysql.Error):
+                                conn.rollback()
+                        raise
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError, pymysql.err.InternalError) as exc:
                 code = exc.args[0] if exc.args else 0
                 if (code in RETRY_CODES or code in RECONNECT_CODES) and attempt < self.retries:

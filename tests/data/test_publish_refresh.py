@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -159,3 +160,37 @@ def test_refresh_busy_when_lock_is_held(published):
             publish_refresh(RawEventsRecommender(s), "v2", s, n=5, lock_timeout=0.1)
     conn.close()
     assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5).users == 1
+
+
+def test_reader_never_sees_an_empty_list_while_a_user_is_refreshed(published):
+    """Readers (autocommit snapshots) see a user's old or new rows across 40 DELETE+INSERT refreshes."""
+    from ml.serving.app import ServingStore
+
+    s = published
+    store = ServingStore(s, pool_size=1)
+    stop = threading.Event()
+    seen: list[int] = []
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                rows = store.query("SELECT COUNT(*), MIN(`rank`), MAX(`rank`) FROM user_topn WHERE user_id = 2")[0]
+                seen.append(int(rows[0]))
+                if rows[0] != 5 or (rows[1], rows[2]) != (1, 5):
+                    errors.append(f"partial list {rows}")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        for k in range(40):
+            add_events(s, [(2, 1 + (k % 29), "browse", T0 + timedelta(days=1, minutes=k))])
+            assert publish_refresh(RawEventsRecommender(s), f"v{k}", s, n=5).users == 1
+    finally:
+        stop.set()
+        thread.join(30)
+    store.pool.close()
+    assert errors == [] and len(seen) >= 40

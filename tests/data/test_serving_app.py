@@ -86,3 +86,20 @@ def test_database_trouble_is_503_not_500(settings):
     with TestClient(create_app(bad)) as c:
         assert c.get("/health").status_code == 503
         assert c.get("/recommendations/1").status_code == 503
+
+
+def test_read_after_a_swap_retries_error_1412(clean_db):
+    """A pooled connection whose snapshot predates a swap gets 1412; the store ends the stale
+    snapshot and retries instead of failing the request."""
+    from ml.serving.app import ServingStore
+
+    s = clean_db
+    seed_shop(s)
+    publish_full(RawEventsRecommender(s), "v1", s, n=5)
+    store = ServingStore(s, pool_size=1)
+    with store.pool.connection() as conn, conn.cursor() as cur:
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")  # a snapshot from before the swap
+    publish_full(RawEventsRecommender(s), "v2", s, n=5)
+    items = store.recommendations(1, 5)
+    assert store.retried == 1 and len(items) == 5 and {it["model_version"] for it in items} == {"v2"}
+    store.pool.close()
