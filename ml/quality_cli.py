@@ -39,6 +39,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the details as JSON instead of the summary."),
 ) -> None:
     """Run one stage's checkpoint, print the compact summary, exit 1 when the data breaks its contract."""
+    from rich.markup import escape
+
     from ml.quality import QualityUsageError, run_stage
 
     params: dict[str, object] = {}
@@ -59,7 +61,7 @@ def run(
     else:
         style = "green" if result.success else "bold red"
         first, *rest = result.summary.splitlines()
-        console.print(f"[{style}]{first}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[{style}]{escape(first)}[/]", highlight=False, soft_wrap=True)
         for line in rest:
             console.print(line, highlight=False, soft_wrap=True, markup=False)
     if not result.success:

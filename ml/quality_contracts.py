@@ -37,7 +37,9 @@ EARLIEST_EVENT_TS = "2000-01-01T00:00:00"
 LABEL_SHARE_MIN, LABEL_SHARE_MAX = 0.001, 0.5
 #: Column-name fragments that must not appear in a training set except as the known label columns.
 LABEL_COLUMNS = ("clicked", "carted", "purchased", "label")
-LEAKY_NAME_PATTERN = "label|target|future|next_|clicked|carted|purchased"
+#: A column named like a label: any "label"/"target"/"future"/"next_", or starting with a label name
+#: (``purchased_next_day``); history features such as ``ui_carted_not_bought`` do not match.
+LEAKY_NAME_PATTERN = "label|target|future|next_|^(clicked|carted|purchased|faved)"
 TRAINING_COLUMNS_QUERY = (
     "SELECT LOWER(column_name) AS column_name FROM information_schema.columns "
     "WHERE table_schema = DATABASE() AND table_name = 'ml_training_set'"

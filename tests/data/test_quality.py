@@ -23,6 +23,28 @@ def failed(result: QualityResult) -> set[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------- raw
 
 @pytest.fixture()
+def raw_sim(settings, sim_small):
+    """``sim_small`` as the raw tables hold it: reloaded if an earlier test emptied or changed them."""
+    from ml.data.simulate import load_simulation
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM user_behavior")
+            n_events = int(cur.fetchone()[0])
+            cur.execute("SELECT COUNT(*) FROM items")
+            n_items = int(cur.fetchone()[0])
+            if (n_events, n_items) != (len(sim_small.events), len(sim_small.items)):
+                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
+                    cur.execute(f"TRUNCATE TABLE `{t}`")
+                load_simulation(sim_small, settings)
+    finally:
+        conn.close()
+    return sim_small
+
+
+@pytest.fixture()
 def events(sim_small) -> pd.DataFrame:
     """A clean incoming batch: 1,000 events of the simulated shop, in contract columns."""
     ev = sim_small.events.head(1000).copy()
@@ -35,10 +57,10 @@ def test_clean_simulated_batch_passes(settings, events):
     assert result.details["rows"] == 1000
 
 
-def test_landed_simulation_passes_and_advances_the_watermark(settings, sim_small):
+def test_landed_simulation_passes_and_advances_the_watermark(settings, raw_sim):
     result = run_stage("raw", settings, since_event_id=0)
     assert result.success, result.summary
-    assert result.details["rows"] == len(sim_small.events)
+    assert result.details["rows"] == len(raw_sim.events)
     assert "Data Docs:" in result.summary and (settings.home / "gx" / "data_docs" / "index.html").exists()
     watermark = load_state(settings)[settings.raw_db]["raw_watermark"]
     again = run_stage("raw", settings, build_docs=False)
@@ -75,7 +97,7 @@ def test_duplicated_events_fail(settings, events):
     assert failed(result) == {("raw_user_behavior", "user_id,item_id,behavior_type,ts")}
 
 
-def test_landed_future_events_fail_the_sql_batch(settings, sim_small):
+def test_landed_future_events_fail_the_sql_batch(settings, raw_sim):
     """Events that the raw table accepts (valid types, ids) but that lie in the future."""
     conn_sql = f"SELECT COALESCE(MAX(event_id), 0) FROM `{settings.raw_db}`.user_behavior"
     from ml.db import connect
@@ -183,10 +205,10 @@ def test_training_set_without_positives_fails(marts):
 # ------------------------------------------------------------------------------------------ top-N
 
 @pytest.fixture()
-def topn(settings, sim_small) -> tuple[pd.DataFrame, list[int]]:
+def topn(settings, raw_sim) -> tuple[pd.DataFrame, list[int]]:
     """A clean top-5 for 4 users: in-stock items they never bought, scores falling with rank."""
-    ev = sim_small.events
-    items = sim_small.items
+    ev = raw_sim.events
+    items = raw_sim.items
     in_stock = items.loc[items["in_stock"] == 1, "item_id"].to_numpy()
     users = sorted(ev["user_id"].unique())[:4]
     rows = []
@@ -211,9 +233,9 @@ def test_topn_with_duplicate_items_fails(settings, topn):
     assert "no duplicate items per user" in result.summary
 
 
-def test_topn_business_rules_fail(settings, sim_small, topn):
+def test_topn_business_rules_fail(settings, raw_sim, topn):
     frame, users = topn
-    ev, items = sim_small.events, sim_small.items
+    ev, items = raw_sim.events, raw_sim.items
     out_of_stock = int(items.loc[items["in_stock"] == 0, "item_id"].iloc[0])
     buyer, bought = ev.loc[ev.behavior_type == "purchase", ["user_id", "item_id"]].iloc[0]
     frame.loc[0, "item_id"] = out_of_stock
@@ -256,7 +278,7 @@ def test_topn_from_a_serving_table_with_non_finite_scores(settings, topn):
 
 # -------------------------------------------------------------------------------------------- CLI
 
-def test_cli_prints_the_summary_and_exits_non_zero_on_failure(settings, sim_small):
+def test_cli_prints_the_summary_and_exits_non_zero_on_failure(settings, raw_sim):
     from typer.testing import CliRunner
 
     from ml.cli import app
