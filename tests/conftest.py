@@ -72,17 +72,11 @@ def clean_db(settings):
     return settings
 
 
-@pytest.fixture(scope="session")
-def sim_small(settings):
-    """A small simulated shop (300 users, 200 items, 7 days, seed 7; ~16k events) loaded into the
-    test raw database once per session; returns the :class:`ml.data.simulate.SimData`.
-    The raw tables are emptied before loading. Note: a later ``clean_db`` empties them again."""
-    from datetime import datetime
-
-    from ml.data.simulate import SimConfig, load_simulation, simulate
+def _load_sim(settings, data) -> None:
+    """Empty the raw tables and load ``data`` (the simulated shop) into them."""
+    from ml.data.simulate import load_simulation
     from ml.db import connect
 
-    data = simulate(SimConfig(users=300, items=200, days=7, seed=7, start=datetime(2026, 10, 1)))
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
@@ -91,4 +85,37 @@ def sim_small(settings):
     finally:
         conn.close()
     load_simulation(data, settings)
+
+
+@pytest.fixture(scope="session")
+def sim_small(settings):
+    """A small simulated shop (300 users, 200 items, 7 days, seed 7; ~16k events) loaded into the
+    test raw database once per session; returns the :class:`ml.data.simulate.SimData`.
+    The raw tables are emptied before loading. A later ``clean_db`` empties them again: tests
+    that run after such tests and need the rows in MySQL should use ``sim_small_db``."""
+    from datetime import datetime
+
+    from ml.data.simulate import SimConfig, simulate
+
+    data = simulate(SimConfig(users=300, items=200, days=7, seed=7, start=datetime(2026, 10, 1)))
+    _load_sim(settings, data)
     return data
+
+
+@pytest.fixture()
+def sim_small_db(sim_small, settings):
+    """``sim_small``, re-loaded first if the raw tables no longer hold exactly its events."""
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM user_behavior")
+            events = int(cur.fetchone()[0])
+            cur.execute("SELECT COUNT(*) FROM sim_session_intent")
+            sessions = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    if (events, sessions) != (len(sim_small.events), len(sim_small.intents)):
+        _load_sim(settings, sim_small)
+    return sim_small

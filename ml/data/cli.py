@@ -69,7 +69,7 @@ def simulate_cmd(
     from rich.progress import Progress
 
     from ml.config import get_settings
-    from ml.data.simulate import SimConfig, SimData, iter_simulation, load_simulation
+    from ml.data.simulate import SimConfig, iter_simulation, load_simulation, summarize
     from ml.db import init_db
 
     s = get_settings()
@@ -87,36 +87,27 @@ def simulate_cmd(
     blocks = -(-users // cfg.users_per_block)
     from ml.data.ingest import LoadReport
 
-    totals: list[SimData] = []
+    from collections import Counter
+
+    totals: Counter = Counter()
     report = LoadReport()
     with Progress(console=console) as progress:
         task = progress.add_task("simulate + load", total=blocks)
         for block in iter_simulation(cfg):
             report.add(load_simulation(block, s))
-            # keep only what the summary needs, so memory stays bounded on big runs
-            totals.append(SimData(block.users[["user_id"]], block.items, block.events[["behavior_type"]], block.intents[["is_switch"]]))
+            totals.update(block.counts())  # additive counts only: memory stays bounded on big runs
             progress.advance(task)
-    _print_summary(totals, s.raw_db)
+    _print_summary(summarize(dict(totals)), s.raw_db)
     if report.quarantined:
         print_load_report(report, "validation")
 
 
-def _print_summary(blocks, raw_db: str) -> None:
+def _print_summary(summary: dict[str, float], raw_db: str) -> None:
     """One table of what was loaded: counts per type, funnel, search and switch shares."""
-    import pandas as pd
-
-    from ml.data.simulate import SimData
-
-    merged = SimData(
-        users=pd.concat([b.users for b in blocks]),
-        items=blocks[0].items,
-        events=pd.concat([b.events for b in blocks]),
-        intents=pd.concat([b.intents for b in blocks]),
-    )
     table = Table(title=f"loaded into {raw_db}")
     table.add_column("statistic")
     table.add_column("value", justify="right")
-    for key, value in merged.summary().items():
+    for key, value in summary.items():
         table.add_row(key, f"{value:.3f}" if isinstance(value, float) else f"{value:,}")
     console.print(table)
 

@@ -49,9 +49,16 @@ _STAGE_DDL = (
 
 
 def _overlaps_loaded(cur, raw: str, events: pd.DataFrame) -> bool:
+    """Could any event of the batch already be loaded? Checked by the batch's time range (cheap on
+    the ts index; false for appends of newer events), then by its user-id range within that time
+    (false for a new block of users, e.g. the simulator's later blocks)."""
+    lo, hi = events["ts"].min().to_pydatetime(), events["ts"].max().to_pydatetime()
+    cur.execute(f"SELECT 1 FROM {raw}.user_behavior WHERE ts BETWEEN %s AND %s LIMIT 1", (lo, hi))
+    if cur.fetchone() is None:
+        return False
     cur.execute(
-        f"SELECT 1 FROM {raw}.user_behavior WHERE ts BETWEEN %s AND %s LIMIT 1",
-        (events["ts"].min().to_pydatetime(), events["ts"].max().to_pydatetime()),
+        f"SELECT 1 FROM {raw}.user_behavior WHERE user_id BETWEEN %s AND %s AND ts BETWEEN %s AND %s LIMIT 1",
+        (int(events["user_id"].min()), int(events["user_id"].max()), lo, hi),
     )
     return cur.fetchone() is not None
 

@@ -83,22 +83,32 @@ class SimData:
     intents: pd.DataFrame
     categories: pd.DataFrame = field(default_factory=lambda: categories_frame())
 
-    def summary(self) -> dict[str, float]:
-        """Headline statistics (counts per type, funnel ratios, search and switch shares)."""
-        counts = self.events["behavior_type"].value_counts()
-        n = {t: int(counts.get(t, 0)) for t in BEHAVIOR_TYPES}
-        sessions = len(self.intents)
+    def counts(self) -> dict[str, int]:
+        """Additive counts (sum them over blocks, then :func:`summarize`)."""
+        per_type = self.events["behavior_type"].value_counts()
         return {
             "users": len(self.users),
             "items": len(self.items),
             "events": len(self.events),
-            "sessions": sessions,
-            **{f"n_{t}": n[t] for t in BEHAVIOR_TYPES},
-            "cart_per_browse": n["cart"] / max(n["browse"], 1),
-            "purchase_per_cart": n["purchase"] / max(n["cart"], 1),
-            "search_share": n["search"] / max(sessions, 1),
-            "switch_share": float(self.intents["is_switch"].mean()) if sessions else 0.0,
+            "sessions": len(self.intents),
+            "switch_sessions": int(self.intents["is_switch"].sum()) if len(self.intents) else 0,
+            **{f"n_{t}": int(per_type.get(t, 0)) for t in BEHAVIOR_TYPES},
         }
+
+    def summary(self) -> dict[str, float]:
+        """Headline statistics (counts per type, funnel ratios, search and switch shares)."""
+        return summarize(self.counts())
+
+
+def summarize(counts: dict[str, int]) -> dict[str, float]:
+    """Counts plus funnel ratios and the search and switch shares (per session)."""
+    out: dict[str, float] = {k: v for k, v in counts.items() if k != "switch_sessions"}
+    sessions = max(counts["sessions"], 1)
+    out["cart_per_browse"] = counts["n_cart"] / max(counts["n_browse"], 1)
+    out["purchase_per_cart"] = counts["n_purchase"] / max(counts["n_cart"], 1)
+    out["search_share"] = counts["n_search"] / sessions
+    out["switch_share"] = counts["switch_sessions"] / sessions
+    return out
 
 
 def categories_frame() -> pd.DataFrame:

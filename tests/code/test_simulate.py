@@ -146,3 +146,23 @@ def test_blocks_cover_all_users_with_distinct_sessions():
 def test_rejects_a_catalogue_smaller_than_the_category_list():
     with pytest.raises(ValueError, match="items must be"):
         SimConfig(items=5)
+
+
+def test_popularity_drifts_over_days(ev):
+    b = ev[ev.behavior_type == "browse"]
+    day = (b.ts - pd.Timestamp(START)).dt.days
+    first = set(b[day <= 1].item_id.value_counts().index[:30])
+    last = set(b[day >= 8].item_id.value_counts().index[:30])
+    overlap = len(first & last) / 30
+    assert 0.2 < overlap < 0.9  # the head persists but reshuffles
+
+
+def test_summary_is_additive_over_blocks():
+    from ml.data.simulate import iter_simulation, summarize
+
+    cfg = SimConfig(users=240, items=80, days=4, seed=9, start=START, users_per_block=100)
+    total: dict[str, int] = {}
+    for block in iter_simulation(cfg):
+        for k, v in block.counts().items():
+            total[k] = total.get(k, 0) + v
+    assert summarize(total) == simulate(cfg).summary()

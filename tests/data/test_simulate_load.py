@@ -18,7 +18,8 @@ def _query(settings, sql: str) -> pd.DataFrame:
         conn.close()
 
 
-def test_sim_small_is_loaded_completely(sim_small, settings):
+def test_sim_small_is_loaded_completely(sim_small_db, settings):
+    sim_small = sim_small_db
     counts = _query(settings, "SELECT behavior_type, COUNT(*) n, SUM(item_id IS NULL) no_item FROM user_behavior GROUP BY 1")
     counts = counts.set_index("behavior_type")
     expected = sim_small.events.behavior_type.value_counts()
@@ -29,7 +30,8 @@ def test_sim_small_is_loaded_completely(sim_small, settings):
         assert int(_query(settings, f"SELECT COUNT(*) n FROM {table}").n[0]) == len(frame)
 
 
-def test_event_values_round_trip(sim_small, settings):
+def test_event_values_round_trip(sim_small_db, settings):
+    sim_small = sim_small_db
     db = _query(settings, "SELECT user_id, item_id, session_id, behavior_type, query_text, ts FROM user_behavior")
     db["item_id"] = db["item_id"].astype("Int64")
     db["ts"] = pd.to_datetime(db["ts"]).astype("datetime64[ms]")
@@ -39,7 +41,8 @@ def test_event_values_round_trip(sim_small, settings):
     pd.testing.assert_frame_equal(left, right, check_dtype=False)
 
 
-def test_ground_truth_and_references(sim_small, settings):
+def test_ground_truth_and_references(sim_small_db, settings):
+    sim_small = sim_small_db
     orphans = _query(
         settings,
         "SELECT COUNT(*) n FROM user_behavior e LEFT JOIN items i ON i.item_id = e.item_id "
@@ -52,3 +55,21 @@ def test_ground_truth_and_references(sim_small, settings):
     assert (merged.intent_category_id_db == merged.intent_category_id).all()
     assert (merged.is_switch_db == merged.is_switch).all()
     assert (merged.query_text_db.fillna("") == merged.query_text.fillna("")).all()
+
+
+def test_block_by_block_load_matches_one_simulation(clean_db):
+    from datetime import datetime
+
+    from ml.data.simulate import SimConfig, iter_simulation, load_simulation, simulate
+
+    cfg = SimConfig(users=260, items=90, days=4, seed=21, start=datetime(2026, 10, 1), users_per_block=100)
+    reports = [load_simulation(block, clean_db, batch_rows=2000) for block in iter_simulation(cfg)]
+    whole = simulate(cfg)
+    assert sum(r.loaded for r in reports) == len(whole.events) and not any(r.quarantined for r in reports)
+    assert sum(r.batches for r in reports) > 3
+    got = _query(clean_db, "SELECT COUNT(*) n, COUNT(DISTINCT user_id) u, COUNT(DISTINCT session_id) s FROM user_behavior")
+    assert (int(got.n[0]), int(got.s[0])) == (len(whole.events), len(whole.intents))
+
+
+def test_sim_small_db_reloads_after_a_clean(clean_db, sim_small_db):
+    assert int(_query(clean_db, "SELECT COUNT(*) n FROM user_behavior").n[0]) == len(sim_small_db.events)
