@@ -61,6 +61,7 @@ class RankerConfig:
     attention_hidden: int = 32
     hidden: tuple[int, ...] = (128, 64)
     dropout: float = 0.1
+    negative_rate: float = 1.0  # share of all-zero-label training rows kept (seeded); valid rows all kept
     epochs: int = 10
     patience: int = 2
     batch_size: int = 512
@@ -71,6 +72,8 @@ class RankerConfig:
     def __post_init__(self) -> None:
         if self.task not in ("multitask", "binary"):
             raise ValueError(f"task must be 'multitask' or 'binary', got {self.task!r}")
+        if not 0 < self.negative_rate <= 1:
+            raise ValueError(f"negative_rate must be in (0, 1], got {self.negative_rate}")
 
     @classmethod
     def from_dict(cls, d: dict) -> RankerConfig:
@@ -205,6 +208,18 @@ def attach_context(
     return out
 
 
+def _sample_negatives(df: pd.DataFrame, cfg: RankerConfig) -> pd.DataFrame:
+    """Keep every row with a positive label and a seeded ``negative_rate`` share of the rest
+    (ranking order is unaffected; probabilities are then inflated, which ``score`` users ignore)."""
+    if cfg.negative_rate >= 1:
+        return df
+    pos = np.zeros(len(df), bool)
+    for y in _labels(df, cfg).values():
+        pos |= y > 0
+    keep = pos | (np.random.default_rng(cfg.seed).random(len(df)) < cfg.negative_rate)
+    return df[keep]
+
+
 def _labels(df: pd.DataFrame, cfg: RankerConfig) -> dict[str, np.ndarray]:
     cols = list(MULTITASK_HEADS) if cfg.task == "multitask" else [cfg.label_column]
     require_columns(df, cols, "ranker labels")
@@ -302,6 +317,7 @@ def fit_ranker(
         max_len=cfg.max_len, max_query_tokens=cfg.max_query_tokens, price_buckets=cfg.price_buckets,
         intent_column=cfg.intent_column,
     )
+    train_df = _sample_negatives(train_df, cfg)
     x_tr, y_tr = ranker_arrays(train_df, enc, cfg), _labels(train_df, cfg)
     x_va, y_va = ranker_arrays(valid_df, enc, cfg), _labels(valid_df, cfg)
     batch = cfg.batch_size * device.strategy.num_replicas_in_sync

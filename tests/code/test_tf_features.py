@@ -184,3 +184,14 @@ def test_contexts_from_events_gives_the_state_at_the_end():
     )
     ctx = contexts_from_events(events)
     assert ctx.values.tolist() == [[1, "11,10", "tv"], [2, "20", ""], [3, "", "sock"]]
+
+
+def test_negative_sampling_keeps_every_positive():
+    from ml.tf.ranker import RankerConfig, _sample_negatives
+
+    df = pd.DataFrame({"clicked": [1, 0] * 500, "carted": 0, "purchased": [0, 0] * 499 + [0, 1]})
+    kept = _sample_negatives(df, RankerConfig(negative_rate=0.2))
+    assert (kept["clicked"] + kept["purchased"] > 0).sum() == 501
+    assert 60 < (kept["clicked"] + kept["purchased"] == 0).sum() < 140
+    with pytest.raises(ValueError, match="negative_rate"):
+        RankerConfig(negative_rate=0)
