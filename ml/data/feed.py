@@ -73,7 +73,11 @@ class LiveFeed:
         self.pool: dict[str, _Session] = {}
         self.opened: set[str] = set()
         self.report = FeedReport()
-        self._load_catalogue()
+        try:
+            self._load_catalogue()
+        except BaseException:
+            self.conn.close()
+            raise
 
     def close(self) -> None:
         self.conn.close()

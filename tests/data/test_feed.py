@@ -80,3 +80,10 @@ def test_feed_continues_a_recent_session(clean_db, tmp_path):
     assert (own.behavior_type != "search").all()  # a continued session does not search again
     assert f"1-{t - 60}" not in set(intents.session_id)
     assert (events.ts <= NOW).all() and events.ts.is_monotonic_increasing
+
+
+def test_feed_on_an_empty_database_says_what_to_do(clean_db):
+    import pytest
+
+    with pytest.raises(RuntimeError, match=r"items is empty: load a simulation or import a file"):
+        LiveFeed(clean_db, seed=1)
