@@ -452,8 +452,8 @@ class _Round:
         p_cart *= np.select([source == _HIST, source == _NOISE], [2.0, 0.3], 1.0)
         cart = (source != _CART_RETURN) & (rng.random(len(sess)) < p_cart)
         fav = rng.random(len(sess)) < 0.02 * np.where(source == _HIST, 2.0, 1.0)
-        p_buy = np.where(source == _HIST, 0.42, 0.30)
-        buy = (cart & (rng.random(len(sess)) < p_buy)) | ((source == _CART_RETURN) & (rng.random(len(sess)) < 0.45))
+        p_buy = np.where(source == _HIST, 0.38, 0.27)
+        buy = (cart & (rng.random(len(sess)) < p_buy)) | ((source == _CART_RETURN) & (rng.random(len(sess)) < 0.4))
 
         # complementary browsing after a purchase
         buy_cat = np.full(n, -1, dtype=np.int64)
