@@ -137,6 +137,65 @@ class RefreshResult:
         return not self.batches
 
 
+class NoChampion(PublishError):
+    """No registered champion model to publish from."""
+
+
+# ----------------------------------------------------------------------------- champion entry points
+
+
+def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:
+    """The champion recommender and its ``model_version`` from ``ml.registry.load_champion``.
+
+    Raises :class:`NoChampion` with a message a person can act on when the registry is not
+    available or holds no champion.
+    """
+    try:
+        from ml.registry import load_champion
+    except ImportError as exc:
+        raise NoChampion(f"no model registry available ({exc}): train and register a champion first (`recsys train`)") from None
+    try:
+        recommender = load_champion(settings)
+    except LookupError as exc:
+        raise NoChampion(f"no champion model registered: {exc}") from None
+    version = getattr(recommender, "model_version", None)
+    if recommender is None or not version:
+        raise NoChampion("the registry returned no champion with a model_version; promote one to the 'champion' alias")
+    return recommender, str(version)
+
+
+def _jsonable(obj: object) -> dict:
+    from dataclasses import asdict
+
+    def conv(v: object) -> object:
+        if isinstance(v, datetime):
+            return v.isoformat()
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(asdict(obj))  # type: ignore[arg-type, return-value]
+
+
+def publish_champion_full(settings: Settings, n: int | None = None, *, gx: bool = True, progress: bool = False) -> dict:
+    """Task entry (Airflow, CLI): full publish of the champion, gated by the GX top-N suite.
+
+    Returns a JSON-able summary; raises :class:`PublishError` (``NoChampion``, ``ValidationFailed``...).
+    """
+    recommender, version = load_champion_recommender(settings)
+    validate = gx_topn_validator(settings, n) if gx else None
+    return _jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
+
+
+def publish_champion_refresh(settings: Settings, batch_size: int = 1000, n: int | None = None, *, progress: bool = False) -> dict:
+    """Task entry (Airflow, CLI): refresh users with new events using the champion; JSON-able summary."""
+    recommender, version = load_champion_recommender(settings)
+    result = publish_refresh(recommender, version, settings, batch_size=batch_size, n=n, progress=progress)
+    return {**_jsonable(result), "noop": result.noop}
+
+
 # ----------------------------------------------------------------------------- pure helpers
 
 

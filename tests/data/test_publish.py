@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ml.db import connect
-from ml.publish import PublishBusy, ValidationFailed, lock_name, publish_full, read_watermark
+from ml.publish import PublishBusy, ValidationFailed, _jsonable, lock_name, publish_full, read_watermark
 from publish_support import RawEventsRecommender, scalar, seed_shop, serving_tables, topn
 
 LIVE = {"user_topn", "item_similar", "popular_topn", "user_intent_category", "publish_log", "publish_watermark"}
@@ -81,6 +82,8 @@ def test_full_publish_fills_every_serving_table(shop, covisitation):
     assert read_watermark(connect(settings=s), s) == r.watermark_event_id == scalar(
         s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
     assert serving_tables(s) == LIVE
+    summary = json.loads(json.dumps(_jsonable(r)))  # what an Airflow task hands to XCom
+    assert summary["rows"] == 50 and summary["max_event_ts"] == r.max_event_ts.isoformat()
 
 
 def test_item_similar_kept_when_the_mart_is_missing(shop):
