@@ -603,7 +603,8 @@ def _build_similar(conn: pymysql.connections.Connection, s: Settings, k: int) ->
         )
 
 
-def _swap(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[str], upper: int, max_ts: datetime | None, lock_timeout: float) -> None:
+def _swap(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[str], upper: int,
+          max_ts: datetime | None, lock_timeout: float) -> None:
     """Under the publish lock: rewind the watermark, then one atomic RENAME of every rebuilt table."""
     db = s.serving_db
     renames = ", ".join(f"`{db}`.`{t}` TO `{db}`.`{t}_old`, `{db}`.`{t}_new` TO `{db}`.`{t}`" for t in tables)
@@ -777,7 +778,8 @@ def _refresh_batch(conn, s: Settings, recommender: Recommender, model_version: s
             cur.execute(f"DELETE FROM `{db}`.user_intent_category WHERE user_id IN ({ids})")
             if intent:
                 cur.executemany(
-                    f"INSERT INTO `{db}`.user_intent_category (user_id, category_id, strength, last_event_ts) VALUES (%s, %s, %s, %s)",
+                    f"INSERT INTO `{db}`.user_intent_category (user_id, category_id, strength, last_event_ts) "
+                    "VALUES (%s, %s, %s, %s)",
                     intent,
                 )
         conn.commit()
@@ -817,7 +819,11 @@ def publish_refresh(
             low = read_watermark(conn, s)
             high = _event_upper_bound(conn, s, low, settle_seconds)
             if high is None:
-                return RefreshResult(run_id, low, low, 0, 0, (), f"no events after watermark event_id={low}: nothing to do")
+                waiting = _scalar(conn, f"SELECT COUNT(*) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s", (low,))
+                msg = f"no events after watermark event_id={low}: nothing to do"
+                if waiting:
+                    msg += f" ({waiting} newer event(s) ingested under {settle_seconds:g}s ago wait for the next run)"
+                return RefreshResult(run_id, low, low, 0, 0, (), msg)
             users = _users_after(conn, s, low, high)
             with _progress(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))

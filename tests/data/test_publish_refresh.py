@@ -74,7 +74,8 @@ def test_late_event_with_an_old_timestamp_is_not_lost(published):
 def test_events_still_settling_wait_for_the_next_run(published):
     s = published
     add_events(s, [(3, 12, "cart", T0 + timedelta(days=1))], ingested_ago_s=0)
-    assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5, settle_seconds=30).noop
+    waiting = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, settle_seconds=30)
+    assert waiting.noop and "1 newer event(s) ingested under 30s ago" in waiting.message
     r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, settle_seconds=0)
     assert r.users == 1
 
