@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 #: Clock skew tolerated before an event time counts as "in the future" (as the loader).
 FUTURE_SKEW = timedelta(minutes=5)
+#: Validation results and their Data Docs pages older than this are pruned (the refresh DAG runs a
+#: gate every few minutes; without pruning the folders grow by ~300 runs a day).
+KEEP_DAYS = 14
 TOPN_COLUMNS = ["user_id", "rank", "item_id", "score"]
 
 
@@ -97,6 +100,22 @@ def get_context(settings: Settings, *, training_db: str | None = None) -> Any:
 def docs_index(settings: Settings) -> Path:
     """Where the Data Docs site is built (open it in a browser)."""
     return settings.home / "gx" / "data_docs" / "index.html"
+
+
+def prune_history(settings: Settings, keep_days: float = KEEP_DAYS, now: float | None = None) -> int:
+    """Delete validation results and Data Docs validation pages older than ``keep_days``; returns
+    how many files went. The next Data Docs build re-indexes what is left."""
+    cutoff = (now if now is not None else time.time()) - keep_days * 86400
+    removed = 0
+    for sub in ("validations", "data_docs/validations"):
+        root = settings.home / "gx" / sub
+        if not root.is_dir():
+            continue
+        for p in root.rglob("*"):
+            if p.is_file() and p.suffix in (".json", ".html") and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed += 1
+    return removed
 
 
 # ----------------------------------------------------------------------------------------- state
@@ -416,6 +435,8 @@ def run_stage(stage: str, settings: Settings | None = None, *, build_docs: bool 
     seconds = time.perf_counter() - t0
     docs = docs_index(s) if build_docs else None
     _remember(s, stage, success, validations, plan)
+    if build_docs:
+        prune_history(s)
     details = {
         "validations": validations, "parameters": {k: str(v) for k, v in plan.expectation_parameters.items()},
         "seconds": round(seconds, 3), "data_docs": str(docs) if docs else None, **plan.info,

@@ -306,3 +306,21 @@ def test_cli_prints_the_summary_and_exits_non_zero_on_failure(settings, raw_sim)
         conn.close()
     missing = runner.invoke(app, ["quality", "run", "topn", "--table", "no_such_table"])
     assert missing.exit_code == 2 and "no_such_table" in missing.output
+
+
+def test_old_results_and_docs_pages_are_pruned(settings, events):
+    import os
+    import time
+
+    from ml.quality import KEEP_DAYS, prune_history
+
+    assert run_stage("raw", settings, frame=events).success  # writes a result and its Data Docs page
+    results = [p for p in (settings.home / "gx" / "validations").rglob("*.json")]
+    pages = [p for p in (settings.home / "gx" / "data_docs" / "validations").rglob("*.html")]
+    assert results and pages
+    old = time.time() - (KEEP_DAYS + 1) * 86400
+    os.utime(results[0], (old, old))
+    os.utime(pages[0], (old, old))
+    assert prune_history(settings) == 2
+    assert not results[0].exists() and not pages[0].exists()
+    assert all(p.exists() for p in results[1:] + pages[1:])
