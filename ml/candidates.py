@@ -81,6 +81,19 @@ def _intent_features(df: pd.DataFrame, intent: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _user_item_features(df: pd.DataFrame, user_items: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+    """The user's own history with the candidate: counts per type, carted-not-bought, hours since last touch."""
+    ui = user_items[["user_id", "item_id", "n_browse", "n_cart", "n_fav", "n_purchase", "carted_not_bought", "last_event_ts"]].copy()
+    ui = ui.astype({"user_id": "int64", "item_id": "int64"})
+    ui["ui_hours_since_last"] = (now - pd.to_datetime(ui.pop("last_event_ts"))).dt.total_seconds() / 3600.0
+    ui = ui.rename(columns={c: f"ui_{c}" for c in ("n_browse", "n_cart", "n_fav", "n_purchase", "carted_not_bought")})
+    df = df.merge(ui, on=["user_id", "item_id"], how="left")
+    counts = ["ui_n_browse", "ui_n_cart", "ui_n_fav", "ui_n_purchase", "ui_carted_not_bought"]
+    df[counts] = df[counts].astype(float).fillna(0.0)
+    df["ui_hours_since_last"] = df["ui_hours_since_last"].astype(float).fillna(24.0 * 365)
+    return df
+
+
 def build_features(cut: CutData, extra_sources: Mapping[str, pd.DataFrame] | None = None, tf_scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (user, candidate item) with every reranker feature (and ``label`` when the cut has labels)."""
     df = union_candidates(cut.candidates, extra_sources or {})
@@ -96,6 +109,8 @@ def build_features(cut: CutData, extra_sources: Mapping[str, pd.DataFrame] | Non
     if "price" in df and "u_avg_price_viewed" in df:
         df["price_vs_user"] = df["price"].astype(float) / df["u_avg_price_viewed"].astype(float).replace(0, np.nan)
     df = _intent_features(df, cut.intent)
+    if cut.user_items is not None:
+        df = _user_item_features(df, cut.user_items, cut.now)
     if tf_scores is not None:
         df = df.merge(tf_scores[["user_id", "item_id", "tf_score"]], on=["user_id", "item_id"], how="left")
     if cut.labels is not None:

@@ -13,12 +13,14 @@ from rich.table import Table
 
 from ml.data.cli import data_app
 from ml.db import MigrationError, MySQLUnavailable
+from ml.train_cli import register as register_train_commands
 from ml.publish_cli import publish_app, serve
 from ml.quality_cli import quality_app
 
 app = typer.Typer(help="Intent-aware e-commerce recommendations: data, features, models, publishing.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and inspect the MySQL databases (recsys_raw, recsys_marts, recsys_serving).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+register_train_commands(app)  # recsys train | evaluate | promote
 app.add_typer(publish_app, name="publish")
 app.command("serve")(serve)
 app.add_typer(data_app, name="data")

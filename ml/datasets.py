@@ -7,7 +7,6 @@ memory. Raw events are read only for baselines and evaluation (the label window'
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -17,18 +16,15 @@ from ml.config import Settings
 from ml.protocol import cut_str
 
 #: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
-PIT_TABLES = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates")
+PIT_TABLES = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates", "int_user_items_aggregated")
 EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, ts"
 
 
 def pit_db(settings: Settings) -> str:
     """``{prefix}recsys_pit`` for the settings' prefix (docs/contracts.md)."""
-    explicit = getattr(settings, "pit_db", None)
-    if explicit:
-        return str(explicit)
-    base = os.environ.get("RECSYS_RAW_DB", "recsys_raw")
-    prefix = settings.raw_db[: -len(base)] if settings.raw_db.endswith(base) else ""
-    return f"{prefix}recsys_pit"
+    from ml.dbt import pit_database
+
+    return pit_database(settings)
 
 
 def read_sql(sql: str, settings: Settings, params: tuple | None = None) -> pd.DataFrame:
@@ -59,6 +55,7 @@ class CutData:
     candidates: pd.DataFrame  # ml_candidates
     history: pd.DataFrame  # raw events in [cut - history_days, cut)
     purchased: pd.DataFrame  # (user_id, item_id) bought before the cut
+    user_items: pd.DataFrame | None = None  # int_user_items_aggregated (user × item counts, last times)
     labels: pd.DataFrame | None = None  # ml_labels
     window: pd.DataFrame | None = None  # raw events in the label window
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
@@ -193,6 +190,7 @@ def load_cut(
         candidates=tables["ml_candidates"],
         history=history,
         purchased=load_purchases(settings, end),
+        user_items=tables["int_user_items_aggregated"],
         labels=tables.get("ml_labels"),
         window=window,
     )

@@ -86,6 +86,20 @@ def load_reranker(client: Any, name: str, version: str) -> tuple[Any, dict[str, 
     return booster, spec
 
 
+class NoChampionError(LookupError):
+    """No version of the model holds the ``champion`` alias (train and promote one first)."""
+
+
+def load_champion(settings: Settings | None = None):
+    """The champion recommender over the current marts (``recommend(user_ids, n)``, ``model_version``).
+
+    Raises :class:`NoChampionError` (a ``LookupError``) when nothing has been promoted yet.
+    """
+    from ml.train import load_champion as _load
+
+    return _load(settings)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     """Whether the challenger may become champion, and why, on one holdout."""

@@ -184,3 +184,23 @@ def _backfill_rows(
                     per_cat[c] = per_cat.get(c, 0) + 1
                     rows.append((u, i, 0.0, source))
     return pd.DataFrame(rows, columns=["user_id", "item_id", "score", "source"])
+
+
+class RuledRecommender:
+    """Any recommender with the business rules applied to its (deeper) list, so every model and
+    baseline is evaluated exactly as it would be served."""
+
+    def __init__(self, inner, items: pd.DataFrame, purchased: pd.DataFrame, backfill: Backfill, cfg: RuleConfig = RuleConfig(), depth: int = 3) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self.items = items
+        self.purchased = purchased
+        self.backfill = backfill
+        self.cfg = cfg
+        self.depth = depth
+        self.last_stats = RuleStats()
+
+    def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
+        raw = self.inner.recommend(user_ids, n * self.depth)
+        out, self.last_stats = apply_rules(raw, user_ids, n, self.items, self.purchased, self.backfill, self.cfg)
+        return out

@@ -25,7 +25,7 @@ from ml.datasets import CutData, load_cut, load_intents, load_items, max_event_t
 from ml.evaluate import evaluate_recommendations
 from ml.protocol import Split, make_split
 from ml.rerank import FitResult, LightGBMScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
-from ml.rules import Backfill, RuleConfig
+from ml.rules import Backfill, RuleConfig, RuledRecommender
 
 Step = Callable[[str], None]
 
@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 7
     rules: RuleConfig = field(default_factory=RuleConfig)
     register: bool = True
+    report_unruled: bool = True
 
     def as_params(self) -> dict[str, str]:
         d = asdict(self)
@@ -127,14 +128,18 @@ def evaluate_all(holdout: Holdout, fits: dict[str, FitResult], cfg: TrainConfig,
     """Every baseline and every fitted reranker on the holdout, with the same rules and list length."""
     cut = holdout.cut
     results: dict[str, dict[str, float]] = {}
-    for name, rec in build_baselines(cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent)).items():
+    for name, base in build_baselines(cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent)).items():
         step(f"evaluate baseline {name}")
-        results[name] = holdout.evaluate(rec, cfg.n)
+        results[name] = holdout.evaluate(RuledRecommender(base, cut.items, cut.purchased, holdout.backfill, cfg.rules), cfg.n)
     for name, fit in fits.items():
         step(f"evaluate {name}")
         rec = TwoStageRecommender(fit.scorer, holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules)
         results[name] = holdout.evaluate(rec, cfg.n)
         results[name].update(rec.last_stats.as_metrics())
+        if cfg.report_unruled:  # what the rules cost: the same ranking with no rule at all
+            bare = TwoStageRecommender(fit.scorer, holdout.frame, cut.items, cut.purchased.iloc[0:0], holdout.backfill,
+                                       RuleConfig(max_category_share=1.0, in_stock_only=False))
+            results[f"{name}_no_rules"] = holdout.evaluate(bare, cfg.n)
     return results
 
 
@@ -249,7 +254,7 @@ def load_champion(settings: Settings | None = None) -> TwoStageRecommender:
     name = registry.model_name(s)
     mv = registry.alias_version(client, name, registry.CHAMPION)
     if mv is None:
-        raise RuntimeError(f"no '{registry.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first")
+        raise registry.NoChampionError(f"no '{registry.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first")
     booster, spec = registry.load_reranker(client, name, mv.version)
     cut = load_cut(s, None)
     frame = build_features(cut)
