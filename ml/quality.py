@@ -8,7 +8,8 @@ Stages (checkpoints under ``expectations/gx/checkpoints``; suites in ``ml/qualit
 - ``raw``: a batch of ``user_behavior`` events. ``frame=`` validates a batch as it arrives (the
   loader's frame in contract columns, before the raw table's constraints could reject rows);
   without it, the events landed after the last validated ``event_id`` (the raw watermark kept in
-  the state file; ``since_event_id=`` overrides) are read, at most ``max_rows`` per run.
+  the state file; ``since_event_id=`` overrides; the first run takes the newest ``max_rows``) are
+  read, at most ``max_rows`` per run (the next run continues where this one stopped).
 - ``marts`` / ``realtime``: the dbt marts (all, or the two incremental ``realtime`` ones), with
   row counts compared with the previous successful run (``max_drop``, ``max_growth``).
 - ``training``: ``ml_training_set`` in ``{prefix}recsys_pit`` (``database="marts"`` for marts).
@@ -237,8 +238,11 @@ def _prepare_raw(
 
     plan = _Plan()
     if frame is None:
-        state = load_state(s).get(s.raw_db, {})
-        since = int(since_event_id if since_event_id is not None else state.get("raw_watermark", 0))
+        since = since_event_id if since_event_id is not None else load_state(s).get(s.raw_db, {}).get("raw_watermark")
+        if since is None:  # first gate on this database: the newest max_rows events are the batch
+            newest = _read_sql(f"SELECT COALESCE(MAX(event_id), 0) AS m FROM `{s.raw_db}`.user_behavior", s)["m"][0]
+            since = max(0, int(newest) - max_rows)
+        since = int(since)
         frame = landed_events(s, since, max_rows)
         plan.info.update(source=f"{s.raw_db}.user_behavior event_id > {since}", since_event_id=since)
         if not frame.empty:

@@ -124,7 +124,7 @@ def raw_suite() -> list[dict[str, Any]]:
             exact_match=False,
         ),
         _not_null("user_id", "every event belongs to a user" + share, mostly=m),
-        _between("user_id", 1, None, "user ids are positive integers" + share, mostly=m),
+        _between("user_id", 0, None, "user ids are non-negative integers" + share, mostly=m),
         _not_null("session_id", "sessionisation and session intent need it" + share, mostly=m),
         _not_null(
             "item_id",

@@ -22,6 +22,12 @@ def failed(result: QualityResult) -> set[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------- raw
 
+def raw_sim_newest_event_id(settings) -> int:
+    from ml.datasets import read_sql
+
+    return int(read_sql(f"SELECT MAX(event_id) AS m FROM `{settings.raw_db}`.user_behavior", settings)["m"][0])
+
+
 @pytest.fixture()
 def raw_sim(settings, sim_small):
     """``sim_small`` as the raw tables hold it: reloaded if an earlier test emptied or changed them."""
@@ -66,6 +72,15 @@ def test_landed_simulation_passes_and_advances_the_watermark(settings, raw_sim):
     again = run_stage("raw", settings, build_docs=False)
     assert again.success and again.details["skipped"] == "no new events to validate"
     assert again.details["since_event_id"] == watermark
+
+
+def test_first_landed_batch_is_the_newest_max_rows(settings, raw_sim):
+    (settings.home / "gx" / "state.json").unlink(missing_ok=True)
+    result = run_stage("raw", settings, max_rows=500, build_docs=False)
+    assert result.success and result.details["rows"] == 500
+    newest = int(raw_sim_newest_event_id(settings))
+    assert result.details["since_event_id"] == newest - 500 and result.details["max_event_id"] == newest
+    assert load_state(settings)[settings.raw_db]["raw_watermark"] == result.details["max_event_id"]
 
 
 def test_forty_percent_null_user_ids_fail(settings, events):
