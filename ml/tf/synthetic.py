@@ -53,79 +53,89 @@ def make_world(n_items: int = 200, n_categories: int = 8, seed: int = 0) -> Worl
     return World(items=items, successor=successor, n_categories=n_categories)
 
 
-def _context(world: World, rng: np.random.Generator, cat: int, hist_len: int) -> tuple[list[int], str]:
-    pool = world.items.loc[world.items["category_id"] == cat, "item_id"].to_numpy()
-    hist = [int(v) for v in rng.choice(pool, size=hist_len, replace=True)]
-    noise = rng.choice(["cheap", "new", "best", "gift"], size=rng.integers(0, 2)).tolist()
-    return hist, " ".join([f"cat{cat}", *noise])
+def _histories(world: World, rng: np.random.Generator, cats: np.ndarray, hist_len: int) -> np.ndarray:
+    """(n, hist_len) catalogue positions drawn (with replacement) from each row's category.
+
+    Item at position i has category ``i % n_categories + 1`` (see :func:`make_world`)."""
+    n_items, n_cat = len(world.items), world.n_categories
+    c0 = cats - 1
+    members = (n_items - c0 + n_cat - 1) // n_cat
+    k = np.floor(rng.random((len(cats), hist_len)) * members[:, None]).astype(np.int64)
+    return c0[:, None] + k * n_cat
+
+
+def _queries(rng: np.random.Generator, cats: np.ndarray) -> list[str]:
+    noise = np.array(["", " cheap", " new", " best", " gift"])[rng.integers(0, 5, len(cats))]
+    return [f"cat{c}{w}" for c, w in zip(cats.tolist(), noise.tolist())]
+
+
+def _join(pos: np.ndarray, offset: int = 0) -> list[str]:
+    return [",".join(map(str, row)) for row in (pos + offset).tolist()]
 
 
 def two_tower_sequences(world: World, n: int = 3000, seed: int = 1, hist_len: int = 6) -> pd.DataFrame:
     """Examples whose target is the planted successor of the most recent item."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(n):
-        cat = int(rng.integers(1, world.n_categories + 1))
-        hist, q = _context(world, rng, cat, hist_len)
-        cats = [cat] * len(hist)
-        rows.append(
-            {
-                "user_id": u,
-                "last_items": ",".join(map(str, hist)),
-                "last_categories": ",".join(map(str, cats)),
-                "query_terms": q,
-                "item_id": world.successor[hist[0]],
-                "intent_category_id": cat,
-                "n_browse_7d": int(rng.poisson(10)),
-                "purchase_rate": float(rng.uniform()),
-            }
-        )
-    return pd.DataFrame(rows)
+    cats = rng.integers(1, world.n_categories + 1, n)
+    hist = _histories(world, rng, cats, hist_len)
+    ids = world.items["item_id"].to_numpy()
+    successor = np.array([world.successor[int(i)] for i in ids])
+    return pd.DataFrame(
+        {
+            "user_id": np.arange(n),
+            "last_items": _join(ids[hist]),
+            "last_categories": _join(np.repeat(cats[:, None], hist_len, axis=1)),
+            "query_terms": _queries(rng, cats),
+            "item_id": successor[hist[:, 0]],
+            "intent_category_id": cats,
+            "n_browse_7d": rng.poisson(10, n),
+            "purchase_rate": rng.uniform(size=n),
+        }
+    )
 
 
 def ranker_rows(
     world: World, n_users: int = 300, cands_per_user: int = 10, seed: int = 2, hist_len: int = 6
 ) -> pd.DataFrame:
-    """(user, candidate) rows with features and labels; half the candidates share the intent."""
+    """(user, candidate) rows with features and labels; about half the candidates share the intent.
+
+    Off-intent candidates are drawn with replacement, so a user may get slightly fewer than
+    ``cands_per_user`` distinct rows."""
     rng = np.random.default_rng(seed)
-    items = world.items.set_index("item_id")
-    rows = []
-    for u in range(n_users):
-        cat = int(rng.integers(1, world.n_categories + 1))
-        hist, q = _context(world, rng, cat, hist_len)
-        same = items.index[items["category_id"] == cat].to_numpy()
-        other = items.index[items["category_id"] != cat].to_numpy()
-        k_same = cands_per_user // 2
-        cands = np.concatenate(
-            [rng.choice(same, k_same, replace=False), rng.choice(other, cands_per_user - k_same, replace=False)]
-        )
-        for it in cands:
-            it = int(it)
-            match = items.at[it, "category_id"] == cat
-            clicked = rng.uniform() < (0.7 if match else 0.08)
-            carted = clicked and rng.uniform() < 0.5
-            purchased = carted and rng.uniform() < 0.5
-            rows.append(
-                {
-                    "user_id": u,
-                    "item_id": it,
-                    "category_id": int(items.at[it, "category_id"]),
-                    "brand": items.at[it, "brand"],
-                    "price": float(items.at[it, "price"]),
-                    "title": items.at[it, "title"],
-                    "category": items.at[it, "category"],
-                    "last_items": ",".join(map(str, hist)),
-                    "last_categories": ",".join([str(cat)] * len(hist)),
-                    "query_terms": q,
-                    "n_browse_7d": int(rng.poisson(10)),
-                    "purchase_rate": float(rng.uniform()),
-                    "pop_browse_7d": int(items.at[it, "pop_browse_7d"]),
-                    "price_pct_in_category": float(items.at[it, "price_pct_in_category"]),
-                    "clicked": int(clicked),
-                    "carted": int(carted),
-                    "purchased": int(purchased),
-                    "label": int(clicked) + int(carted) + int(purchased),
-                    "intent_category_id": cat,
-                }
-            )
-    return pd.DataFrame(rows)
+    items = world.items
+    n_items, n_cat = len(items), world.n_categories
+    cats = rng.integers(1, n_cat + 1, n_users)
+    hist = _histories(world, rng, cats, hist_len)
+    k_same = cands_per_user // 2
+    # same category: distinct members via a random order of each user's member slots
+    members = (n_items - (cats - 1) + n_cat - 1) // n_cat
+    order = rng.random((n_users, int(members.max())))
+    order[np.arange(order.shape[1])[None, :] >= members[:, None]] = np.inf
+    same = (cats - 1)[:, None] + np.argsort(order, axis=1)[:, :k_same] * n_cat
+    other = rng.integers(0, n_items, (n_users, cands_per_user - k_same))
+    other = np.where(other % n_cat == (cats - 1)[:, None], (other + 1) % n_items, other)
+    pos = np.concatenate([same, other], axis=1)
+    user = np.repeat(np.arange(n_users), cands_per_user)
+    pos = pos.ravel()
+    ids = items["item_id"].to_numpy()
+    match = (pos % n_cat) == (cats[user] - 1)
+    clicked = rng.random(len(pos)) < np.where(match, 0.7, 0.08)
+    carted = clicked & (rng.random(len(pos)) < 0.5)
+    purchased = carted & (rng.random(len(pos)) < 0.5)
+    ctx = pd.DataFrame(
+        {
+            "last_items": _join(ids[hist]),
+            "last_categories": _join(np.repeat(cats[:, None], hist_len, axis=1)),
+            "query_terms": _queries(rng, cats),
+            "n_browse_7d": rng.poisson(10, n_users),
+            "purchase_rate": rng.uniform(size=n_users),
+        }
+    ).iloc[user]
+    cand = items.iloc[pos][["item_id", "category_id", "brand", "price", "title", "category", *ITEM_FEATURES]]
+    rows = pd.concat([cand.reset_index(drop=True), ctx.reset_index(drop=True)], axis=1)
+    rows.insert(0, "user_id", user)
+    rows = rows.assign(
+        clicked=clicked.astype(int), carted=carted.astype(int), purchased=purchased.astype(int),
+        label=clicked.astype(int) + carted.astype(int) + purchased.astype(int), intent_category_id=cats[user],
+    )
+    return rows.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
