@@ -1,7 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key('event_id') }}",
-    "{{ add_index('ix_user_pos', ['user_id', 'pos_from_end']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys('event_id', {'ix_user_pos': ['user_id', 'pos_from_end']}) }}") }}
 
 {#- All events of the users the realtime marts must recompute, with the positions they need, so
     fct_session_intent and ml_candidates read one indexed table instead of re-running the staging

@@ -1,9 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key('event_id') }}",
-    "{{ add_index('ix_user_ts', ['user_id', 'event_ts']) }}",
-    "{{ add_index('ix_item_ts', ['item_id', 'event_ts']) }}",
-    "{{ add_index('ix_ts', 'event_ts') }}",
-]) }}
+{{ config(post_hook="{{ add_keys('event_id', {'ix_ts': 'event_ts'}) }}") }}
 
 with events as (
     select * from {{ ref('stg_recsys__user_behavior') }}

@@ -1,6 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key(['user_id', 'item_id']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
 
 with events as (
     select * from {{ ref('int_events_sessionized') }}

@@ -1,7 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key('item_id') }}",
-    "{{ add_index('ix_category_pop', ['category_id', 'popularity_score']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys('item_id', {'ix_category_pop': ['category_id', 'popularity_score']}) }}") }}
 
 with events as (
     select * from {{ ref('int_events_sessionized') }}

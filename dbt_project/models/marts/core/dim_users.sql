@@ -1,6 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key('user_id') }}",
-]) }}
+{{ config(post_hook="{{ add_keys('user_id') }}") }}
 
 {%- set type_weight = "case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 3 else 0 end" %}
 

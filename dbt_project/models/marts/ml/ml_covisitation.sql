@@ -1,7 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key(['item_id', 'similar_item_id']) }}",
-    "{{ add_index('ix_item_rank', ['item_id', '`rank`']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys(['item_id', 'similar_item_id'], {'ix_item_rank': ['item_id', '`rank`']}) }}") }}
 
 {#- Pairs are formed inside a session among its last N distinct items (bounded work per session,
     so the cost stays linear in events). Each pair counts in both directions, weighted by

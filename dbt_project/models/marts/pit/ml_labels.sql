@@ -1,6 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key(['user_id', 'item_id']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
 
 {#- The only model that reads events at/after the cut: [cut_ts, cut_ts + label_hours). Users must
     have been seen before the cut (dim_users), because only they get point-in-time features. -#}

@@ -1,6 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key(['user_id', 'item_id']) }}",
-]) }}
+{{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
 
 {#- Candidates of the users who acted in the label window, with point-in-time features and graded
     labels (3 purchased, 2 carted, 1 clicked or faved, 0 none). Labelled items that are not

@@ -1,7 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key('user_id') }}",
-    "{{ add_index('ix_last_event_ts', 'last_event_ts') }}",
-]) }}
+{{ config(post_hook="{{ add_keys('user_id', {'ix_last_event_ts': 'last_event_ts'}) }}") }}
 
 {#- Reads int_realtime_user_events, which holds all events of exactly the users to recompute
     (every user on a full build; on an incremental run those with events after the watermark).

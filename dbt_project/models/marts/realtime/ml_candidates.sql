@@ -1,7 +1,4 @@
-{{ config(post_hook=[
-    "{{ add_primary_key(['user_id', 'item_id']) }}",
-    "{{ add_index('ix_last_event_ts', 'last_event_ts') }}",
-]) }}
+{{ config(post_hook="{{ add_keys(['user_id', 'item_id'], {'ix_last_event_ts': 'last_event_ts'}) }}") }}
 
 {#- Candidate generation, one row per user x candidate item, from four sources:
       repeat     the user's own items: type-weighted (browse 1, fav 2, cart 3, purchase 0.5) and
