@@ -32,7 +32,8 @@ from bench_publish import FixedRecommender, seed  # noqa: E402
 async def _run_rate(base: str, rate: int, seconds: float, users: int, max_inflight: int, seed_: int) -> dict:
     rng = random.Random(seed_)
     total = int(rate * seconds)
-    lat: list[float] = []
+    lat: list[float] = []  # from the scheduled send time (includes the sender's own lateness)
+    svc: list[float] = []  # from the actual send
     errors: dict[str, int] = {}
     dropped = 0
     inflight = 0
@@ -42,11 +43,14 @@ async def _run_rate(base: str, rate: int, seconds: float, users: int, max_inflig
         async def one(path: str, due: float) -> None:
             nonlocal inflight
             try:
+                sent = time.perf_counter()
                 r = await client.get(path)
                 if r.status_code != 200:
                     errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
                 else:
-                    lat.append(time.perf_counter() - due)
+                    done = time.perf_counter()
+                    lat.append(done - due)
+                    svc.append(done - sent)
             except httpx.HTTPError as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             finally:
@@ -69,8 +73,27 @@ async def _run_rate(base: str, rate: int, seconds: float, users: int, max_inflig
         elapsed = time.perf_counter() - t0
     ms = np.array(lat) * 1000
     pct = {f"p{p}": round(float(np.percentile(ms, p)), 2) for p in (50, 90, 99)} if len(ms) else {}
+    if svc:
+        sv = np.array(svc) * 1000
+        pct.update({f"sent_to_done_p{p}": round(float(np.percentile(sv, p)), 2) for p in (50, 99)})
     return {"rate": rate, "sent": total - dropped, "ok": len(lat), "dropped": dropped, "errors": errors,
             "achieved_rps": round(len(lat) / elapsed, 1), **pct, "max_ms": round(float(ms.max()), 2) if len(ms) else None}
+
+
+def _store_latency(settings, users: int, count: int = 3000) -> dict:
+    """The same reads without HTTP: ServingStore.recommendations in a loop (DB + Python only)."""
+    from ml.serving.app import ServingStore
+
+    store = ServingStore(settings, pool_size=1)
+    rng = random.Random(1)
+    lat = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        store.recommendations(rng.randint(1, users), 20)
+        lat.append(time.perf_counter() - t0)
+    store.pool.close()
+    ms = np.array(lat) * 1000
+    return {f"p{p}": round(float(np.percentile(ms, p)), 3) for p in (50, 99)}
 
 
 def _start_server(port: int) -> subprocess.Popen:
@@ -112,7 +135,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
     print(json.dumps({"bench": "reader_latency", "endpoint": "/recommendations/{user}?n=20", "seconds": args.seconds,
-                      "load_avg_1m": os.getloadavg()[0], "results": results}, indent=1))
+                      "load_avg_1m": os.getloadavg()[0], "store_without_http_ms": _store_latency(s, args.users),
+                      "results": results}, indent=1))
 
 
 if __name__ == "__main__":
