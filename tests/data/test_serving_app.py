@@ -103,3 +103,21 @@ def test_read_after_a_swap_retries_error_1412(clean_db):
     items = store.recommendations(1, 5)
     assert store.retried == 1 and len(items) == 5 and {it["model_version"] for it in items} == {"v2"}
     store.pool.close()
+
+
+def test_killed_reader_connection_is_replaced(clean_db):
+    """A pooled connection the server dropped (restart, wait_timeout, KILL) is discarded and the read retried."""
+    from ml.serving.app import ServingStore
+
+    s = clean_db
+    seed_shop(s)
+    publish_full(RawEventsRecommender(s), "v1", s, n=5)
+    store = ServingStore(s, pool_size=1)
+    (conn_id,), = store.query("SELECT CONNECTION_ID()")
+    root = connect(settings=s)
+    with root.cursor() as cur:
+        cur.execute(f"KILL {int(conn_id)}")
+    root.close()
+    assert len(store.recommendations(1, 5)) == 5 and store.retried == 1
+    assert store.query("SELECT CONNECTION_ID()")[0][0] != conn_id
+    store.pool.close()
