@@ -189,10 +189,14 @@ def publish_champion_full(settings: Settings, n: int | None = None, *, gx: bool 
     return _jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
 
 
-def publish_champion_refresh(settings: Settings, batch_size: int = 1000, n: int | None = None, *, progress: bool = False) -> dict:
-    """Task entry (Airflow, CLI): refresh users with new events using the champion; JSON-able summary."""
+def publish_champion_refresh(settings: Settings, batch_size: int = 1000, n: int | None = None, *,
+                             upper_event_id: int | None = None, progress: bool = False) -> dict:
+    """Task entry (Airflow, CLI): refresh users with new events using the champion; JSON-able summary.
+
+    Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran."""
     recommender, version = load_champion_recommender(settings)
-    result = publish_refresh(recommender, version, settings, batch_size=batch_size, n=n, progress=progress)
+    result = publish_refresh(recommender, version, settings, batch_size=batch_size, n=n,
+                             upper_event_id=upper_event_id, progress=progress)
     return {**_jsonable(result), "noop": result.noop}
 
 
@@ -800,10 +804,15 @@ def publish_refresh(
     n: int | None = None,
     run_id: str | None = None,
     settle_seconds: float = SETTLE_SECONDS,
+    upper_event_id: int | None = None,
     lock_timeout: float = 60.0,
     progress: bool = False,
 ) -> RefreshResult:
     """Rescore users with events after the watermark and replace their rows, batch by batch.
+
+    ``upper_event_id`` caps the range at the newest event the recommender's features have seen
+    (e.g. the newest event_id read before the realtime dbt models ran): later events are left for
+    the next run instead of being marked done with features that do not know them yet.
 
     Each batch is one transaction (DELETE + INSERT of those users' rows and intent rows) followed
     by a ``publish_log`` row (kind ``refresh``; ``max_event_ts`` → ``finished_at`` is the
@@ -818,6 +827,8 @@ def publish_refresh(
         with named_lock(conn, lock_name(s, "publish"), lock_timeout, "refresh"):
             low = read_watermark(conn, s)
             high = _event_upper_bound(conn, s, low, settle_seconds)
+            if high is not None and upper_event_id is not None:
+                high = min(high, upper_event_id) if upper_event_id > low else None
             if high is None:
                 waiting = _scalar(conn, f"SELECT COUNT(*) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s", (low,))
                 msg = f"no events after watermark event_id={low}: nothing to do"

@@ -195,3 +195,17 @@ def test_reader_never_sees_an_empty_list_while_a_user_is_refreshed(published):
         thread.join(30)
     store.pool.close()
     assert errors == [] and len(seen) >= 40
+
+
+def test_upper_event_id_leaves_later_events_for_the_next_run(published):
+    """Events newer than what the features were built from are not marked done."""
+    s = published
+    add_events(s, [(3, 14, "cart", T0 + timedelta(days=1))])
+    features_built_at = scalar(s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
+    add_events(s, [(4, 15, "cart", T0 + timedelta(days=1))])  # lands while dbt is running
+
+    first = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, upper_event_id=features_built_at)
+    assert first.users == 1 and first.to_event_id == features_built_at and {r[5] for r in topn(s, 4)} == {"v1"}
+    assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5, upper_event_id=features_built_at).noop
+    second = publish_refresh(RawEventsRecommender(s), "v3", s, n=5)
+    assert second.users == 1 and {r[5] for r in topn(s, 4)} == {"v3"} and {r[5] for r in topn(s, 3)} == {"v2"}
