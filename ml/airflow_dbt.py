@@ -1,7 +1,7 @@
 """Cosmos configuration shared by the DAGs: dbt rendered from the manifest, run from its own venv.
 
-Rendering reads ``dbt_project/target/manifest.json`` (built by ``scripts/setup.sh`` with
-``dbt parse``): no database and no dbt process at DAG parse time.
+Rendering reads ``dbt_project/target/cosmos/manifest.json`` (built by ``scripts/setup.sh`` with
+``dbt parse`` and no vars, so point-in-time models are disabled there): no database and no dbt process at DAG parse time.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from ml.config import get_settings
 
 
 def manifest_path() -> str:
-    return str(get_settings().dbt_project_dir / "target" / "manifest.json")
+    return str(get_settings().dbt_project_dir / "target" / "cosmos" / "manifest.json")
 
 
 def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None = None, **operator_args: Any):
@@ -23,7 +23,7 @@ def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None =
     project's ``profiles.yml`` (credentials from ``RECSYS_MYSQL_*`` through ``env_var()``).
     """
     from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-    from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+    from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
     s = get_settings()
     return DbtTaskGroup(
@@ -38,13 +38,18 @@ def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None =
             profile_name="recsys", target_name="local", profiles_yml_filepath=s.dbt_project_dir / "profiles.yml"
         ),
         execution_config=ExecutionConfig(
-            dbt_executable_path=str(s.dbt_executable), invocation_mode=InvocationMode.SUBPROCESS
+            dbt_executable_path=str(s.dbt_executable),
+            invocation_mode=InvocationMode.SUBPROCESS,
+            # a model's own tests run right after it; tests spanning models (relationships) only
+            # once all their parents are built, as separate tasks
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
             select=select,
             exclude=exclude or [],
             test_behavior=TestBehavior.AFTER_EACH,
+            should_detach_multiple_parents_tests=True,
             emit_datasets=False,
             enable_mock_profile=False,
         ),

@@ -48,6 +48,7 @@ make_venv .venv-dbt "$(stamp requirements-dbt.txt)" requirements-dbt.txt
 
 # 4. dbt manifest for Cosmos (LoadMode.DBT_MANIFEST); needs no database connection.
 if [ -f dbt_project/dbt_project.yml ]; then
-  scripts/dbt.sh parse --quiet
+  # own target path: ad-hoc dbt runs with --vars (point-in-time builds) rewrite target/manifest.json
+  scripts/dbt.sh parse --quiet --target-path target/cosmos
 fi
 echo "set-up done"
