@@ -20,7 +20,7 @@ SOURCE_SCORES = ["repeat_score", "covisit_score", "intent_pop_score", "global_po
 #: Columns never used as features (ids, labels, text).
 NON_FEATURES = {"user_id", "item_id", "sources", "label", "clicked", "carted", "purchased", "category_id", "brand",
                 "session_id", "last_event_ts", "query_terms", "last_items", "last_categories", "carted_not_bought",
-                "intent_category_id", "top_category_id", "in_stock"}
+                "intent_category_id", "top_category_id", "in_stock", "title", "category", "u_top_brand", "u_gender"}
 
 
 def _split_ids(text: object) -> list[int]:
@@ -116,8 +116,9 @@ def build_features(cut: CutData, extra_sources: Mapping[str, pd.DataFrame] | Non
     if cut.labels is not None:
         lab = cut.labels.copy()
         lab["label"] = np.maximum.reduce([lab["clicked"] * 1, lab["carted"] * 2, lab["purchased"] * 3]).astype(int)
-        df = df.merge(lab[["user_id", "item_id", "label"]].astype("int64"), on=["user_id", "item_id"], how="left")
-        df["label"] = df["label"].fillna(0).astype(int)
+        cols = ["user_id", "item_id", "label", "clicked", "carted", "purchased"]
+        df = df.merge(lab[cols].astype("int64"), on=["user_id", "item_id"], how="left")
+        df[cols[2:]] = df[cols[2:]].fillna(0).astype(int)
     return df.sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
 
 

@@ -17,7 +17,7 @@ from ml.protocol import cut_str
 
 #: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
 PIT_TABLES = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates", "int_user_items_aggregated")
-EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, ts"
+EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
 
 
 def pit_db(settings: Settings) -> str:
@@ -105,7 +105,7 @@ def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestam
 
 def load_items(settings: Settings) -> pd.DataFrame:
     """The raw catalogue (categories, stock, price)."""
-    df = read_sql(f"SELECT item_id, category_id, in_stock, price FROM `{settings.raw_db}`.items", settings)
+    df = read_sql(f"SELECT item_id, title, category_id, category, brand, in_stock, price FROM `{settings.raw_db}`.items", settings)
     df["price"] = df["price"].astype(float)
     return df
 

@@ -24,8 +24,9 @@ from ml.config import Settings, get_settings
 from ml.datasets import CutData, load_cut, load_intents, load_items, max_event_ts
 from ml.evaluate import evaluate_recommendations
 from ml.protocol import Split, make_split
-from ml.rerank import FitResult, LightGBMScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
+from ml.rerank import ColumnScorer, FitResult, LightGBMScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
 from ml.rules import Backfill, RuleConfig, RuledRecommender
+from ml.tf_stage import TFSettings, TFStage, cut_frame, fit_ranker_stage, fit_two_tower_stage, load_tf_stage, log_tf_stage
 
 Step = Callable[[str], None]
 
@@ -79,14 +80,26 @@ def _noop(_: str) -> None:
     return None
 
 
-def load_cuts(settings: Settings, split: Split, cfg: TrainConfig, step: Step = _noop) -> dict[str, CutData]:
-    """Build and read the point-in-time tables of every cut (train_0.., val, test)."""
+def load_cuts(
+    settings: Settings, split: Split, cfg: TrainConfig, step: Step = _noop, cache: dict[tuple, CutData] | None = None
+) -> dict[str, CutData]:
+    """Build and read the point-in-time tables of every cut (train_0.., val, test).
+
+    ``cache`` (a dict the caller keeps) reuses cuts already read in this process, keyed by
+    (raw database, cut, label hours): one dbt build per cut even across several training runs.
+    """
     items = load_items(settings)
     cuts: dict[str, CutData] = {}
     named = [(f"train_{i}", c) for i, c in enumerate(split.train_cuts)] + [("val", split.val_cut), ("test", split.test_cut)]
     for name, ts in named:
+        key = (settings.raw_db, ts, split.label_hours, cfg.history_days)
+        if cache is not None and key in cache:
+            cuts[name] = cache[key]
+            continue
         step(f"dbt point-in-time build: {name} cut {ts}")
         cuts[name] = load_cut(settings, ts, split.label_hours, history_days=cfg.history_days, items=items)
+        if cache is not None:
+            cache[key] = cuts[name]
     return cuts
 
 
@@ -179,8 +192,10 @@ def _log_run(
         mlflow.log_artifacts(str(d), artifact_path="report")
 
 
-def train_pipeline(settings: Settings | None = None, config: TrainConfig | None = None, step: Step = _noop) -> dict[str, Any]:
-    """The whole chain; returns ``{run_id, version, promoted, reason, metrics, split}``."""
+def train_pipeline(
+    settings: Settings | None = None, config: TrainConfig | None = None, step: Step = _noop, cache: dict[tuple, CutData] | None = None
+) -> dict[str, Any]:
+    """The whole chain; returns ``{run_id, version, promoted, reason, metrics, split, ...}``."""
     import mlflow
 
     from ml import registry
@@ -188,9 +203,8 @@ def train_pipeline(settings: Settings | None = None, config: TrainConfig | None 
     s = settings or get_settings()
     cfg = config or TrainConfig()
     split = make_split(max_event_ts(s), cfg.label_hours, cfg.n_train_cuts)
-    cuts = load_cuts(s, split, cfg, step)
-    step("candidates and features")
-    frames = {name: build_features(cut) for name, cut in cuts.items()}
+    cuts = load_cuts(s, split, cfg, step, cache)
+    stage, frames = _features_with_tf(cuts, cfg, step)
     train = pd.concat([f for k, f in frames.items() if k.startswith("train_")], ignore_index=True)
     fits = fit_rerankers(train, frames["val"], cfg, step)
     intents = load_intents(s)
@@ -198,6 +212,11 @@ def train_pipeline(settings: Settings | None = None, config: TrainConfig | None 
     cand = candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users)
     cand |= {k.replace("cand_", "cand200_"): v for k, v in candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users, k=200, score="n_sources").items()}
     results = evaluate_all(holdout, fits, cfg, step)
+    if stage.ranker is not None:
+        step("evaluate the TF ranker alone")
+        alone = TwoStageRecommender(ColumnScorer("tf_score", "tf_ranker"), holdout.frame, cuts["test"].items, cuts["test"].purchased,
+                                    holdout.backfill, cfg.rules)
+        results["tf_ranker"] = holdout.evaluate(alone, cfg.n)
     client = registry.configure(s)
     name = registry.model_name(s)
     step("log to MLflow")
@@ -205,11 +224,12 @@ def train_pipeline(settings: Settings | None = None, config: TrainConfig | None 
         _log_run(holdout, fits, results, cand, frames, cuts, split, cfg)
         out: dict[str, Any] = {"run_id": run.info.run_id, "split": split.as_params(), "candidates": cand,
                                "metrics": {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()},
-                               "fit_seconds": {k: f.fit_seconds for k, f in fits.items()}, "version": None, "promoted": False,
+                               "fit_seconds": {k: f.fit_seconds for k, f in fits.items()} | stage.fit_seconds, "version": None, "promoted": False,
                                "reason": "registration disabled"}
         if cfg.register:
             lgbm = fits["lightgbm"]
-            spec = {"kind": "lightgbm", "n": cfg.n, "rules": asdict(cfg.rules), "tf": None, "test_cut": split.as_params()["test_cut"],
+            tf_uris = log_tf_stage(stage) if cfg.use_tf else None
+            spec = {"kind": "lightgbm", "n": cfg.n, "rules": asdict(cfg.rules), "tf": tf_uris, "test_cut": split.as_params()["test_cut"],
                     "label_hours": cfg.label_hours}
             version = registry.log_reranker(lgbm.scorer.booster, lgbm.scorer.features, frames["test"], spec, name)
             step("promotion gate")
@@ -231,8 +251,37 @@ def _champion_metrics(client: Any, name: str, holdout: Holdout, cfg: TrainConfig
     if mv is None:
         return None
     booster, spec = registry.load_reranker(client, name, mv.version)
-    rec = recommender_from_spec(booster, spec, holdout.frame, holdout.cut, holdout.backfill)
+    rec = recommender_from_spec(booster, spec, frame_for_spec(holdout.cut, spec), holdout.cut, holdout.backfill)
     return holdout.evaluate(rec, cfg.n)
+
+
+def frame_for_spec(cut: CutData, spec: dict[str, Any]) -> pd.DataFrame:
+    """The candidate frame a registered reranker expects: with its own TF models when it has them."""
+    return cut_frame(cut, load_tf_stage(spec.get("tf")))
+
+
+def _features_with_tf(cuts: dict[str, CutData], cfg: TrainConfig, step: Step) -> tuple[TFStage, dict[str, pd.DataFrame]]:
+    """Candidate features of every cut; with ``use_tf`` the two-tower source and the DIN score join them."""
+    stage = TFStage()
+    if not cfg.use_tf:
+        step("candidates and features")
+        return stage, {name: build_features(cut) for name, cut in cuts.items()}
+    tfs = TFSettings(**cfg.tf)
+    stage.retrieve_k = tfs.retrieve_k
+    step("fit TF two-tower retrieval")
+    stage.two_tower = fit_two_tower_stage(cuts["train_0"], tfs)
+    stage.fit_seconds["two_tower"] = float(stage.two_tower.fit_seconds)
+    step("candidates (+ two-tower) and features")
+    frames = {name: build_features(cut, stage.candidates(cut)) for name, cut in cuts.items()}
+    step("fit TF DIN ranker")
+    train = [(cuts[k], frames[k]) for k in frames if k.startswith("train_")]
+    stage.ranker = fit_ranker_stage(train, (cuts["val"], frames["val"]), tfs)
+    stage.fit_seconds["tf_ranker"] = float(stage.ranker.fit_seconds)
+    step("TF ranker scores for every cut")
+    for name, cut in cuts.items():
+        scores = stage.scores(cut, frames[name])
+        frames[name] = frames[name].merge(scores, on=["user_id", "item_id"], how="left")
+    return stage, frames
 
 
 def recommender_from_spec(booster: Any, spec: dict[str, Any], frame: pd.DataFrame, cut: CutData, backfill: Backfill) -> TwoStageRecommender:
@@ -257,7 +306,7 @@ def load_champion(settings: Settings | None = None) -> TwoStageRecommender:
         raise registry.NoChampionError(f"no '{registry.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first")
     booster, spec = registry.load_reranker(client, name, mv.version)
     cut = load_cut(s, None)
-    frame = build_features(cut)
+    frame = frame_for_spec(cut, spec)
     backfill = Backfill.from_popularity(popularity_scores(cut.history, cut.now), cut.items, intent_from_marts(cut.intent))
     rec = recommender_from_spec(booster, spec, frame, cut, backfill)
     rec.model_version = f"{name}/{mv.version}"
@@ -284,7 +333,7 @@ def evaluate(settings: Settings | None = None, config: TrainConfig | None = None
     results = evaluate_all(holdout, {}, cfg, step)
     booster, spec = registry.load_reranker(client, name, mv.version)
     step(f"evaluate {alias} v{mv.version}")
-    results[alias] = holdout.evaluate(recommender_from_spec(booster, spec, holdout.frame, cut, holdout.backfill), cfg.n)
+    results[alias] = holdout.evaluate(recommender_from_spec(booster, spec, frame_for_spec(cut, spec), cut, holdout.backfill), cfg.n)
     with mlflow.start_run(run_name=f"evaluate-{alias}") as run:
         mlflow.log_params(split.as_params() | {"model_version": mv.version, "alias": alias})
         for model, m in results.items():
@@ -315,7 +364,7 @@ def promote(settings: Settings | None = None, version: str | None = None, config
     cut = load_cut(s, test_cut, int(spec["label_hours"]), history_days=cfg.history_days)
     holdout = make_holdout(cut, build_features(cut), load_intents(s))
     baselines = evaluate_all(holdout, {}, cfg, step)
-    challenger = holdout.evaluate(recommender_from_spec(booster, spec, holdout.frame, cut, holdout.backfill), cfg.n)
+    challenger = holdout.evaluate(recommender_from_spec(booster, spec, frame_for_spec(cut, spec), cut, holdout.backfill), cfg.n)
     champion = _champion_metrics(client, name, holdout, cfg) if champ_mv is not None else None
     decision = registry.gate_decision(challenger, champion, baselines, margin=cfg.margin)
     registry.set_aliases(client, name, str(version), decision)

@@ -1,0 +1,80 @@
+"""Benchmark (measures, asserts nothing): model quality of the whole chain on a simulated shop.
+
+Simulates a shop into its own prefixed databases, runs ``train_pipeline`` (point-in-time dbt builds,
+candidates, optional TF stage, LightGBM and XGBoost rerankers, every baseline, all under the same
+business rules) and prints the comparison table of the test cut, the candidate recall, the fit
+times and the targets of the Models issue (reranked NDCG@10 ≥ 1.25× co-visitation and ≥ 2×
+popularity; intent capture ≥ 0.6).
+
+    nice -n 10 .venv/bin/python bench/quality.py                    # default shop (2000 users, 14 days)
+    nice -n 10 .venv/bin/python bench/quality.py --users 6000 --tf  # larger, with the TF stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from datetime import datetime
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument("--items", type=int, default=1000)
+    p.add_argument("--days", type=int, default=14)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--prefix", default="bench_quality_", help="RECSYS_DB_PREFIX for the benchmark's databases")
+    p.add_argument("--label-hours", type=int, default=24)
+    p.add_argument("--n-train-cuts", type=int, default=1)
+    p.add_argument("--tf", action="store_true", help="also train the TF two-tower and DIN ranker stage")
+    p.add_argument("--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)")
+    return p.parse_args()
+
+
+def main() -> None:
+    a = _args()
+    os.environ["RECSYS_DB_PREFIX"] = a.prefix
+    os.environ.setdefault("RECSYS_MLFLOW_EXPERIMENT", "bench-quality")
+    import mlflow
+    import pandas as pd
+
+    from ml import registry
+    from ml.config import get_settings
+    from ml.data.simulate import SimConfig, load_simulation, simulate
+    from ml.db import init_db
+    from ml.report import to_markdown
+    from ml.train import TrainConfig, train_pipeline
+
+    s = get_settings()
+    init_db(s)
+    t0 = time.perf_counter()
+    if not a.reuse:
+        data = simulate(SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1)))
+        load_simulation(data, s)
+        print(f"simulated {len(data.events):,} events in {time.perf_counter() - t0:.1f}s")
+    cfg = TrainConfig(label_hours=a.label_hours, n_train_cuts=a.n_train_cuts, use_tf=a.tf, register=False)
+    t1 = time.perf_counter()
+    out = train_pipeline(s, cfg, step=lambda m: print(f"  [{time.perf_counter() - t1:7.1f}s] {m}", flush=True))
+    chain_s = time.perf_counter() - t1
+    registry.configure(s)
+    local = mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path="report/comparison.csv")
+    table = pd.read_csv(local, index_col="model")
+    print(f"\ntest cut {out['split']['test_cut']}, label window {a.label_hours} h, MLflow run {out['run_id']}\n")
+    print(to_markdown(table))
+    print("candidates:", {k: round(v, 4) for k, v in out["candidates"].items()})
+    print("fit seconds:", {k: round(v, 1) for k, v in out["fit_seconds"].items()}, f"| whole chain {chain_s:.0f}s")
+    ndcg = table["ndcg@10"]
+    best = "lightgbm"
+    print("\ntargets:")
+    print(f"  {best} NDCG@10 / covisit = {ndcg[best] / ndcg['covisit']:.2f}  (target ≥ 1.25)")
+    print(f"  {best} NDCG@10 / popular = {ndcg[best] / ndcg['popular']:.2f}  (target ≥ 2)")
+    print(f"  {best} NDCG@10 / repeat  = {ndcg[best] / ndcg['repeat']:.2f}  (must be > 1 to be useful)")
+    print(f"  {best} intent capture@10 = {table.loc[best, 'intent_capture@10']:.3f}  (target ≥ 0.6)")
+    if "tf_ranker" in table.index:
+        verdict = "beats" if ndcg["tf_ranker"] > ndcg["covisit"] else "LOSES TO"
+        print(f"  TF ranker alone NDCG@10 {ndcg['tf_ranker']:.4f} {verdict} co-visitation {ndcg['covisit']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""End to end on MariaDB: `train_pipeline` on the small simulated shop registers a champion that
+the publish step can load, and logs every model and baseline to MLflow."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ml.train import TrainConfig
+
+
+def small_config(**kw) -> TrainConfig:
+    """Few boosting rounds: the test checks the chain, not the model's quality."""
+    return TrainConfig(rounds=40, early_stopping=10, margin=0.0, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(sim_small, settings, tmp_path_factory):
+    """One pipeline run in its own MLflow experiment (fresh registry: no champion before it)."""
+    from ml.db import connect
+    from ml.train import train_pipeline
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM user_behavior")
+            if int(cur.fetchone()[0]) != len(sim_small.events):
+                from ml.data.simulate import load_simulation
+
+                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
+                    cur.execute(f"TRUNCATE TABLE `{t}`")
+                load_simulation(sim_small, settings)
+    finally:
+        conn.close()
+    os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "test-train-e2e"
+    from ml.config import get_settings
+
+    s = get_settings()
+    steps: list[str] = []
+    out = train_pipeline(s, small_config(), step=steps.append)
+    yield s, out, steps
+    os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
+
+
+def test_pipeline_registers_a_champion(trained) -> None:
+    from ml import registry
+
+    s, out, steps = trained
+    assert out["promoted"] is True, out["reason"]
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == out["version"]
+    assert str(client.get_model_version_by_alias(name, registry.CHALLENGER).version) == out["version"]
+    # the first champion had to beat the better of co-visitation and repeat on the same holdout
+    assert out["gate"]["reference_name"] in {"covisit", "repeat"}
+    assert out["metrics"]["lightgbm"]["ndcg@10"] >= out["gate"]["reference"]
+    assert any(st.startswith("dbt point-in-time build: test") for st in steps)
+
+
+def test_run_logs_every_model_and_baseline(trained) -> None:
+    import mlflow
+
+    s, out, _ = trained
+    from ml import registry
+
+    registry.configure(s)
+    run = mlflow.get_run(out["run_id"])
+    for model in ("popular", "intent_pop", "repeat", "covisit", "lightgbm", "xgboost"):
+        for metric in ("ndcg_at_10", "otto_recall_at_20", "recall_at_20_orders", "hitrate_at_10", "mrr", "coverage_at_10", "intent_capture_at_10"):
+            assert f"{model}.{metric}" in run.data.metrics, f"{model}.{metric} missing"
+    assert run.data.params["label_hours"] == "24" and run.data.params["test_cut"] == out["split"]["test_cut"]
+    assert run.data.metrics["rows_frame_test"] > 0 and run.data.metrics["eval_users"] > 0
+    assert 0 < run.data.metrics["cand_recall_any"] <= 1
+    files = {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"], "report")}
+    assert {"report/comparison.csv", "report/comparison.md", "report/metric_bars.png", "report/importance_lightgbm.png",
+            "report/scores_lightgbm.png"} <= files
+
+
+def test_champion_loader_scores_current_marts(trained) -> None:
+    """What the publish step does: the champion over the serving view gives exactly n items per user."""
+    from ml.dbt import run_dbt
+    from ml.registry import load_champion
+
+    s, out, _ = trained
+    run_dbt(["run", "--exclude", "tag:pit"], settings=s)  # the serving view (no cut) in recsys_marts
+    rec = load_champion(s)
+    assert rec.model_version.endswith(f"/{out['version']}")
+    users = rec.frame["user_id"].drop_duplicates().head(25).tolist() + [10**9]  # plus an unknown user
+    recs = rec.recommend(users, 10)
+    assert recs.groupby("user_id").size().to_dict() == {u: 10 for u in users}
+    assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "source"]
+    assert not recs.duplicated(["user_id", "item_id"]).any()

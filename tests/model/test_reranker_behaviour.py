@@ -1,0 +1,146 @@
+"""Behaviour of the trained two-stage recommender on the small simulated shop (real MariaDB, dbt, MLflow):
+
+- the promotion gate refuses a model trained on shuffled labels (with and without a champion);
+- a user who just searched for and browsed a category gets that category in the top 10;
+- no purchased, out-of-stock or duplicate items, exactly n per user.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from ml.train import TrainConfig
+
+CACHE: dict[tuple, object] = {}  # one dbt build per cut for all the runs of this module
+
+
+def _cfg(**kw) -> TrainConfig:
+    return TrainConfig(rounds=40, early_stopping=10, margin=0.0, xgboost=False, report_unruled=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def shop(sim_small, settings):
+    """The simulated shop in raw, a fresh MLflow experiment (no champion yet)."""
+    from ml.config import get_settings
+    from ml.data.simulate import load_simulation
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM user_behavior")
+            if int(cur.fetchone()[0]) != len(sim_small.events):
+                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
+                    cur.execute(f"TRUNCATE TABLE `{t}`")
+                load_simulation(sim_small, settings)
+    finally:
+        conn.close()
+    os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "test-behaviour"
+    yield get_settings()
+    os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
+
+
+@pytest.fixture(scope="module")
+def gate_runs(shop):
+    """Shuffled-label run without a champion, a real run, then a shuffled run against the champion."""
+    from ml.train import train_pipeline
+
+    first = train_pipeline(shop, _cfg(shuffle_labels=True), cache=CACHE)
+    real = train_pipeline(shop, _cfg(), cache=CACHE)
+    second = train_pipeline(shop, _cfg(shuffle_labels=True, seed=11), cache=CACHE)
+    return first, real, second
+
+
+def test_shuffled_labels_are_refused_without_a_champion(gate_runs) -> None:
+    first, _, _ = gate_runs
+    assert first["promoted"] is False
+    assert first["gate"]["reference_name"] in {"covisit", "repeat"}
+    assert first["gate"]["challenger"] < first["gate"]["reference"]
+
+
+def test_real_model_becomes_champion_and_shuffled_one_is_refused_against_it(gate_runs, shop) -> None:
+    from ml import registry
+
+    _, real, second = gate_runs
+    assert real["promoted"] is True, real["reason"]
+    assert second["promoted"] is False and second["gate"]["reference_name"] == "champion"
+    client = registry.configure(shop)
+    name = registry.model_name(shop)
+    assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == real["version"]
+    assert str(client.get_model_version_by_alias(name, registry.CHALLENGER).version) == second["version"]
+
+
+def _inject_intent_session(settings, user_id: int, category_id: int, category: str, items: list[int], at: pd.Timestamp) -> None:
+    from ml.db import connect
+
+    rows = [(user_id, None, "behaviour-test", "search", category.lower(), at)]
+    rows += [(user_id, i, "behaviour-test", "browse", None, at + pd.Timedelta(seconds=20 * (k + 1))) for k, i in enumerate(items)]
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts) VALUES (%s,%s,%s,%s,%s,%s)",
+                [(u, i, s, b, q, t.to_pydatetime()) for u, i, s, b, q, t in rows],
+            )
+    finally:
+        conn.close()
+
+
+def _remove_injected(settings) -> None:
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM user_behavior WHERE session_id = 'behaviour-test'")
+    finally:
+        conn.close()
+
+
+def test_fresh_search_and_browse_put_the_category_in_the_top10(gate_runs, shop) -> None:
+    from ml.datasets import load_events, load_items, max_event_ts
+    from ml.dbt import run_dbt
+    from ml.registry import load_champion
+
+    items = load_items(shop)
+    events = load_events(shop, None, None).dropna(subset=["item_id"])
+    seen = events.merge(items[["item_id", "category_id"]].astype({"item_id": "Int64"}), on="item_id")
+    # a regular user and a category they never touched (an instant need unlike their taste)
+    user = int(seen["user_id"].value_counts().index[0])
+    untouched = sorted(set(items["category_id"]) - set(seen.loc[seen["user_id"] == user, "category_id"]))
+    assert untouched, "the test user touched every category; pick a shop with more categories"
+    cat = int(untouched[0])
+    in_cat = items[(items["category_id"] == cat) & (items["in_stock"] == 1)]
+    name = str(in_cat["category"].iloc[0])
+    try:
+        run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
+        before = load_champion(shop).recommend([user], 10).merge(items, on="item_id")
+        _inject_intent_session(shop, user, cat, in_cat["item_id"].head(3).astype(int).tolist(), max_event_ts(shop) + pd.Timedelta(minutes=5))
+        run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
+        after = load_champion(shop).recommend([user], 10).merge(items, on="item_id")
+    finally:
+        _remove_injected(shop)
+    n_before = int((before["category_id"] == cat).sum())
+    n_after = int((after["category_id"] == cat).sum())
+    assert n_after >= 3 and n_after > n_before, after[["rank", "item_id", "category_id", "source"]].to_string()
+
+
+def test_no_purchased_out_of_stock_or_duplicate_items(gate_runs, shop) -> None:
+    from ml.datasets import load_items, load_purchases
+    from ml.dbt import run_dbt
+    from ml.registry import load_champion
+
+    run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
+    rec = load_champion(shop)
+    bought = load_purchases(shop, None)
+    users = sorted(set(bought["user_id"].astype(int)))[:60]
+    recs = rec.recommend(users, 20)
+    assert recs.groupby("user_id").size().eq(20).all() and set(recs["user_id"]) == set(users)
+    assert not recs.duplicated(["user_id", "item_id"]).any()
+    assert recs.merge(bought.astype("int64"), on=["user_id", "item_id"]).empty
+    stock = load_items(shop).set_index("item_id")["in_stock"]
+    assert (stock.reindex(recs["item_id"]).to_numpy() == 1).all()
+    assert (recs.groupby("user_id")["rank"].apply(list) == pd.Series({u: list(range(1, 21)) for u in users})).all()
