@@ -24,7 +24,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--prefix", default="bench_quality_", help="RECSYS_DB_PREFIX for the benchmark's databases")
+    p.add_argument("--prefix", default=os.environ.get("RECSYS_DB_PREFIX", "bench_quality_"), help="RECSYS_DB_PREFIX for the benchmark databases")
     p.add_argument("--label-hours", type=int, default=24)
     p.add_argument("--n-train-cuts", type=int, default=1)
     p.add_argument("--tf", action="store_true", help="also train the TF two-tower and DIN ranker stage")

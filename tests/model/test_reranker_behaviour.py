@@ -73,7 +73,7 @@ def test_real_model_becomes_champion_and_shuffled_one_is_refused_against_it(gate
     assert str(client.get_model_version_by_alias(name, registry.CHALLENGER).version) == second["version"]
 
 
-def _inject_intent_session(settings, user_id: int, category_id: int, category: str, items: list[int], at: pd.Timestamp) -> None:
+def _inject_intent_session(settings, user_id: int, category: str, items: list[int], at: pd.Timestamp) -> None:
     from ml.db import connect
 
     rows = [(user_id, None, "behaviour-test", "search", category.lower(), at)]
@@ -118,7 +118,7 @@ def test_fresh_search_and_browse_put_the_category_in_the_top10(gate_runs, shop) 
     try:
         run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
         before = load_champion(shop).recommend([user], 10).merge(items, on="item_id")
-        _inject_intent_session(shop, user, cat, in_cat["item_id"].head(3).astype(int).tolist(), max_event_ts(shop) + pd.Timedelta(minutes=5))
+        _inject_intent_session(shop, user, name, in_cat["item_id"].head(3).astype(int).tolist(), max_event_ts(shop) + pd.Timedelta(minutes=5))
         run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
         after = load_champion(shop).recommend([user], 10).merge(items, on="item_id")
     finally:
