@@ -130,8 +130,8 @@ def load_intents(settings: Settings) -> pd.DataFrame:
         (settings.raw_db,),
     )
     if int(exists.loc[0, "n"]) == 0:
-        return pd.DataFrame(columns=["session_id", "user_id", "intent_category_id"])
-    return read_sql(f"SELECT session_id, user_id, intent_category_id FROM `{settings.raw_db}`.sim_session_intent", settings)
+        return pd.DataFrame(columns=["session_id", "user_id", "intent_category_id", "start_ts"])
+    return read_sql(f"SELECT session_id, user_id, intent_category_id, start_ts FROM `{settings.raw_db}`.sim_session_intent", settings)
 
 
 def read_dbt_tables(settings: Settings, database: str, with_labels: bool) -> dict[str, pd.DataFrame]:

@@ -10,7 +10,8 @@ the ground truth is everything a user did in the label window ``[cut, cut + Δ)`
 - ``hitrate@10`` (any positive in the top 10), ``mrr`` (1 / rank of the first positive in the list),
 - ``coverage@10`` (distinct items in all top-10 lists / catalogue size),
 - ``intent_capture@10`` (share of a user's top 10 in the planted intent category of the session that
-  follows or straddles the cut; simulator ground truth, never read by a model).
+  follows or straddles the cut; simulator ground truth, never read by a model), and
+  ``intent_capture_straddle@10`` restricted to sessions already running at the cut (intent observable).
 """
 
 from __future__ import annotations
@@ -105,10 +106,22 @@ def session_intents(window_events: pd.DataFrame, intents: pd.DataFrame) -> dict[
     """
     if window_events.empty or intents.empty:
         return {}
-    first = window_events.sort_values("ts").drop_duplicates("user_id", keep="first")[["user_id", "session_id"]]
-    joined = first.merge(intents[["session_id", "intent_category_id"]], on="session_id", how="inner")
-    joined = joined.dropna(subset=["intent_category_id"])
+    joined = _first_sessions(window_events, intents)
     return dict(zip(joined["user_id"].astype("int64"), joined["intent_category_id"].astype("int64")))
+
+
+def straddling_users(window_events: pd.DataFrame, intents: pd.DataFrame, cut: pd.Timestamp) -> set[int]:
+    """Users whose first session in the label window started before the cut (its intent is observable)."""
+    if window_events.empty or intents.empty or "start_ts" not in intents.columns:
+        return set()
+    joined = _first_sessions(window_events, intents)
+    return set(joined.loc[pd.to_datetime(joined["start_ts"]) < cut, "user_id"].astype("int64"))
+
+
+def _first_sessions(window_events: pd.DataFrame, intents: pd.DataFrame) -> pd.DataFrame:
+    first = window_events.sort_values("ts").drop_duplicates("user_id", keep="first")[["user_id", "session_id"]]
+    cols = ["session_id", "intent_category_id"] + (["start_ts"] if "start_ts" in intents.columns else [])
+    return first.merge(intents[cols], on="session_id", how="inner").dropna(subset=["intent_category_id"])
 
 
 def recs_to_lists(recs: pd.DataFrame) -> dict[int, list[int]]:
@@ -128,6 +141,7 @@ def evaluate_lists(
     intents: Mapping[int, int] | None = None,
     k_ndcg: int = 10,
     k_recall: int = 20,
+    straddling: set[int] | None = None,
 ) -> dict[str, float]:
     """All metrics for ranked lists against the ground truth of the evaluated users (``truth``'s keys).
 
@@ -168,6 +182,10 @@ def evaluate_lists(
         shares = [intent_share(list(lists.get(u, ())), item_category, c, k_ndcg) for u, c in intents.items() if u in truth]
         out[f"intent_capture@{k_ndcg}"] = float(np.mean(shares)) if shares else float("nan")
         out["n_intent_users"] = float(len(shares))
+        if straddling is not None:
+            st = [intent_share(list(lists.get(u, ())), item_category, c, k_ndcg) for u, c in intents.items() if u in truth and u in straddling]
+            out[f"intent_capture_straddle@{k_ndcg}"] = float(np.mean(st)) if st else float("nan")
+            out["n_straddle_users"] = float(len(st))
     out["n_users"] = float(len(users))
     return out
 
@@ -179,11 +197,13 @@ def evaluate_recommendations(
     *,
     eval_users: Iterable[int] | None = None,
     intents: pd.DataFrame | None = None,
+    cut: pd.Timestamp | None = None,
 ) -> dict[str, float]:
     """Evaluate a ``recommend()`` frame against the label window's events.
 
     ``eval_users`` restricts the evaluation (normally: users seen before the cut); ``items`` gives the
-    catalogue size and categories; ``intents`` (simulator ground truth) enables intent capture.
+    catalogue size and categories; ``intents`` (simulator ground truth) enables intent capture, and
+    with ``cut`` also intent capture over the users whose session straddles the cut.
     """
     ev = window_events
     if eval_users is not None:
@@ -191,10 +211,12 @@ def evaluate_recommendations(
     truth = ground_truth(ev)
     item_category = dict(zip(items["item_id"].astype("int64"), items["category_id"].astype("int64")))
     intent_map = session_intents(ev, intents) if intents is not None else None
+    straddle = straddling_users(ev, intents, cut) if intents is not None and cut is not None else None
     return evaluate_lists(
         recs_to_lists(recs),
         truth,
         catalogue_size=len(items),
         item_category=item_category,
         intents=intent_map,
+        straddling=straddle,
     )

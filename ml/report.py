@@ -11,7 +11,7 @@ import pandas as pd
 #: Metric columns of the comparison table, in reading order.
 TABLE_METRICS = [
     "ndcg@10", "recall@20_clicks", "recall@20_carts", "recall@20_orders", "otto_recall@20", "hitrate@10", "mrr",
-    "coverage@10", "intent_capture@10",
+    "coverage@10", "intent_capture@10", "intent_capture_straddle@10",
 ]
 
 

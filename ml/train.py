@@ -73,7 +73,8 @@ class Holdout:
 
     def evaluate(self, recommender: Any, n: int) -> dict[str, float]:
         recs = recommender.recommend(self.eval_users, n)
-        return evaluate_recommendations(recs, self.cut.window, self.cut.items, eval_users=self.eval_users, intents=self.intents)
+        return evaluate_recommendations(recs, self.cut.window, self.cut.items, eval_users=self.eval_users, intents=self.intents,
+                                        cut=self.cut.cut_ts)
 
 
 def _noop(_: str) -> None:

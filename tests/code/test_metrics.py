@@ -108,3 +108,16 @@ def test_user_without_list_counts_as_miss() -> None:
 def test_no_truth_is_an_error() -> None:
     with pytest.raises(ValueError, match="nothing to evaluate"):
         ev.evaluate_lists({}, {}, catalogue_size=3)
+
+
+def test_intent_capture_over_straddling_sessions_only() -> None:
+    items = pd.DataFrame({"item_id": [10, 11, 12, 20, 30], "category_id": [5, 5, 6, 5, 9]})
+    recs = pd.DataFrame({"user_id": [1, 2], "rank": [1, 1], "item_id": [12, 20], "score": [1.0, 1.0], "source": ["t", "t"]})
+    cut = pd.Timestamp("2026-01-02 00:00:00")
+    # s1 started before the cut (straddles), s2 after it
+    intents = pd.DataFrame({"session_id": ["s1", "s2"], "intent_category_id": [6, 9],
+                            "start_ts": [cut - pd.Timedelta("5min"), cut + pd.Timedelta("1s")]})
+    m = ev.evaluate_recommendations(recs, _window(), items, intents=intents, cut=cut)
+    assert m["intent_capture_straddle@10"] == pytest.approx(0.1)  # user 1 only: item 12 in category 6
+    assert m["n_straddle_users"] == 1
+    assert m["intent_capture@10"] == pytest.approx((0.1 + 0.0) / 2)
