@@ -167,7 +167,8 @@ def _log_run(
     from ml import report
     from ml.registry import mlflow_key
 
-    mlflow.log_params(cfg.as_params() | split.as_params())
+    mlflow.log_params(cfg.as_params() | split.as_params() | {"reranker_train_cuts": ",".join(reranker_train_cuts(frames, cfg)),
+                                                               "tf_score_in_sample": str(cfg.use_tf and cfg.n_train_cuts < 2)})
     counts = {f"rows_{c}_{k}": float(v) for c, d in cuts.items() for k, v in d.row_counts().items()}
     counts |= {f"rows_frame_{k}": float(len(f)) for k, f in frames.items()}
     counts |= {f"positives_frame_{k}": float((f["label"] > 0).sum()) for k, f in frames.items()}
@@ -206,7 +207,7 @@ def train_pipeline(
     split = make_split(max_event_ts(s), cfg.label_hours, cfg.n_train_cuts)
     cuts = load_cuts(s, split, cfg, step, cache)
     stage, frames = _features_with_tf(cuts, cfg, step)
-    train = pd.concat([f for k, f in frames.items() if k.startswith("train_")], ignore_index=True)
+    train = pd.concat([frames[k] for k in reranker_train_cuts(frames, cfg)], ignore_index=True)
     fits = fit_rerankers(train, frames["val"], cfg, step)
     intents = load_intents(s)
     holdout = make_holdout(cuts["test"], frames["test"], intents)
@@ -261,6 +262,21 @@ def frame_for_spec(cut: CutData, spec: dict[str, Any]) -> pd.DataFrame:
     return cut_frame(cut, load_tf_stage(spec.get("tf")))
 
 
+def tf_ranker_train_cuts(frames: dict[str, pd.DataFrame]) -> list[str]:
+    """The DIN ranker learns on the first training cut only when there are several (stacking hygiene)."""
+    names = sorted(k for k in frames if k.startswith("train_"))
+    return names[:1] if len(names) > 1 else names
+
+
+def reranker_train_cuts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> list[str]:
+    """Cuts the rerankers fit on. With the TF stage and ≥ 2 training cuts, the cut the DIN ranker saw is
+    left out, so ``tf_score`` is out-of-sample for the reranker; with one cut it is in-sample (logged)."""
+    names = sorted(k for k in frames if k.startswith("train_"))
+    if cfg.use_tf and len(names) > 1:
+        return [k for k in names if k not in tf_ranker_train_cuts(frames)]
+    return names
+
+
 def _features_with_tf(cuts: dict[str, CutData], cfg: TrainConfig, step: Step) -> tuple[TFStage, dict[str, pd.DataFrame]]:
     """Candidate features of every cut; with ``use_tf`` the two-tower source and the DIN score join them."""
     stage = TFStage()
@@ -275,7 +291,7 @@ def _features_with_tf(cuts: dict[str, CutData], cfg: TrainConfig, step: Step) ->
     step("candidates (+ two-tower) and features")
     frames = {name: build_features(cut, stage.candidates(cut)) for name, cut in cuts.items()}
     step("fit TF DIN ranker")
-    train = [(cuts[k], frames[k]) for k in frames if k.startswith("train_")]
+    train = [(cuts[k], frames[k]) for k in tf_ranker_train_cuts(frames)]
     stage.ranker = fit_ranker_stage(train, (cuts["val"], frames["val"]), tfs)
     stage.fit_seconds["tf_ranker"] = float(stage.ranker.fit_seconds)
     step("TF ranker scores for every cut")

@@ -9,6 +9,8 @@ import pytest
 
 from ml.train import TrainConfig
 
+CACHE: dict[tuple, object] = {}  # the point-in-time cuts, built once for both runs of this module
+
 
 def small_config(**kw) -> TrainConfig:
     """Few boosting rounds: the test checks the chain, not the model's quality."""
@@ -38,7 +40,7 @@ def trained(sim_small, settings, tmp_path_factory):
 
     s = get_settings()
     steps: list[str] = []
-    out = train_pipeline(s, small_config(), step=steps.append)
+    out = train_pipeline(s, small_config(), step=steps.append, cache=CACHE)
     yield s, out, steps
     os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
 
@@ -91,3 +93,47 @@ def test_champion_loader_scores_current_marts(trained) -> None:
     assert recs.groupby("user_id").size().to_dict() == {u: 10 for u in users}
     assert list(recs.columns) == ["user_id", "rank", "item_id", "score", "source"]
     assert not recs.duplicated(["user_id", "item_id"]).any()
+
+
+def test_pipeline_with_the_tf_stage(trained) -> None:
+    """Tiny TF configs: the two-tower becomes a candidate source, the DIN score a reranker feature, both
+    are logged with the run, and the registered version rebuilds its frame with its own TF models."""
+    from ml import registry
+    from ml.train import frame_for_spec, train_pipeline
+
+    s, _, _ = trained
+    tiny = {"retrieve_k": 20, "two_tower": {"epochs": 1, "batch_size": 256, "item_dim": 8, "out_dim": 8, "hidden": 16},
+            "ranker": {"epochs": 1, "patience": 1, "negative_rate": 0.3, "batch_size": 512, "hidden": (16,), "item_dim": 8}}
+    out = train_pipeline(s, small_config(use_tf=True, tf=tiny, xgboost=False), cache=CACHE)
+    assert "tf_ranker" in out["metrics"] and out["metrics"]["tf_ranker"]["ndcg@10"] > 0
+    assert set(out["fit_seconds"]) >= {"lightgbm", "two_tower", "tf_ranker"}
+    client = registry.configure(s)
+    _, spec = registry.load_reranker(client, registry.model_name(s), out["version"])
+    assert spec["tf"]["two_tower_uri"] and spec["tf"]["ranker_uri"]
+    assert "tf_score" in spec["features"] and "two_tower_score" in spec["features"]
+    cut = next(iter(CACHE.values()))
+    frame = frame_for_spec(cut, spec)
+    assert frame["tf_score"].notna().all() and (frame["two_tower_score"] > 0).any()
+
+
+def test_evaluate_and_promote_commands_reuse_the_registry(trained) -> None:
+    """`evaluate` re-scores the champion next to the baselines; `promote` re-runs the gate on the
+    challenger's own test cut and reaches the same decision the training run reached."""
+    from ml import registry
+    from ml.train import evaluate, promote
+
+    s, _, _ = trained
+    ev = evaluate(s, small_config())
+    assert {"champion", "covisit", "repeat", "popular", "intent_pop"} <= set(ev["metrics"])
+    assert ev["metrics"]["champion"]["ndcg@10"] > 0
+    client = registry.configure(s)
+    name = registry.model_name(s)
+    challenger = str(client.get_model_version_by_alias(name, registry.CHALLENGER).version)
+    champion = str(client.get_model_version_by_alias(name, registry.CHAMPION).version)
+    res = promote(s, config=small_config())
+    assert res["version"] == challenger
+    if challenger == champion:
+        assert res["promoted"] is False and "already the champion" in res["reason"]
+    else:
+        assert res["promoted"] is False and res["reference_name"] == "champion"
+        assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == champion
