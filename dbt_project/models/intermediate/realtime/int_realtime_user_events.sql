@@ -1,8 +1,11 @@
-{{ config(post_hook="{{ add_keys('event_id', {'ix_user_pos': ['user_id', 'pos_from_end']}) }}") }}
+{{ config(post_hook="{{ add_keys('event_id', {'ix_user_session': ['user_id', 'session_id', 'event_ts']}) }}") }}
 
-{#- All events of the users the realtime marts must recompute, with the positions they need, so
-    fct_session_intent and ml_candidates read one indexed table instead of re-running the staging
-    view and its window sorts for every CTE.
+{#- The events of the users the realtime marts must recompute, with their item category, so
+    fct_session_intent and ml_candidates read one table instead of re-running the staging view for
+    every CTE. Only the last `realtime_history_days` before each user's last event are kept: the
+    realtime features look at recent behaviour, and the cost stays bounded for long histories.
+    Keyed (the ALTER also refreshes the statistics): without keys, and with the "1 row" estimate of
+    a just-created table, MariaDB runs the session self-joins as nested loops.
     Which users: on a full build (first run, --full-refresh, or a point-in-time build) every user;
     otherwise the users with an event after the older of the two realtime marts' watermarks
     (max last_event_ts), so a mart whose last run failed catches up on the next one. The marts are
@@ -17,60 +20,33 @@ items as (
     select item_id, category_id from {{ ref('stg_recsys__items') }}
 ),
 
-{% if watermark is not none %}
+{#- the users to recompute and their last event (on an incremental run it is among the new ones) -#}
 changed_users as (
-    select distinct user_id from events where event_ts > '{{ watermark }}'
-),
-
-user_events as (
-    select events.*
+    select user_id, max(event_ts) as user_last_event_ts
     from events
-    where events.user_id in (select changed_users.user_id from changed_users)
-),
-{% else %}
-user_events as (
-    select * from events
-),
-{% endif %}
-
-positioned as (
-    select
-        user_events.event_id,
-        user_events.user_id,
-        user_events.session_id,
-        user_events.item_id,
-        user_events.behavior_type,
-        user_events.query_text,
-        user_events.event_ts,
-        items.category_id,
-        row_number() over (
-            partition by user_events.user_id order by user_events.event_ts desc, user_events.event_id desc
-        ) as pos_from_end,
-        first_value(user_events.session_id) over (
-            partition by user_events.user_id order by user_events.event_ts desc, user_events.event_id desc
-        ) as last_session_id,
-        row_number() over (
-            partition by user_events.user_id, user_events.session_id
-            order by user_events.event_ts desc, user_events.event_id desc
-        ) as pos_in_session_from_end
-    from user_events
-    left join items on items.item_id = user_events.item_id
+    {%- if watermark is not none %}
+    where event_ts > '{{ watermark }}'
+    {%- endif %}
+    group by user_id
 ),
 
+{#- their history, bounded per user (not per run) so incremental and full builds agree -#}
 final as (
     select
-        event_id,
-        user_id,
-        session_id,
-        item_id,
-        behavior_type,
-        query_text,
-        event_ts,
-        category_id,
-        pos_from_end,
-        cast(session_id = last_session_id as signed) as in_last_session,
-        pos_in_session_from_end
-    from positioned
+        events.event_id,
+        events.user_id,
+        events.session_id,
+        events.item_id,
+        events.behavior_type,
+        events.query_text,
+        events.event_ts,
+        items.category_id,
+        changed_users.user_last_event_ts
+    from events
+    inner join changed_users
+        on changed_users.user_id = events.user_id
+        and events.event_ts >= changed_users.user_last_event_ts - interval {{ var('realtime_history_days') | int }} day
+    left join items on items.item_id = events.item_id
 )
 
 select * from final

@@ -7,14 +7,29 @@ with user_events as (
     select * from {{ ref('int_realtime_user_events') }}
 ),
 
-last_session as (
-    select user_id, session_id, event_ts as last_event_ts
+{#- the user's newest event (ties on time broken by event_id) and so the last session -#}
+last_event_ids as (
+    select user_id, max(event_id) as event_id
     from user_events
-    where pos_from_end = 1
+    where event_ts = user_last_event_ts
+    group by user_id
+),
+
+last_session as (
+    select user_events.user_id, user_events.session_id, user_events.event_ts as last_event_ts
+    from user_events
+    inner join last_event_ids on last_event_ids.event_id = user_events.event_id
 ),
 
 session_events as (
-    select * from user_events where in_last_session = 1
+    select
+        user_events.*,
+        row_number() over (
+            partition by user_events.user_id order by user_events.event_ts desc, user_events.event_id desc
+        ) as pos_in_session_from_end
+    from user_events
+    inner join last_session
+        on last_session.user_id = user_events.user_id and last_session.session_id = user_events.session_id
 ),
 
 session_stats as (
@@ -53,20 +68,6 @@ session_intent as (
     where rn = 1
 ),
 
-{#- fallback when the last session has no item event (only searches): the last item's category -#}
-last_item_category as (
-    select user_id, category_id
-    from (
-        select
-            user_id,
-            category_id,
-            row_number() over (partition by user_id order by pos_from_end) as rn
-        from user_events
-        where category_id is not null
-    ) as ranked
-    where rn = 1
-),
-
 session_queries as (
     select user_id, group_concat(query_text order by last_ts desc, query_text separator ' ') as query_terms
     from (
@@ -91,7 +92,8 @@ user_items as (
         user_id,
         item_id,
         max(category_id) as category_id,
-        min(pos_from_end) as first_pos,
+        max(event_ts) as last_ts,
+        max(event_id) as last_event_id,
         max(case when behavior_type = 'cart' then event_ts end) as last_cart_ts,
         max(case when behavior_type = 'purchase' then event_ts end) as last_purchase_ts
     from user_events
@@ -107,7 +109,7 @@ recent_items as (
             user_id,
             item_id,
             category_id,
-            row_number() over (partition by user_id order by first_pos) as rn
+            row_number() over (partition by user_id order by last_ts desc, last_event_id desc) as rn
         from user_items
     ) as ranked
     where rn <= 20
@@ -132,6 +134,11 @@ recent_categories as (
     ) as categories
     where category_rn <= 10
     group by user_id
+),
+
+{#- fallback intent when the last session has no item event (only searches): the last item's category -#}
+last_item_category as (
+    select user_id, category_id from recent_items where rn = 1
 ),
 
 carted_not_bought as (
