@@ -106,7 +106,7 @@ def rows(settings, sql: str, database: str | None = None) -> list[dict]:
 
 def test_staging_drops_the_replayed_copy(tiny):
     assert rows(tiny, "SELECT COUNT(*) AS n FROM stg_recsys__user_behavior")[0]["n"] == len(EVENTS) - 1
-    assert rows(tiny, "SELECT COUNT(*) AS n FROM int_events_sessionized")[0]["n"] == len(EVENTS) - 1
+    assert rows(tiny, "SELECT COUNT(*) AS n FROM int_events_enriched")[0]["n"] == len(EVENTS) - 1
 
 
 def test_dim_users_counts_windows_and_price(tiny):

@@ -6,7 +6,7 @@
 
 {%- set cut = cut_ts_literal() %}
 {%- set feature_models = [
-    ('int_events_sessionized', 'event_ts'),
+    ('int_events_enriched', 'event_ts'),
     ('int_user_items_aggregated', 'last_event_ts'),
     ('dim_users', 'last_event_ts'),
     ('dim_items', 'last_event_ts'),
@@ -22,10 +22,10 @@ with violations as (
     having max({{ column }}) >= {{ cut }}
     union all
     {%- endfor %}
-    select 'int_events_sessionized: event count differs from raw events before the cut', cast(n_features as char)
+    select 'int_events_enriched: event count differs from raw events before the cut', cast(n_features as char)
     from (
         select
-            (select count(*) from {{ ref('int_events_sessionized') }}) as n_features,
+            (select count(*) from {{ ref('int_events_enriched') }}) as n_features,
             (select count(*) from {{ ref('stg_recsys__user_behavior_unbounded') }} where event_ts < {{ cut }}) as n_raw
     ) as counts
     where n_features <> n_raw

@@ -1,7 +1,7 @@
 {{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
 
 with events as (
-    select * from {{ ref('int_events_sessionized') }}
+    select * from {{ ref('int_events_enriched') }}
 ),
 
 final as (

@@ -1,7 +1,7 @@
 {{ config(post_hook="{{ add_keys('item_id', {'ix_category_pop': ['category_id', 'popularity_score']}) }}") }}
 
 with events as (
-    select * from {{ ref('int_events_sessionized') }}
+    select * from {{ ref('int_events_enriched') }}
 ),
 
 items as (
@@ -9,7 +9,7 @@ items as (
 ),
 
 as_of as (
-    {{ as_of_sql(ref('int_events_sessionized')) }}
+    {{ as_of_sql(ref('int_events_enriched')) }}
 ),
 
 activity as (

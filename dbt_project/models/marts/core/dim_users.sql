@@ -3,7 +3,7 @@
 {%- set type_weight = "case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 3 else 0 end" %}
 
 with events as (
-    select * from {{ ref('int_events_sessionized') }}
+    select * from {{ ref('int_events_enriched') }}
 ),
 
 users as (
@@ -11,7 +11,7 @@ users as (
 ),
 
 as_of as (
-    {{ as_of_sql(ref('int_events_sessionized')) }}
+    {{ as_of_sql(ref('int_events_enriched')) }}
 ),
 
 activity as (

@@ -7,11 +7,11 @@
 {%- set half_life_hours = (var('covisit_half_life_days') | float) * 24 %}
 
 with events as (
-    select * from {{ ref('int_events_sessionized') }}
+    select * from {{ ref('int_events_enriched') }}
 ),
 
 as_of as (
-    {{ as_of_sql(ref('int_events_sessionized')) }}
+    {{ as_of_sql(ref('int_events_enriched')) }}
 ),
 
 session_items as (

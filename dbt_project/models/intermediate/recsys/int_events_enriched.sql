@@ -8,7 +8,7 @@ items as (
     select item_id, category_id, brand, price from {{ ref('stg_recsys__items') }}
 ),
 
-joined as (
+final as (
     select
         events.event_id,
         events.user_id,
@@ -22,17 +22,6 @@ joined as (
         items.price
     from events
     left join items on items.item_id = events.item_id
-),
-
-final as (
-    select
-        joined.*,
-        row_number() over (
-            partition by user_id, session_id order by event_ts, event_id
-        ) as event_seq,
-        min(event_ts) over (partition by user_id, session_id) as session_start_ts,
-        max(event_ts) over (partition by user_id, session_id) as session_end_ts
-    from joined
 )
 
 select * from final
