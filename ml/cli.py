@@ -16,6 +16,7 @@ from ml.db import MigrationError, MySQLUnavailable
 from ml.train_cli import register as register_train_commands
 from ml.publish_cli import publish_app, serve
 from ml.quality_cli import quality_app
+from ml.dbt_cli import dbt_app
 
 app = typer.Typer(help="Intent-aware e-commerce recommendations: data, features, models, publishing.", no_args_is_help=True)
 db_app = typer.Typer(help="Create and inspect the MySQL databases (recsys_raw, recsys_marts, recsys_serving).", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(publish_app, name="publish")
 app.command("serve")(serve)
 app.add_typer(data_app, name="data")
 app.add_typer(quality_app, name="quality")
+app.add_typer(dbt_app, name="dbt")
 
 console = Console()
 err_console = Console(stderr=True)

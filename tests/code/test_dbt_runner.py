@@ -1,0 +1,50 @@
+"""ml.dbt without a database: argument checks, the environment handed to dbt, failure messages."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ml.config import get_settings
+from ml.dbt import DbtError, dbt_env, format_cut, pit_database, run_dbt
+
+
+def test_format_cut_accepts_datetimes_and_iso_strings():
+    assert format_cut(datetime(2026, 10, 5, 7, 30)) == "2026-10-05 07:30:00"
+    assert format_cut("2026-10-05") == "2026-10-05 00:00:00"
+    assert format_cut("2026-10-05T07:30:15") == "2026-10-05 07:30:15"
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-13-01", ""])
+def test_format_cut_rejects_garbage(bad):
+    with pytest.raises(ValueError, match="cut_ts"):
+        format_cut(bad)
+
+
+def test_format_cut_rejects_aware_datetimes():
+    with pytest.raises(ValueError, match="naive UTC"):
+        format_cut(datetime(2026, 10, 5, tzinfo=timezone.utc))
+
+
+def test_env_and_pit_database_follow_the_settings_prefix(monkeypatch):
+    monkeypatch.setenv("RECSYS_DB_PREFIX", "zz_")
+    monkeypatch.setenv("RECSYS_MYSQL_PORT", "3307")
+    s = get_settings()
+    env = dbt_env(s)
+    assert env["RECSYS_DB_PREFIX"] == "zz_" and env["RECSYS_MYSQL_PORT"] == "3307"
+    assert env["DBT_PROFILES_DIR"] == str(s.dbt_project_dir)
+    assert pit_database(s) == "zz_recsys_pit"
+
+
+def test_missing_dbt_executable_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECSYS_DBT_VENV", str(tmp_path / "no-venv"))
+    with pytest.raises(DbtError, match="dbt not found"):
+        run_dbt(["parse"])
+
+
+def test_failure_carries_the_tail_of_dbt_output(monkeypatch, tmp_path):
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    with pytest.raises(DbtError, match=r"(?s)`dbt parse --no-such-flag` failed \(exit 2\):.*no-such-flag"):
+        run_dbt(["parse", "--no-such-flag"])
