@@ -7,13 +7,12 @@ of the :class:`~ml.config.Settings` it is given: Python and dbt always agree on 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
-import tempfile
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from ml.config import ENV_DEFAULTS, Settings, get_settings
@@ -67,9 +66,10 @@ def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
 def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None) -> None:
     """Run ``dbt <args>`` in ``dbt_project/`` with ``--vars`` (JSON) when given.
 
-    Unless ``DBT_TARGET_PATH`` is set, dbt writes its artifacts into a temporary folder: the
-    project's ``target/manifest.json`` is what Cosmos renders the DAGs from, and a build with
-    ``cut_ts`` (which enables the pit models) or a concurrent run must not rewrite it.
+    Unless ``DBT_TARGET_PATH`` is set, dbt writes its artifacts under ``$RECSYS_HOME/dbt/``, one
+    folder per set of vars: the project's ``target/manifest.json`` is what Cosmos renders the DAGs
+    from, and a build with ``cut_ts`` (which enables the pit models) must not rewrite it; a folder
+    per vars keeps dbt's partial parsing (seconds per refresh) for repeated invocations.
     Raises :class:`DbtError` with the command and the tail of dbt's output when it fails.
     """
     s = settings or get_settings()
@@ -81,10 +81,10 @@ def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Setti
         cmd += ["--vars", json.dumps(vars, default=str)]
     env = dbt_env(s)
     log.info("running %s", " ".join(cmd))
-    with tempfile.TemporaryDirectory(prefix="recsys_dbt_") as tmp:
-        env.setdefault("DBT_TARGET_PATH", str(Path(tmp) / "target"))
-        env.setdefault("DBT_LOG_PATH", str(Path(tmp) / "logs"))
-        proc = subprocess.run(cmd, cwd=s.dbt_project_dir, env=env, capture_output=True, text=True, check=False)
+    key = hashlib.sha256(json.dumps(vars or {}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    env.setdefault("DBT_TARGET_PATH", str(s.home / "dbt" / f"target-{key}"))
+    env.setdefault("DBT_LOG_PATH", str(s.home / "dbt" / "logs"))
+    proc = subprocess.run(cmd, cwd=s.dbt_project_dir, env=env, capture_output=True, text=True, check=False)
     output = proc.stdout + (("\n" + proc.stderr) if proc.stderr else "")
     if proc.returncode != 0:
         raise DbtError(f"`dbt {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(output)}")
