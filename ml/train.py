@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ class TrainConfig:
     xgboost: bool = True
     use_tf: bool = False
     tf: dict[str, Any] = field(default_factory=dict)
+    max_users: int = 0  # sample at most this many users in each training/validation cut (0 = all); the test cut is never sampled
     shuffle_labels: bool = False
     seed: int = 7
     rules: RuleConfig = field(default_factory=RuleConfig)
@@ -102,6 +103,25 @@ def load_cuts(
         if cache is not None:
             cache[key] = cuts[name]
     return cuts
+
+
+def sample_users(cut: CutData, max_users: int, seed: int) -> CutData:
+    """The cut restricted to a seeded random sample of ``max_users`` of its candidate users.
+
+    Every user-keyed frame (features, intent, candidates, history, labels) is filtered alike, so
+    the sample is a smaller but consistent shop; item-level marts stay whole.
+    """
+    users = np.sort(cut.candidates["user_id"].unique())
+    if len(users) <= max_users:
+        return cut
+    keep = set(np.random.default_rng(seed).choice(users, size=max_users, replace=False).tolist())
+
+    def only(df: pd.DataFrame | None) -> pd.DataFrame | None:
+        return df if df is None or "user_id" not in df else df[df["user_id"].isin(keep)].reset_index(drop=True)
+
+    return replace(cut, users=only(cut.users), intent=only(cut.intent), candidates=only(cut.candidates),
+                   history=only(cut.history), purchased=only(cut.purchased), user_items=only(cut.user_items),
+                   labels=only(cut.labels), window=only(cut.window))
 
 
 def make_holdout(cut: CutData, frame: pd.DataFrame, intents: pd.DataFrame) -> Holdout:
@@ -206,6 +226,8 @@ def train_pipeline(
     cfg = config or TrainConfig()
     split = make_split(max_event_ts(s), cfg.label_hours, cfg.n_train_cuts)
     cuts = load_cuts(s, split, cfg, step, cache)
+    if cfg.max_users > 0:
+        cuts = {k: (c if k == "test" else sample_users(c, cfg.max_users, cfg.seed)) for k, c in cuts.items()}
     stage, frames = _features_with_tf(cuts, cfg, step)
     train = pd.concat([frames[k] for k in reranker_train_cuts(frames, cfg)], ignore_index=True)
     fits = fit_rerankers(train, frames["val"], cfg, step)

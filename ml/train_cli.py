@@ -33,10 +33,11 @@ def _progress() -> Iterator[Callable[[str], None]]:
             console.log(f"[green]done[/] {last[-1]}")
 
 
-def _config(label_hours: int, n_train_cuts: int, rounds: int, margin: float, xgboost: bool, use_tf: bool) -> Any:
+def _config(label_hours: int, n_train_cuts: int, rounds: int, margin: float, xgboost: bool, use_tf: bool, max_users: int = 0) -> Any:
     from ml.train import TrainConfig
 
-    return TrainConfig(label_hours=label_hours, n_train_cuts=n_train_cuts, rounds=rounds, margin=margin, xgboost=xgboost, use_tf=use_tf)
+    return TrainConfig(label_hours=label_hours, n_train_cuts=n_train_cuts, rounds=rounds, margin=margin, xgboost=xgboost, use_tf=use_tf,
+                       max_users=max_users)
 
 
 def _metrics_table(metrics: dict[str, dict[str, float | None]], title: str) -> Table:
@@ -61,12 +62,13 @@ def train(
     margin: float = MARGIN,
     xgboost: bool = typer.Option(True, help="Also fit XGBoost rank:ndcg for comparison."),
     tf: bool = typer.Option(False, "--tf/--no-tf", help="Train the TF two-tower and DIN ranker stage."),
+    max_users: int = typer.Option(0, help="Sample at most this many users per training/validation cut (0 = all; test cut never sampled)."),
 ) -> None:
     """Whole chain: point-in-time builds, rerankers, evaluation vs baselines, MLflow run, registration, gate."""
     from ml.train import train_pipeline
 
     with _progress() as step:
-        out = train_pipeline(config=_config(label_hours, n_train_cuts, rounds, margin, xgboost, tf), step=step)
+        out = train_pipeline(config=_config(label_hours, n_train_cuts, rounds, margin, xgboost, tf, max_users), step=step)
     console.print(_metrics_table(out["metrics"], f"test cut {out['split']['test_cut']}  (run {out['run_id']})"))
     console.print(f"version {out['version']}: {'[bold green]promoted[/]' if out['promoted'] else '[yellow]not promoted[/]'} — {out['reason']}")
 

@@ -90,3 +90,26 @@ def test_candidate_recall_counts_reachable_positives() -> None:
     assert r["cand_recall_orders"] == pytest.approx(1.0) and r["cand_recall_carts"] == pytest.approx(0.0)
     r1 = candidate_recall(cands, window, users=[1, 2], k=1, score="s")
     assert r1["cand_per_user"] == pytest.approx(1.0)
+
+
+def test_sample_users_filters_every_user_keyed_frame_consistently():
+    import pandas as pd
+
+    from ml.datasets import CutData
+    from ml.train import sample_users
+
+    users = pd.DataFrame({"user_id": range(10)})
+    cand = pd.DataFrame({"user_id": [u for u in range(10) for _ in range(3)], "item_id": list(range(3)) * 10})
+    items = pd.DataFrame({"item_id": range(3), "category_id": [1, 1, 2], "in_stock": 1, "price": 1.0})
+    cut = CutData(cut_ts=pd.Timestamp("2026-10-01"), items=items, users=users, item_features=items, intent=users.assign(x=1),
+                  covis=pd.DataFrame({"item_id": [0], "similar_item_id": [1]}), candidates=cand,
+                  history=cand.assign(ts=pd.Timestamp("2026-09-30")), purchased=cand.head(0), labels=cand.head(5))
+    small = sample_users(cut, 4, seed=1)
+    kept = set(small.candidates["user_id"])
+    assert len(kept) == 4
+    for frame in (small.users, small.intent, small.history):
+        assert set(frame["user_id"]) == kept
+    assert set(small.labels["user_id"]) <= kept
+    assert small.items is cut.items and small.covis is cut.covis  # item-level data untouched
+    assert set(sample_users(cut, 4, seed=1).candidates["user_id"]) == kept  # deterministic
+    assert sample_users(cut, 50, seed=1) is cut
