@@ -40,10 +40,11 @@ def recsys_refresh():
         return tasks.quality_gate("realtime")
 
     @task(outlets=[USER_TOPN], doc_md="Replace the new actors' rows, one transaction per batch; advance the watermark after commit.")
-    def refresh():
-        return tasks.refresh()
+    def refresh(seen: dict):
+        return tasks.refresh(upper_event_id=seen["newest_event_id"])
 
-    guard() >> dbt_realtime >> gx_realtime() >> refresh()
+    seen = guard()
+    seen >> dbt_realtime >> gx_realtime() >> refresh(seen)
 
 
 recsys_refresh()

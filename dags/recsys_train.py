@@ -27,7 +27,7 @@ DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponen
         "max_staleness_hours": Param(48.0, type="number", description="Fail when the newest event is older (<= 0: report only)."),
         "label_hours": Param(24, type="integer", minimum=1, maximum=24 * 14, description="Label window Δ after each cut (hours)."),
         "history_days": Param(30, type="integer", minimum=1, maximum=365, description="Days of history before each cut."),
-        "n_train_cuts": Param(1, type="integer", minimum=1, maximum=7, description="Training cuts stacked before the validation cut."),
+        "n_train_cuts": Param(2, type="integer", minimum=1, maximum=7, description="Training cuts before the validation cut (with the TF stage, >= 2 keeps its score out-of-sample for the reranker)."),
         "max_users": Param(0, type="integer", minimum=0, description="Sample at most this many users per cut (0 = all)."),
         "use_tf": Param(True, type="boolean", description="Train the TF two-tower + DIN ranker and feed its score to the reranker."),
         "xgboost": Param(True, type="boolean", description="Also train XGBoost rank:ndcg for comparison."),

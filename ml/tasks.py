@@ -104,11 +104,15 @@ def refresh_guard() -> dict[str, Any]:
     return {"model_version": version, "watermark": watermark, "newest_event_id": newest}
 
 
-def refresh(batch_size: int = 1000) -> dict[str, Any]:
-    """Rescore only users with events after the watermark, one transaction per batch."""
+def refresh(upper_event_id: int | None = None, batch_size: int = 1000) -> dict[str, Any]:
+    """Rescore only users with events after the watermark, one transaction per batch.
+
+    ``upper_event_id`` is the newest event the guard saw before the realtime dbt models ran: events
+    landing later wait for the next run instead of being marked done with features that missed them.
+    """
     from ml.publish import publish_champion_refresh
 
-    return publish_champion_refresh(get_settings(), batch_size=batch_size)
+    return publish_champion_refresh(get_settings(), batch_size=batch_size, upper_event_id=upper_event_id)
 
 
 def feed(rate: float, duration_s: float, seed: int | None = None) -> dict[str, Any]:

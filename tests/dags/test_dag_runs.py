@@ -72,9 +72,38 @@ def _table_digest(settings, db: str, table: str) -> str:
     return str(digest)
 
 
+def _fresh_shop(settings, data) -> None:
+    """Empty raw and serving tables (earlier tests may have published or fed), then load ``data``."""
+    from ml.data.simulate import load_simulation
+
+    conn = connect(settings=settings)
+    with conn.cursor() as cur:
+        for db in (settings.raw_db, settings.serving_db):
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND table_type='BASE TABLE'", (db,))
+            for (t,) in cur.fetchall():
+                if t != "schema_migrations":
+                    cur.execute(f"TRUNCATE TABLE `{db}`.`{t}`")
+    conn.close()
+    load_simulation(data, settings)
+
+
 @pytest.fixture(scope="module")
-def flow(sim_small_db, settings):
-    """Train → refresh (one user acted) → refresh again (nothing new) → re-run train."""
+def flow(sim_small, settings):
+    """Train → refresh (one user acted) → refresh again (nothing new)."""
+    _fresh_shop(settings, sim_small)
+    # own MLflow experiment/registered model: other tests' champions must not take part
+    old_experiment = os.environ.get("RECSYS_MLFLOW_EXPERIMENT")
+    os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "recsys_dag_test"
+    try:
+        yield _flow(settings)
+    finally:
+        if old_experiment is None:
+            os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
+        else:
+            os.environ["RECSYS_MLFLOW_EXPERIMENT"] = old_experiment
+
+
+def _flow(settings) -> dict:
     _airflow_db()
     dags = _dags()
     result: dict = {}

@@ -64,7 +64,7 @@ def test_refresh_dag_shape(dagbag):
     dbt = {i for i in ids if i.startswith("dbt_realtime.")}
     assert any("fct_session_intent" in i for i in dbt) and any("ml_candidates" in i for i in dbt)
     assert not any("dim_users" in i or "ml_covisitation" in i for i in dbt), "only realtime models"
-    assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime"}
+    assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
     assert dag.timetable.timetable.expression == "*/5 * * * *"  # RECSYS_REFRESH_MINUTES default
     assert "recsys_champion_model" in repr(dag.timetable.asset_condition), "a new champion triggers a refresh"
 
