@@ -32,6 +32,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_MLFLOW_EXPERIMENT": "recsys",
     "RECSYS_TOPN": "50",
     "RECSYS_REFRESH_MINUTES": "5",
+    "RECSYS_TF_FORCE_CPU": "0",
+    "RECSYS_TF_THREADS": "2",
 }
 
 

@@ -67,7 +67,10 @@ def test_env_defaults_cover_every_variable_read_in_code():
     for folder in ("ml", "dags"):
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             used |= set(re.findall(r"[\"'](RECSYS_[A-Z_]+)[\"']", path.read_text()))
-    undeclared = sorted(used - set(ENV_DEFAULTS) - {"RECSYS_GPU"})
+    # RECSYS_GPU is read by scripts/setup.sh and the Dockerfile only; the GX URLs are written by
+    # ml.quality from get_settings() right before a checkpoint runs (never set by a person)
+    internal = {"RECSYS_GPU", "RECSYS_GX_MARTS_URL", "RECSYS_GX_PIT_URL"}
+    undeclared = sorted(used - set(ENV_DEFAULTS) - internal)
     assert not undeclared, f"read in code but not in ENV_DEFAULTS/compose: {undeclared}"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -73,11 +73,14 @@ def _table_digest(settings, db: str, table: str) -> str:
 
 
 def _fresh_shop(settings, data) -> None:
-    """Empty raw and serving tables (earlier tests may have published or fed), then load ``data``."""
+    """Empty raw and serving tables and drop the marts (earlier tests may have published, fed or
+    built incremental marts from another shop), then load ``data``."""
     from ml.data.simulate import load_simulation
 
     conn = connect(settings=settings)
     with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{settings.marts_db}`")
+        cur.execute(f"CREATE DATABASE `{settings.marts_db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         for db in (settings.raw_db, settings.serving_db):
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND table_type='BASE TABLE'", (db,))
             for (t,) in cur.fetchall():
@@ -88,29 +91,38 @@ def _fresh_shop(settings, data) -> None:
 
 
 @pytest.fixture(scope="module")
-def flow(sim_small, settings):
-    """Train → refresh (one user acted) → refresh again (nothing new)."""
+def flow(sim_small, settings, tmp_path_factory):
+    """Train twice → one user acts → refresh → refresh again (nothing new) → bad data → train."""
     _fresh_shop(settings, sim_small)
-    # own MLflow experiment/registered model: other tests' champions must not take part
-    old_experiment = os.environ.get("RECSYS_MLFLOW_EXPERIMENT")
-    os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "recsys_dag_test"
+    # own MLflow experiment (other tests' champions must not take part) and own RECSYS_HOME (GX
+    # watermarks and row-count history of other tests must not either)
+    own = {"RECSYS_MLFLOW_EXPERIMENT": "recsys_dag_test", "RECSYS_HOME": str(tmp_path_factory.mktemp("dag_home"))}
+    old = {k: os.environ.get(k) for k in own}
+    os.environ.update(own)
     try:
         yield _flow(settings)
     finally:
-        if old_experiment is None:
-            os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
-        else:
-            os.environ["RECSYS_MLFLOW_EXPERIMENT"] = old_experiment
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _flow(settings) -> dict:
     _airflow_db()
     dags = _dags()
     result: dict = {}
+    marts = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates")
     run, states = _run(dags["recsys_train"], TRAIN_CONF)
     result["train1"] = (run.state, states)
     result["topn1"] = _topn(settings)
-    result["marts1"] = {t: _table_digest(settings, settings.marts_db, t) for t in ("dim_users", "dim_items", "ml_covisitation")}
+    result["marts1"] = {t: _table_digest(settings, settings.marts_db, t) for t in marts}
+    # the same run again on the same data: same marts, same serving rows
+    run, states = _run(dags["recsys_train"], TRAIN_CONF)
+    result["train2"] = (run.state, states)
+    result["topn_rerun"] = _topn(settings)
+    result["marts2"] = {t: _table_digest(settings, settings.marts_db, t) for t in marts}
 
     # one user acts now: browses and carts two items of one category
     conn = connect(settings.raw_db, settings=settings)
@@ -137,7 +149,33 @@ def _flow(settings) -> dict:
     run, states = _run(dags["recsys_refresh"])
     result["refresh2"] = (run.state, states)
     result["topn3"] = _topn(settings)
+
+    # bad data arrives (events stamped a day in the future): the raw gate must stop the run
+    conn = connect(settings.raw_db, settings=settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT MAX(event_id) FROM user_behavior")
+        result["poison_from"] = int(cur.fetchone()[0])
+        future = datetime.utcnow() + timedelta(days=1)
+        cur.executemany(
+            "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts) VALUES (%s,%s,%s,%s,%s,%s)",
+            [(user, items[0], f"{user}-future", "browse", None, future + timedelta(seconds=k)) for k in range(20)],
+        )
+    conn.close()
+    result["log_before_poison"] = _publish_log(settings)
+    run, states = _run(dags["recsys_train"], TRAIN_CONF)
+    result["train_poisoned"] = (run.state, states)
+    result["topn_poisoned"] = _topn(settings)
+    result["log_after_poison"] = _publish_log(settings)
     return result
+
+
+def _publish_log(settings) -> list[tuple]:
+    conn = connect(settings.serving_db, settings=settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, kind, model_version FROM publish_log ORDER BY id")
+        rows = cur.fetchall()
+    conn.close()
+    return list(rows)
 
 
 def test_train_dag_succeeds_and_publishes(flow, settings):
@@ -168,3 +206,20 @@ def test_second_refresh_without_new_events_skips(flow):
     assert state == "success"
     assert states["guard"] == "skipped" and states["refresh"] == "skipped"
     assert flow["topn3"] == flow["topn2"]
+
+
+def test_rerun_for_the_same_data_gives_identical_marts_and_serving_rows(flow):
+    state, states = flow["train2"]
+    assert state == "success", {k: v for k, v in states.items() if v != "success"}
+    assert flow["marts2"] == flow["marts1"]
+    assert flow["topn_rerun"] == flow["topn1"]  # item, score, source and model version per rank
+
+
+def test_failed_gate_stops_downstream_and_leaves_serving_untouched(flow):
+    state, states = flow["train_poisoned"]
+    assert state == "failed"
+    assert states["check_freshness"] == "success" and states["gx_raw"] == "failed"
+    downstream = {k: v for k, v in states.items() if k not in {"check_freshness", "gx_raw"}}
+    assert downstream and all(v == "upstream_failed" for v in downstream.values()), downstream
+    assert flow["topn_poisoned"] == flow["topn3"]
+    assert flow["log_after_poison"] == flow["log_before_poison"]

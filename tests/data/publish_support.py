@@ -20,6 +20,11 @@ WEIGHT = {"browse": 1.0, "fav": 2.0, "cart": 3.0, "purchase": 4.0}
 def seed_catalog(settings, items: int = 30, categories: int = 3, out_of_stock: Iterable[int] = (30,)) -> None:
     """Items 1..items, category (id-1) % categories + 1; the given ids out of stock."""
     oos = set(out_of_stock)
+    # the hand-made shop has no dbt marts: drop a co-visitation mart other tests built in this database
+    conn = connect(settings=settings)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS `{settings.marts_db}`.ml_covisitation")
+    conn.close()
     rows = [(i, f"item {i}", (i - 1) % categories + 1, f"cat{(i - 1) % categories + 1}", "brand", 9.99, 0 if i in oos else 1)
             for i in range(1, items + 1)]
     conn = connect(settings.raw_db, settings=settings)

@@ -116,7 +116,8 @@ def test_fresh_search_and_browse_put_the_category_in_the_top10(gate_runs, shop) 
     in_cat = items[(items["category_id"] == cat) & (items["in_stock"] == 1)]
     name = str(in_cat["category"].iloc[0])
     try:
-        run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
+        # full refresh: incremental marts may hold another test's shop (raw was reloaded since)
+        run_dbt(["run", "--exclude", "tag:pit", "--full-refresh"], settings=shop)
         before = load_champion(shop).recommend([user], 10).merge(items, on="item_id")
         _inject_intent_session(shop, user, name, in_cat["item_id"].head(3).astype(int).tolist(), max_event_ts(shop) + pd.Timedelta(minutes=5))
         run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
@@ -133,7 +134,7 @@ def test_no_purchased_out_of_stock_or_duplicate_items(gate_runs, shop) -> None:
     from ml.dbt import run_dbt
     from ml.registry import load_champion
 
-    run_dbt(["run", "--exclude", "tag:pit"], settings=shop)
+    run_dbt(["run", "--exclude", "tag:pit", "--full-refresh"], settings=shop)
     rec = load_champion(shop)
     bought = load_purchases(shop, None)
     users = sorted(set(bought["user_id"].astype(int)))[:60]
