@@ -112,7 +112,10 @@ def refresh(upper_event_id: int | None = None, batch_size: int = 1000) -> dict[s
     """
     from ml.publish import publish_champion_refresh
 
-    return publish_champion_refresh(get_settings(), batch_size=batch_size, upper_event_id=upper_event_id)
+    out = publish_champion_refresh(get_settings(), batch_size=batch_size, upper_event_id=upper_event_id)
+    log.info("refresh: %s users, %s rows, events %s..%s %s", out.get("users"), out.get("rows"),
+             out.get("from_event_id"), out.get("to_event_id"), out.get("message", ""))
+    return out
 
 
 def feed(rate: float, duration_s: float, seed: int | None = None) -> dict[str, Any]:

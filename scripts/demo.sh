@@ -11,6 +11,8 @@ export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p .local
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 timed() { local t0; t0=$(date +%s); "$@"; echo "($(( $(date +%s) - t0 )) s)"; }
+# one line per log record we care about, without the timestamp/level/logger decoration
+show() { grep -E "$1" "$2" | sed -E 's/^[^]]*\] +//; s/ +\[[a-z._]+\] loc=.*$//; s/, logical_date=.*(run_duration=[0-9.]+).*(state=[a-z]+).*/: \1 s, \2/' | cut -c1-240 || true; }
 
 step "1/6 databases and raw schema (fresh)"
 recsys db reset --yes
@@ -20,18 +22,18 @@ timed recsys data simulate --users "$DEMO_USERS" --items "$DEMO_ITEMS" --days "$
 
 step "3/6 Airflow: recsys_train (freshness → dbt via Cosmos → GX → train/evaluate/gate → GX-checked publish)"
 scripts/airflow.sh pools set gpu 1 "GPU training slots" >/dev/null
-timed scripts/airflow.sh dags test recsys_train -c "{\"use_tf\": ${DEMO_USE_TF}}" > .local/demo_train.log 2>&1 \
+scripts/airflow.sh dags test recsys_train -c "{\"use_tf\": ${DEMO_USE_TF}}" > .local/demo_train.log 2>&1 \
   || { tail -40 .local/demo_train.log; echo "recsys_train failed (log: .local/demo_train.log)"; exit 1; }
-grep -E "train: run|DagRun Finished" .local/demo_train.log | sed 's/^.*\] //' | cut -c1-220 || true
+show "train: run|DagRun Finished" .local/demo_train.log
 python -m ml.demo snapshot .local/demo_topn_before.json
 
 step "4/6 live traffic: 30 s of new events at 40 events/s"
 timed recsys data feed --rate 40 --duration 30 --seed 7
 
 step "5/6 Airflow: recsys_refresh (realtime dbt models → GX → re-score only the users who acted)"
-timed scripts/airflow.sh dags test recsys_refresh > .local/demo_refresh.log 2>&1 \
+scripts/airflow.sh dags test recsys_refresh > .local/demo_refresh.log 2>&1 \
   || { tail -40 .local/demo_refresh.log; echo "recsys_refresh failed (log: .local/demo_refresh.log)"; exit 1; }
-grep -E "DagRun Finished" .local/demo_refresh.log | sed 's/^.*\] //' | cut -c1-220 || true
+show "refresh: |DagRun Finished" .local/demo_refresh.log
 
 step "6/6 what the serving layer sees"
 python -m ml.demo compare .local/demo_topn_before.json
