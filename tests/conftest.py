@@ -102,20 +102,32 @@ def sim_small(settings):
     return data
 
 
-@pytest.fixture()
-def sim_small_db(sim_small, settings):
-    """``sim_small``, re-loaded first if the raw tables no longer hold exactly its events."""
+def _ensure_sim_loaded(settings, data) -> None:
+    """Re-load ``data`` unless the raw tables hold exactly its events, sessions and items."""
     from ml.db import connect
 
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM user_behavior")
-            events = int(cur.fetchone()[0])
-            cur.execute("SELECT COUNT(*) FROM sim_session_intent")
-            sessions = int(cur.fetchone()[0])
+            counts = []
+            for table in ("user_behavior", "sim_session_intent", "items"):
+                cur.execute(f"SELECT COUNT(*) FROM `{table}`")
+                counts.append(int(cur.fetchone()[0]))
     finally:
         conn.close()
-    if (events, sessions) != (len(sim_small.events), len(sim_small.intents)):
-        _load_sim(settings, sim_small)
+    if tuple(counts) != (len(data.events), len(data.intents), len(data.items)):
+        _load_sim(settings, data)
+
+
+@pytest.fixture()
+def sim_small_db(sim_small, settings):
+    """``sim_small``, re-loaded first if the raw tables no longer hold exactly it."""
+    _ensure_sim_loaded(settings, sim_small)
+    return sim_small
+
+
+@pytest.fixture(scope="module")
+def sim_small_module(sim_small, settings):
+    """``sim_small_db`` for module-scoped fixtures (checked once per module)."""
+    _ensure_sim_loaded(settings, sim_small)
     return sim_small

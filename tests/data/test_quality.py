@@ -29,25 +29,9 @@ def raw_sim_newest_event_id(settings) -> int:
 
 
 @pytest.fixture()
-def raw_sim(settings, sim_small):
+def raw_sim(sim_small_db):
     """``sim_small`` as the raw tables hold it: reloaded if an earlier test emptied or changed them."""
-    from ml.data.simulate import load_simulation
-    from ml.db import connect
-
-    conn = connect(settings.raw_db, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM user_behavior")
-            n_events = int(cur.fetchone()[0])
-            cur.execute("SELECT COUNT(*) FROM items")
-            n_items = int(cur.fetchone()[0])
-            if (n_events, n_items) != (len(sim_small.events), len(sim_small.items)):
-                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
-                    cur.execute(f"TRUNCATE TABLE `{t}`")
-                load_simulation(sim_small, settings)
-    finally:
-        conn.close()
-    return sim_small
+    return sim_small_db
 
 
 @pytest.fixture()

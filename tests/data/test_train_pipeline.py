@@ -18,23 +18,10 @@ def small_config(**kw) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def trained(sim_small, settings, tmp_path_factory):
+def trained(sim_small_module, settings, tmp_path_factory):
     """One pipeline run in its own MLflow experiment (fresh registry: no champion before it)."""
-    from ml.db import connect
     from ml.train import train_pipeline
 
-    conn = connect(settings.raw_db, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM user_behavior")
-            if int(cur.fetchone()[0]) != len(sim_small.events):
-                from ml.data.simulate import load_simulation
-
-                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
-                    cur.execute(f"TRUNCATE TABLE `{t}`")
-                load_simulation(sim_small, settings)
-    finally:
-        conn.close()
     os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "test-train-e2e"
     from ml.config import get_settings
 

@@ -22,22 +22,10 @@ def _cfg(**kw) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def shop(sim_small, settings):
+def shop(sim_small_module, settings):
     """The simulated shop in raw, a fresh MLflow experiment (no champion yet)."""
     from ml.config import get_settings
-    from ml.data.simulate import load_simulation
-    from ml.db import connect
 
-    conn = connect(settings.raw_db, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM user_behavior")
-            if int(cur.fetchone()[0]) != len(sim_small.events):
-                for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
-                    cur.execute(f"TRUNCATE TABLE `{t}`")
-                load_simulation(sim_small, settings)
-    finally:
-        conn.close()
     os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "test-behaviour"
     yield get_settings()
     os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
