@@ -54,15 +54,7 @@ category_scores as (
 ),
 
 top_category as (
-    select user_id, category_id, score / nullif(total, 0) as share
-    from (
-        select
-            category_scores.*,
-            sum(score) over (partition by user_id) as total,
-            row_number() over (partition by user_id order by score desc, category_id) as rn
-        from category_scores
-    ) as ranked
-    where rn = 1
+    {{ top_share('category_scores', 'category_id') }}
 ),
 
 brand_scores as (
@@ -77,15 +69,7 @@ brand_scores as (
 ),
 
 top_brand as (
-    select user_id, brand, score / nullif(total, 0) as share
-    from (
-        select
-            brand_scores.*,
-            sum(score) over (partition by user_id) as total,
-            row_number() over (partition by user_id order by score desc, brand) as rn
-        from brand_scores
-    ) as ranked
-    where rn = 1
+    {{ top_share('brand_scores', 'brand') }}
 ),
 
 final as (

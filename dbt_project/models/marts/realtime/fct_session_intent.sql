@@ -57,15 +57,7 @@ category_scores as (
 ),
 
 session_intent as (
-    select user_id, category_id, score / nullif(total, 0) as strength
-    from (
-        select
-            category_scores.*,
-            sum(score) over (partition by user_id) as total,
-            row_number() over (partition by user_id order by score desc, category_id) as rn
-        from category_scores
-    ) as ranked
-    where rn = 1
+    {{ top_share('category_scores', 'category_id', 'strength') }}
 ),
 
 session_queries as (
