@@ -27,11 +27,12 @@ def pit_db(settings: Settings) -> str:
     return pit_database(settings)
 
 
-def read_sql(sql: str, settings: Settings, params: tuple | None = None) -> pd.DataFrame:
-    """Run one SELECT through PyMySQL and return a frame (no SQLAlchemy engine to manage)."""
+def read_sql(sql: str, settings: Settings, params: tuple | None = None, database: str | None = None) -> pd.DataFrame:
+    """Run one SELECT through PyMySQL and return a frame (no SQLAlchemy engine to manage);
+    ``database`` is the default database for unqualified table names."""
     from ml.db import connect
 
-    conn = connect(settings=settings)
+    conn = connect(database, settings=settings)
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)

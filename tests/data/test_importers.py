@@ -14,19 +14,13 @@ import pytest
 from ml.data import ingest
 from ml.data.importers import import_file
 from ml.data.validate import FormatError
-from ml.db import connect
+from ml.datasets import read_sql
 
 T0 = 1761998400  # 2025-11-01 12:00:00 UTC
 
 
 def _q(settings, sql: str) -> pd.DataFrame:
-    conn = connect(settings.raw_db, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
-    finally:
-        conn.close()
+    return read_sql(sql, settings, database=settings.raw_db)
 
 
 def _write(tmp_path: Path, name: str, lines: list[str] | bytes) -> Path:

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ml.db import connect
+from ml.datasets import read_sql
 
 
 def _query(settings, sql: str) -> pd.DataFrame:
-    conn = connect(settings.raw_db, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return pd.DataFrame(cur.fetchall(), columns=[d[0] for d in cur.description])
-    finally:
-        conn.close()
+    return read_sql(sql, settings, database=settings.raw_db)
 
 
 def test_sim_small_is_loaded_completely(sim_small_db, settings):
