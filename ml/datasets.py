@@ -7,13 +7,13 @@ memory. Raw events are read only for baselines and evaluation (the label window'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 import pandas as pd
 
 from ml.config import Settings
-from ml.protocol import cut_str
+from ml.protocol import SESSION_CUT_COLUMNS, cut_str
 
 #: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
 PIT_TABLES = ("dim_users", "dim_items", "fct_session_intent", "ml_covisitation", "ml_candidates", "int_user_items_aggregated")
@@ -58,8 +58,19 @@ class CutData:
     purchased: pd.DataFrame  # (user_id, item_id) bought before the cut
     user_items: pd.DataFrame | None = None  # int_user_items_aggregated (user × item counts, last times)
     labels: pd.DataFrame | None = None  # ml_labels
-    window: pd.DataFrame | None = None  # raw events in the label window
+    window: pd.DataFrame | None = None  # raw events in the label window (rest of session in a session cut)
+    revealed: pd.DataFrame | None = None  # session cut: each user's revealed session start (after cut_ts)
+    label_hours: int | None = None
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def user_history(self) -> pd.DataFrame:
+        """What a user-level model may read: the history plus a session cut's revealed events.
+        (Item-level statistics such as popularity use ``history`` alone: the revealed events of
+        other users lie after the cut.)"""
+        if self.revealed is None or self.revealed.empty:
+            return self.history
+        return pd.concat([self.history, self.revealed], ignore_index=True)
 
     @property
     def now(self) -> pd.Timestamp:
@@ -194,4 +205,51 @@ def load_cut(
         user_items=tables["int_user_items_aggregated"],
         labels=tables.get("ml_labels"),
         window=window,
+        label_hours=label_hours if cut_ts is not None else None,
     )
+
+
+def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> CutData:
+    """The "rest of session" variant of a loaded cut (ARCHITECTURE.md §3, :func:`ml.protocol.session_cuts`).
+
+    Writes ``cuts`` (user_id, session_id, cut_ts) to ``{prefix}recsys_pit.pit_session_cuts``, rebuilds
+    the realtime models and labels with them, and returns ``day`` with the session intent and
+    candidates as of each user's own cut, ``revealed`` = the revealed events, ``window`` = the rest
+    of each session, and the revealed purchases added to ``purchased``. Batch features (users, items,
+    co-visitation) stay as of the cut, as they are when the refresh DAG rescoring a user.
+    """
+    from ml.dbt import build_session_cut
+    from ml.db import connect
+
+    if day.cut_ts is None or day.window is None or day.labels is None:
+        raise ValueError("a session cut needs a point-in-time cut with a label window")
+    if cuts.empty:
+        raise ValueError(f"no user of the cut {day.cut_ts} has a session to cut in the label window")
+    cuts = cuts[SESSION_CUT_COLUMNS].copy()
+    cuts["cut_ts"] = pd.to_datetime(cuts["cut_ts"])
+    if (cuts["cut_ts"] <= day.cut_ts).any():
+        raise ValueError("every session cut must lie after the cut")
+    db = pit_db(settings)
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+            cur.execute(f"DROP TABLE IF EXISTS `{db}`.pit_session_cuts")
+            cur.execute(f"CREATE TABLE `{db}`.pit_session_cuts (user_id BIGINT NOT NULL PRIMARY KEY, "
+                        "session_id VARCHAR(64) NOT NULL, cut_ts DATETIME(3) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
+            cur.executemany(f"INSERT INTO `{db}`.pit_session_cuts VALUES (%s, %s, %s)",
+                            [(int(u), str(sid), ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]) for u, sid, ts in cuts.itertuples(index=False)])
+    finally:
+        conn.close()
+    if day.label_hours is None:
+        raise ValueError("the cut does not record its label window: load it with load_cut")
+    build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
+    tables = {name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings)) for name in ("fct_session_intent", "ml_candidates", "ml_labels")}
+    w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")
+    revealed = w[w["ts"] < w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
+    rest = w[w["ts"] >= w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
+    bought = revealed.loc[revealed["behavior_type"] == "purchase", ["user_id", "item_id"]].astype("int64")
+    purchased = pd.concat([day.purchased.astype("int64"), bought], ignore_index=True).drop_duplicates()
+    return replace(day, intent=tables["fct_session_intent"], candidates=tables["ml_candidates"], labels=tables["ml_labels"],
+                   window=rest, revealed=revealed, purchased=purchased, extra={**day.extra, "session_cuts": cuts})
+

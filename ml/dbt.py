@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 ERROR_TAIL_LINES = 40
 #: selection of a point-in-time build: the pit models and everything upstream, with their tests
 PIT_SELECTION = ["+tag:pit"]
+#: what a "rest of session" build recomputes over a plain build of the same cut
+SESSION_SELECTION = ["stg_recsys__session_prefix+", "ml_labels+"]
 
 
 class DbtError(RuntimeError):
@@ -112,9 +114,54 @@ def build_point_in_time(cut_ts: datetime | str, label_hours: int = 24, settings:
     if label_hours <= 0:
         raise ValueError(f"label_hours must be positive, got {label_hours}")
     s = settings or get_settings()
-    run_dbt(
-        ["build", "--select", *PIT_SELECTION, "--full-refresh"],
-        vars={"cut_ts": format_cut(cut_ts), "label_hours": int(label_hours)},
-        settings=s,
-    )
+    cut = format_cut(cut_ts)
+    run_dbt(["build", "--select", *PIT_SELECTION, "--full-refresh"], vars={"cut_ts": cut, "label_hours": int(label_hours)}, settings=s)
+    _set_pit_build(s, cut, int(label_hours))
     return pit_database(s)
+
+
+def build_session_cut(cut_ts: datetime | str, label_hours: int = 24, settings: Settings | None = None) -> str:
+    """The "rest of session" build of a cut: ``{prefix}recsys_pit.pit_session_cuts`` (written by the
+    caller) reveals each listed user's session up to their own cut to the realtime models, and
+    ``ml_labels`` becomes the rest of that session. Rebuilds only the session-dependent models when
+    the pit database holds the plain build of the same cut, else everything; tests included."""
+    s = settings or get_settings()
+    cut = format_cut(cut_ts)
+    have = _pit_build(s)
+    selection = SESSION_SELECTION if have == (cut, int(label_hours)) else [*PIT_SELECTION, "+stg_recsys__session_prefix+"]
+    run_dbt(["build", "--select", *selection, "--full-refresh"],
+            vars={"cut_ts": cut, "label_hours": int(label_hours), "session_cuts": True}, settings=s)
+    _set_pit_build(s, cut, int(label_hours))
+    return pit_database(s)
+
+
+def _pit_build(s: Settings) -> tuple[str, int] | None:
+    """(cut, label hours) of the batch models now in the pit database, None when unknown."""
+    from ml.db import connect
+
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema=%s AND table_name='pit_build'", (pit_database(s),))
+            if cur.fetchone()[0] == 0:
+                return None
+            cur.execute(f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours FROM `{pit_database(s)}`.pit_build")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return (row[0], int(row[1])) if row else None
+
+
+def _set_pit_build(s: Settings, cut: str, label_hours: int) -> None:
+    from ml.db import connect
+
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            db = pit_database(s)
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{db}`.pit_build (cut_ts DATETIME NOT NULL, label_hours INT NOT NULL)")
+            cur.execute(f"DELETE FROM `{db}`.pit_build")
+            cur.execute(f"INSERT INTO `{db}`.pit_build VALUES (%s, %s)", (cut, label_hours))
+        conn.commit()
+    finally:
+        conn.close()

@@ -7,13 +7,22 @@ With label window Δ and the newest event at ``max_ts`` (rounded down to the hou
     train cut = val - i·Δ, i = 1..k        labels [train, train + Δ)  → fitting
 
 Label windows never overlap, and every feature of a cut is built from events strictly before it.
+
+The test cut is evaluated twice: the next-day task above, and OTTO's "rest of session" task
+(:func:`session_cuts`): each evaluated user's first session in the label window is cut at a random
+point; its start is revealed to the realtime models (what the refresh DAG does every few minutes)
+and the rest of that session is the ground truth.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
+
+SESSION_CUT_COLUMNS = ["user_id", "session_id", "cut_ts"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +65,35 @@ def make_split(max_ts: pd.Timestamp | str, label_hours: int = 24, n_train_cuts: 
 def cut_str(ts: pd.Timestamp) -> str:
     """The dbt var format ``'YYYY-MM-DD HH:MM:SS'``."""
     return pd.Timestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def session_cuts(window: pd.DataFrame, users: Iterable[int], seed: int = 0) -> pd.DataFrame:
+    """OTTO-style truncation: per user, the first session with an event in the label window is cut
+    after a random number k of its distinct event times in the window (1 ≤ k < their count), so at
+    least one moment is revealed and at least one item event is left to predict.
+
+    ``window`` holds raw events of the label window (``user_id, item_id, session_id, ts``); ``users``
+    restricts who is cut (the users seen before the cut). Returns ``user_id, session_id, cut_ts``:
+    the session's events in ``[cut, cut_ts)`` are revealed, those at or after ``cut_ts`` are the label.
+    Users whose first session has no item event after any possible cut are left out.
+    """
+    keep = set(int(u) for u in users)
+    ev = window[window["user_id"].isin(keep)].sort_values(["ts"], kind="stable")
+    if ev.empty:
+        return pd.DataFrame(columns=SESSION_CUT_COLUMNS)
+    first = ev.drop_duplicates("user_id")[["user_id", "session_id"]]
+    ev = ev.merge(first, on=["user_id", "session_id"])
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user_id, g in ev.groupby("user_id", sort=True):
+        times = np.sort(g["ts"].unique())
+        item_times = np.sort(g.loc[g["item_id"].notna(), "ts"].unique())
+        if len(times) < 2 or len(item_times) == 0:
+            continue
+        # the cut may fall on any distinct time after the first, up to the last item event
+        choices = times[(times > times[0]) & (times <= item_times[-1])]
+        if len(choices) == 0:
+            continue
+        cut = choices[rng.integers(len(choices))]
+        rows.append((int(user_id), str(g["session_id"].iloc[0]), pd.Timestamp(cut)))
+    return pd.DataFrame(rows, columns=SESSION_CUT_COLUMNS)

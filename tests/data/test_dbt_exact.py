@@ -219,6 +219,51 @@ def test_cut_and_window_boundaries(tiny):
     assert last[0]["last_label_ts"] == _m(8)
 
 
+@pytest.mark.parametrize("pit_holds_another_cut", [False, True])
+def test_rest_of_session_build_reveals_the_session_start_only(tiny, pit_holds_another_cut):
+    """User 1's session s1 lies after the cut at T0-20m; cut inside it at T0-8m, the realtime models
+    see its first two views and the labels are what follows; batch features and user 2 stay as of
+    the cut. With another cut in the pit database the whole build is redone (same result)."""
+    import pandas as pd
+
+    from ml.datasets import load_cut, load_session_cut
+    from ml.dbt import build_point_in_time, pit_database
+
+    day = load_cut(tiny, pd.Timestamp(_m(20)), 24)
+    day_intent = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent", pit_database(tiny))}
+    if pit_holds_another_cut:
+        build_point_in_time(_m(65), 1, tiny)
+    cuts = pd.DataFrame({"user_id": [1], "session_id": ["s1"], "cut_ts": [pd.Timestamp(_m(8))]})
+    sess = load_session_cut(tiny, day, cuts)
+    pit = pit_database(tiny)
+
+    f = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent", pit)}
+    assert (f[1]["session_id"], f[1]["last_items"], f[1]["last_event_ts"]) == ("s1", "2,1", _m(9))
+    assert f[2] == day_intent[2]  # no session cut: as of the cut
+    labels = {(r["user_id"], r["item_id"]): (r["clicked"], r["carted"], r["purchased"]) for r in rows(tiny, "SELECT * FROM ml_labels", pit)}
+    assert labels == {(1, 2): (1, 1, 0), (1, 3): (1, 0, 0)}  # the rest of s1; item 1 was only revealed
+    cand = {(r["user_id"], r["item_id"]) for r in rows(tiny, "SELECT * FROM ml_candidates", pit)}
+    assert {(1, 1), (1, 2)} <= cand
+    assert rows(tiny, "SELECT n_events_total FROM dim_users WHERE user_id = 1", pit)[0]["n_events_total"] == 2  # batch: as of the cut
+
+    assert sorted(sess.revealed["ts"]) == [pd.Timestamp(_m(10)), pd.Timestamp(_m(9))]
+    assert sess.window["ts"].min() == pd.Timestamp(_m(8)) and set(sess.window["user_id"]) == {1}
+    assert len(sess.user_history) == len(day.history) + 2 and sess.history is day.history
+    assert sess.users is day.users and sess.covis is day.covis
+
+
+def test_session_cuts_must_lie_after_the_cut(tiny):
+    import pandas as pd
+
+    from ml.datasets import load_cut, load_session_cut
+
+    day = load_cut(tiny, pd.Timestamp(_m(20)), 24)
+    with pytest.raises(ValueError, match="after the cut"):
+        load_session_cut(tiny, day, pd.DataFrame({"user_id": [1], "session_id": ["s1"], "cut_ts": [pd.Timestamp(_m(30))]}))
+    with pytest.raises(ValueError, match="no user"):
+        load_session_cut(tiny, day, pd.DataFrame(columns=["user_id", "session_id", "cut_ts"]))
+
+
 def test_source_freshness_flags_stale_events(tiny):
     """user_behavior.ts freshness: errors after 48 h without events, passes once a current one lands."""
     from ml.dbt import DbtError, run_dbt

@@ -197,7 +197,7 @@ def test_point_in_time_features_ignore_events_at_and_after_the_cut(sim, settings
     assert len(relabelled) > len(labels)
 
 
-def test_only_ml_labels_reads_the_unbounded_events(sim, dbt_target: Path):
+def test_unbounded_events_reach_only_labels_and_the_session_prefix(sim, dbt_target: Path):
     manifest = json.loads((dbt_target / "manifest.json").read_text())
     readers = {
         node["name"]
@@ -205,7 +205,11 @@ def test_only_ml_labels_reads_the_unbounded_events(sim, dbt_target: Path):
         if node["resource_type"] == "model"
         and "model.recsys.stg_recsys__user_behavior_unbounded" in node["depends_on"]["nodes"]
     }
-    assert readers <= {"ml_labels"}
+    # labels, and the revealed session starts of a rest-of-session build (bounded per user by their own cut)
+    assert readers <= {"ml_labels", "stg_recsys__session_prefix"}
+    prefix_readers = {n["name"] for n in manifest["nodes"].values()
+                      if n["resource_type"] == "model" and "model.recsys.stg_recsys__session_prefix" in n["depends_on"]["nodes"]}
+    assert prefix_readers == {"int_realtime_user_events"}  # only the realtime models see them, never batch features
     # every other model that reads events goes through the cut view
     sources = {n["name"] for n in manifest["nodes"].values() if "source.recsys.recsys.user_behavior" in n["depends_on"]["nodes"]}
     assert {s for s in sources if not s.startswith(("source_", "stg_"))} == set()

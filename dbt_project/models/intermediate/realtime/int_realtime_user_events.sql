@@ -10,10 +10,17 @@
     otherwise the users with an event after the older of the two realtime marts' watermarks
     (max last_event_ts), so a mart whose last run failed catches up on the next one. The marts are
     looked up by name, not ref(), because they are downstream of this model. -#}
+/* depends_on: {{ ref('stg_recsys__session_prefix') }} */
 {%- set watermark = realtime_watermark(['fct_session_intent', 'ml_candidates']) %}
 
 with events as (
     select * from {{ ref('stg_recsys__user_behavior') }}
+    {%- if is_point_in_time() and var('session_cuts', false) %}
+    {#- a "rest of session" evaluation build adds each evaluated user's revealed session start
+        (only then: the union would keep the refresh's watermark filter off the raw indexes) #}
+    union all
+    select * from {{ ref('stg_recsys__session_prefix') }}
+    {%- endif %}
 ),
 
 items as (

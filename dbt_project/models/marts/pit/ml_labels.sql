@@ -1,5 +1,6 @@
 {{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
 
+/* depends_on: {{ source('recsys_pit', 'pit_session_cuts') }} */
 {#- The only model that reads events at/after the cut: [cut_ts, cut_ts + label_hours). Users must
     have been seen before the cut (dim_users), because only they get point-in-time features. -#}
 with future_events as (
@@ -10,9 +11,17 @@ users_seen as (
     select user_id from {{ ref('dim_users') }}
 ),
 
+{#- a "rest of session" build (var session_cuts): only the evaluated users, and only what they do
+    in their session from their own cut on (OTTO's task); the revealed start is an input -#}
 window_events as (
     select future_events.*
     from future_events
+    {%- if var('session_cuts', false) %}
+    inner join {{ source('recsys_pit', 'pit_session_cuts') }} as session_cuts
+        on session_cuts.user_id = future_events.user_id
+        and session_cuts.session_id = future_events.session_id
+        and future_events.event_ts >= session_cuts.cut_ts
+    {%- endif %}
     where future_events.event_ts >= {{ cut_ts_literal() }}
       and future_events.event_ts < {{ cut_ts_literal() }} + interval {{ var('label_hours') | int }} hour
       and future_events.item_id is not null
