@@ -28,6 +28,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--label-hours", type=int, default=24)
     p.add_argument("--n-train-cuts", type=int, default=1)
     p.add_argument("--tf", action="store_true", help="also train the TF two-tower and DIN ranker stage")
+    p.add_argument("--no-session-train", action="store_true", help="fit the rerankers on next-day frames only")
     p.add_argument("--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)")
     return p.parse_args()
 
@@ -53,20 +54,30 @@ def main() -> None:
         data = simulate(SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1)))
         load_simulation(data, s)
         print(f"simulated {len(data.events):,} events in {time.perf_counter() - t0:.1f}s")
-    cfg = TrainConfig(label_hours=a.label_hours, n_train_cuts=a.n_train_cuts, use_tf=a.tf, register=False)
+    cfg = TrainConfig(label_hours=a.label_hours, n_train_cuts=a.n_train_cuts, use_tf=a.tf, register=False,
+                      session_train=not a.no_session_train)
     t1 = time.perf_counter()
     out = train_pipeline(s, cfg, step=lambda m: print(f"  [{time.perf_counter() - t1:7.1f}s] {m}", flush=True))
     chain_s = time.perf_counter() - t1
     registry.configure(s)
-    local = mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path="report/comparison.csv")
-    table = pd.read_csv(local, index_col="model")
-    print(f"\ntest cut {out['split']['test_cut']}, label window {a.label_hours} h, MLflow run {out['run_id']}\n")
-    print(to_markdown(table))
-    print("candidates:", {k: round(v, 4) for k, v in out["candidates"].items()})
-    print("fit seconds:", {k: round(v, 1) for k, v in out["fit_seconds"].items()}, f"| whole chain {chain_s:.0f}s")
+    print(f"\ntest cut {out['split']['test_cut']}, label window {a.label_hours} h, MLflow run {out['run_id']}")
+    tasks = [("next-day task", "", out["candidates"])]
+    if out.get("session"):
+        tasks.append((f"rest-of-session task ({out['session']['eval_users']} users)", "_session", out["session"]["candidates"]))
+    for title, suffix, cand in tasks:
+        local = mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path=f"report/comparison{suffix}.csv")
+        table = pd.read_csv(local, index_col="model")
+        print(f"\n## {title}\n")
+        print(to_markdown(table))
+        print("candidates:", {k: round(v, 4) for k, v in cand.items()})
+        _targets(table)
+    print("\nfit seconds:", {k: round(v, 1) for k, v in out["fit_seconds"].items()}, f"| whole chain {chain_s:.0f}s")
+
+
+def _targets(table) -> None:
     ndcg = table["ndcg@10"]
     best = "lightgbm"
-    print("\ntargets:")
+    print("targets:")
     print(f"  {best} NDCG@10 / covisit = {ndcg[best] / ndcg['covisit']:.2f}  (target ≥ 1.25)")
     print(f"  {best} NDCG@10 / popular = {ndcg[best] / ndcg['popular']:.2f}  (target ≥ 2)")
     print(f"  {best} NDCG@10 / repeat  = {ndcg[best] / ndcg['repeat']:.2f}  (must be > 1 to be useful)")

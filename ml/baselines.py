@@ -142,9 +142,9 @@ class RepeatRecommender:
 
     name = "repeat"
 
-    def __init__(self, history: pd.DataFrame, now: pd.Timestamp, half_life_hours: float = 48.0) -> None:
+    def __init__(self, history: pd.DataFrame, now: pd.Timestamp, half_life_hours: float = 48.0, pop: pd.Series | None = None) -> None:
         self.scores = recent_user_items(history, now, REPEAT_WEIGHTS, half_life_hours)
-        self.pop = popularity_scores(history, now)
+        self.pop = popularity_scores(history, now) if pop is None else pop
 
     def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
         return rank_with_backfill(self.scores, user_ids, n, self.name, self.pop)
@@ -156,7 +156,8 @@ class CovisitationRecommender:
     name = "covisit"
 
     def __init__(
-        self, history: pd.DataFrame, covis: pd.DataFrame, now: pd.Timestamp, last_k: int = 20, half_life_hours: float = 24.0
+        self, history: pd.DataFrame, covis: pd.DataFrame, now: pd.Timestamp, last_k: int = 20, half_life_hours: float = 24.0,
+        pop: pd.Series | None = None,
     ) -> None:
         if covis.empty:
             raise ValueError("ml_covisitation is empty: run the dbt build before the co-visitation baseline")
@@ -168,17 +169,23 @@ class CovisitationRecommender:
         self.scores = (
             joined.groupby(["user_id", "similar_item_id"], as_index=False)["score"].sum().rename(columns={"similar_item_id": "item_id"})
         )
-        self.pop = popularity_scores(history, now)
+        self.pop = popularity_scores(history, now) if pop is None else pop
 
     def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
         return rank_with_backfill(self.scores, user_ids, n, self.name, self.pop)
 
 
-def build_baselines(history: pd.DataFrame, items: pd.DataFrame, covis: pd.DataFrame, now: pd.Timestamp, user_intent: Mapping[int, int]) -> dict[str, object]:
-    """The four baselines of one cut, by name."""
+def build_baselines(
+    history: pd.DataFrame, items: pd.DataFrame, covis: pd.DataFrame, now: pd.Timestamp, user_intent: Mapping[int, int],
+    user_history: pd.DataFrame | None = None,
+) -> dict[str, object]:
+    """The four baselines of one cut, by name. ``user_history`` (default: ``history``) is what the
+    per-user baselines read; a "rest of session" cut adds each user's revealed session start there,
+    while popularity stays on ``history`` (events before the cut)."""
+    own = history if user_history is None else user_history
     return {
         "popular": PopularityRecommender(history, now),
         "intent_pop": IntentPopularityRecommender(history, items, now, user_intent),
-        "repeat": RepeatRecommender(history, now),
-        "covisit": CovisitationRecommender(history, covis, now),
+        "repeat": RepeatRecommender(own, now, pop=popularity_scores(history, now)),
+        "covisit": CovisitationRecommender(own, covis, now, pop=popularity_scores(history, now)),
     }

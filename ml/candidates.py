@@ -52,11 +52,23 @@ def union_candidates(base: pd.DataFrame, extra: Mapping[str, pd.DataFrame]) -> p
     return df
 
 
-def _intent_features(df: pd.DataFrame, intent: pd.DataFrame) -> pd.DataFrame:
-    """Session-intent match features: intent category, strength, recent-category share, last-item position."""
-    cols = ["user_id", "intent_category_id", "intent_strength", "last_items", "last_categories", "carted_not_bought"]
+def _intent_features(df: pd.DataFrame, intent: pd.DataFrame, now: pd.Timestamp, user_now: Mapping[int, pd.Timestamp] | None = None) -> pd.DataFrame:
+    """Session-intent match features: intent category, strength, recent-category share, last-item position,
+    and how live the session is (hours from its last event to the user's "now": the cut, a session
+    cut's own moment, or the newest event when serving), its length and searches."""
+    cols = ["user_id", "intent_category_id", "intent_strength", "last_items", "last_categories", "carted_not_bought",
+            "session_start_ts", "last_event_ts", "session_events", "session_searches"]
     it = intent[[c for c in cols if c in intent.columns]].copy()
     it["user_id"] = it["user_id"].astype("int64")
+    if "last_event_ts" in it:
+        last = pd.to_datetime(it.pop("last_event_ts"))
+        ref = it["user_id"].map(user_now or {}).fillna(now) if user_now else pd.Series(now, index=it.index)
+        it["session_hours_since_last"] = ((pd.to_datetime(ref) - last).dt.total_seconds() / 3600.0).clip(lower=0.0)
+        if "session_start_ts" in it:
+            it["session_minutes"] = (last - pd.to_datetime(it.pop("session_start_ts"))).dt.total_seconds() / 60.0
+    for c in ("session_events", "session_searches"):
+        if c in it:
+            it[c] = it[c].astype(float)
     df = df.merge(it, on="user_id", how="left")
     df["intent_match"] = (df["category_id"] == df["intent_category_id"]).astype(float)
     df["intent_strength"] = df["intent_strength"].astype(float).fillna(0.0) if "intent_strength" in df else 0.0
@@ -108,7 +120,9 @@ def build_features(cut: CutData, extra_sources: Mapping[str, pd.DataFrame] | Non
         df = df.drop(columns="u_top_category_id")
     if "price" in df and "u_avg_price_viewed" in df:
         df["price_vs_user"] = df["price"].astype(float) / df["u_avg_price_viewed"].astype(float).replace(0, np.nan)
-    df = _intent_features(df, cut.intent)
+    sc = cut.extra.get("session_cuts")
+    user_now = dict(zip(sc["user_id"].astype("int64"), pd.to_datetime(sc["cut_ts"]))) if sc is not None else None
+    df = _intent_features(df, cut.intent, cut.now, user_now)
     if cut.user_items is not None:
         df = _user_item_features(df, cut.user_items, cut.now)
     if tf_scores is not None:

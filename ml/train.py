@@ -21,9 +21,9 @@ import pandas as pd
 from ml.baselines import build_baselines, intent_from_marts, popularity_scores
 from ml.candidates import build_features, candidate_recall, feature_columns
 from ml.config import Settings, get_settings
-from ml.datasets import CutData, load_cut, load_intents, load_items, max_event_ts
+from ml.datasets import CutData, load_cut, load_intents, load_items, load_session_cut, max_event_ts
 from ml.evaluate import evaluate_recommendations
-from ml.protocol import Split, make_split
+from ml.protocol import Split, make_split, session_cuts
 from ml.rerank import ColumnScorer, FitResult, LightGBMScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
 from ml.rules import Backfill, RuleConfig, RuledRecommender
 from ml.tf_stage import TFSettings, TFStage, cut_frame, fit_ranker_stage, fit_two_tower_stage, load_tf_stage, log_tf_stage
@@ -46,6 +46,8 @@ class TrainConfig:
     use_tf: bool = False
     tf: dict[str, Any] = field(default_factory=dict)
     max_users: int = 0  # sample at most this many users in each training/validation cut (0 = all); the test cut is never sampled
+    session_task: bool = True  # also evaluate OTTO's "rest of session" task on the test cut (ARCHITECTURE.md §3)
+    session_train: bool = True  # and fit the rerankers on rest-of-session frames of the training/validation cuts too
     shuffle_labels: bool = False
     seed: int = 7
     rules: RuleConfig = field(default_factory=RuleConfig)
@@ -93,16 +95,38 @@ def load_cuts(
     items = load_items(settings)
     cuts: dict[str, CutData] = {}
     named = [(f"train_{i}", c) for i, c in enumerate(split.train_cuts)] + [("val", split.val_cut), ("test", split.test_cut)]
+    wanted = session_cut_names(cfg)
     for name, ts in named:
         key = (settings.raw_db, ts, split.label_hours, cfg.history_days)
         if cache is not None and key in cache:
             cuts[name] = cache[key]
+        else:
+            step(f"dbt point-in-time build: {name} cut {ts}")
+            cuts[name] = load_cut(settings, ts, split.label_hours, history_days=cfg.history_days, items=items)
+            if cache is not None:
+                cache[key] = cuts[name]
+        if name not in wanted:
             continue
-        step(f"dbt point-in-time build: {name} cut {ts}")
-        cuts[name] = load_cut(settings, ts, split.label_hours, history_days=cfg.history_days, items=items)
+        skey = (*key, "session", cfg.seed)
+        if cache is not None and skey in cache:
+            cuts[f"session_{name}"] = cache[skey]
+            continue
+        step(f"dbt rest-of-session build: {name} cut {ts}")
+        day = cuts[name]
+        seen = day.users["user_id"].astype("int64")
+        cuts[f"session_{name}"] = load_session_cut(settings, day, session_cuts(day.window, seen, seed=cfg.seed))
         if cache is not None:
-            cache[key] = cuts[name]
+            cache[skey] = cuts[f"session_{name}"]
     return cuts
+
+
+def session_cut_names(cfg: TrainConfig) -> set[str]:
+    """The cuts that also get a "rest of session" variant (``session_<name>``): the test cut for the
+    session task; validation and the rerankers' training cuts when the rerankers learn from it."""
+    names: set[str] = {"test"} if cfg.session_task else set()
+    if cfg.session_train:  # every training cut (the DIN ranker's too) and validation
+        names |= {"val", *(f"train_{i}" for i in range(cfg.n_train_cuts))}
+    return names
 
 
 def sample_users(cut: CutData, max_users: int, seed: int) -> CutData:
@@ -145,6 +169,25 @@ def _shuffled(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out
 
 
+def _candidate_recall(holdout: Holdout) -> dict[str, float]:
+    """Recall of the whole candidate set, and of the best 200 by number of sources, per behaviour."""
+    frame, window = holdout.frame, holdout.cut.window
+    out = candidate_recall(frame, window, holdout.eval_users)
+    top = candidate_recall(frame, window, holdout.eval_users, k=200, score="n_sources")
+    return out | {k.replace("cand_", "cand200_"): v for k, v in top.items()}
+
+
+def evaluate_holdout(holdout: Holdout, fits: dict[str, FitResult], stage: TFStage, cfg: TrainConfig, step: Step = _noop) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_all` plus the TF ranker alone (when the stage has one), on one holdout."""
+    results = evaluate_all(holdout, fits, cfg, step)
+    if stage.ranker is not None:
+        step("evaluate the TF ranker alone")
+        cut = holdout.cut
+        alone = TwoStageRecommender(ColumnScorer("tf_score", "tf_ranker"), holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules)
+        results["tf_ranker"] = holdout.evaluate(alone, cfg.n)
+    return results
+
+
 def fit_rerankers(train: pd.DataFrame, valid: pd.DataFrame, cfg: TrainConfig, step: Step = _noop) -> dict[str, FitResult]:
     """LightGBM (always) and XGBoost (when configured) on the same frames and features."""
     features = feature_columns(train)
@@ -162,7 +205,7 @@ def evaluate_all(holdout: Holdout, fits: dict[str, FitResult], cfg: TrainConfig,
     """Every baseline and every fitted reranker on the holdout, with the same rules and list length."""
     cut = holdout.cut
     results: dict[str, dict[str, float]] = {}
-    for name, base in build_baselines(cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent)).items():
+    for name, base in build_baselines(cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent), cut.user_history).items():
         step(f"evaluate baseline {name}")
         results[name] = holdout.evaluate(RuledRecommender(base, cut.items, cut.purchased, holdout.backfill, cfg.rules), cfg.n)
     for name, fit in fits.items():
@@ -179,7 +222,7 @@ def evaluate_all(holdout: Holdout, fits: dict[str, FitResult], cfg: TrainConfig,
 
 def _log_run(
     holdout: Holdout, fits: dict[str, FitResult], results: dict[str, dict[str, float]], cand: dict[str, float],
-    frames: dict[str, pd.DataFrame], cuts: dict[str, CutData], split: Split, cfg: TrainConfig,
+    frames: dict[str, pd.DataFrame], cuts: dict[str, CutData], split: Split, cfg: TrainConfig, session: dict[str, Any] | None = None,
 ) -> None:
     """Params, data window, row counts, metrics of every model, comparison table and plots (active run)."""
     import mlflow
@@ -199,12 +242,18 @@ def _log_run(
         mlflow.log_metrics({mlflow_key(f"{name}.{k}"): float(v) for k, v in m.items() if np.isfinite(v)})
     for name, fit in fits.items():
         mlflow.log_metrics({f"{name}.fit_seconds": fit.fit_seconds, f"{name}.best_iteration": float(fit.best_iteration)})
-    table = report.comparison_table(results, {k: f.fit_seconds for k, f in fits.items()})
+    tables = {"": report.comparison_table(results, {k: f.fit_seconds for k, f in fits.items()})}
+    if session:
+        mlflow.log_metrics({mlflow_key(f"session.{k}"): v for k, v in session["candidates"].items() if np.isfinite(v)})
+        for name, m in session["results"].items():
+            mlflow.log_metrics({mlflow_key(f"session.{name}.{k}"): float(v) for k, v in m.items() if np.isfinite(v)})
+        tables["_session"] = report.comparison_table(session["results"], {k: f.fit_seconds for k, f in fits.items()})
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        table.to_csv(d / "comparison.csv")
-        (d / "comparison.md").write_text(report.to_markdown(table))
-        report.plot_metric_bars(table, d / "metric_bars.png")
+        for suffix, table in tables.items():  # next-day task, then the rest-of-session task
+            table.to_csv(d / f"comparison{suffix}.csv")
+            (d / f"comparison{suffix}.md").write_text(report.to_markdown(table))
+            report.plot_metric_bars(table, d / f"metric_bars{suffix}.png")
         test = holdout.frame
         for name, fit in fits.items():
             report.plot_importance(fit.importance, d / f"importance_{name}.png", f"{name} feature importance (gain)")
@@ -227,27 +276,29 @@ def train_pipeline(
     split = make_split(max_event_ts(s), cfg.label_hours, cfg.n_train_cuts)
     cuts = load_cuts(s, split, cfg, step, cache)
     if cfg.max_users > 0:
-        cuts = {k: (c if k == "test" else sample_users(c, cfg.max_users, cfg.seed)) for k, c in cuts.items()}
+        cuts = {k: (c if k in ("test", "session_test") else sample_users(c, cfg.max_users, cfg.seed)) for k, c in cuts.items()}
     stage, frames = _features_with_tf(cuts, cfg, step)
     train = pd.concat([frames[k] for k in reranker_train_cuts(frames, cfg)], ignore_index=True)
-    fits = fit_rerankers(train, frames["val"], cfg, step)
+    valid = pd.concat([frames[k] for k in ("val", "session_val") if k in frames], ignore_index=True)
+    fits = fit_rerankers(train, valid, cfg, step)
     intents = load_intents(s)
     holdout = make_holdout(cuts["test"], frames["test"], intents)
-    cand = candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users)
-    cand |= {k.replace("cand_", "cand200_"): v for k, v in candidate_recall(frames["test"], cuts["test"].window, holdout.eval_users, k=200, score="n_sources").items()}
-    results = evaluate_all(holdout, fits, cfg, step)
-    if stage.ranker is not None:
-        step("evaluate the TF ranker alone")
-        alone = TwoStageRecommender(ColumnScorer("tf_score", "tf_ranker"), holdout.frame, cuts["test"].items, cuts["test"].purchased,
-                                    holdout.backfill, cfg.rules)
-        results["tf_ranker"] = holdout.evaluate(alone, cfg.n)
+    cand = _candidate_recall(holdout)
+    results = evaluate_holdout(holdout, fits, stage, cfg, step)
+    session: dict[str, Any] = {}
+    if "session_test" in cuts:
+        step("rest-of-session task of the test cut")
+        sh = make_holdout(cuts["session_test"], frames["session_test"], intents)
+        session = {"holdout": sh, "candidates": _candidate_recall(sh), "results": evaluate_holdout(sh, fits, stage, cfg, step)}
     client = registry.configure(s)
     name = registry.model_name(s)
     step("log to MLflow")
     with mlflow.start_run(run_name="train") as run:
-        _log_run(holdout, fits, results, cand, frames, cuts, split, cfg)
+        _log_run(holdout, fits, results, cand, frames, cuts, split, cfg, session)
         out: dict[str, Any] = {"run_id": run.info.run_id, "split": split.as_params(), "candidates": cand,
-                               "metrics": {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()},
+                               "metrics": _headline(results),
+                               "session": {"candidates": session["candidates"], "metrics": _headline(session["results"]),
+                                           "eval_users": len(session["holdout"].eval_users)} if session else None,
                                "fit_seconds": {k: f.fit_seconds for k, f in fits.items()} | stage.fit_seconds, "version": None, "promoted": False,
                                "reason": "registration disabled"}
         if cfg.register:
@@ -265,6 +316,10 @@ def train_pipeline(
                 mlflow.log_metrics({registry.mlflow_key(f"champion.{k}"): v for k, v in champion.items() if np.isfinite(v)})
             out.update(version=version, promoted=decision.promoted, reason=decision.reason, gate=decision.as_dict())
     return out
+
+
+def _headline(results: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
+    return {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()}
 
 
 def _champion_metrics(client: Any, name: str, holdout: Holdout, cfg: TrainConfig) -> dict[str, float] | None:
@@ -285,18 +340,21 @@ def frame_for_spec(cut: CutData, spec: dict[str, Any]) -> pd.DataFrame:
 
 
 def tf_ranker_train_cuts(frames: dict[str, pd.DataFrame]) -> list[str]:
-    """The DIN ranker learns on the first training cut only when there are several (stacking hygiene)."""
+    """The DIN ranker learns on the first training cut only when there are several (stacking hygiene),
+    with its rest-of-session variant when there is one."""
     names = sorted(k for k in frames if k.startswith("train_"))
-    return names[:1] if len(names) > 1 else names
+    names = names[:1] if len(names) > 1 else names
+    return names + [f"session_{k}" for k in names if f"session_{k}" in frames]
 
 
 def reranker_train_cuts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> list[str]:
-    """Cuts the rerankers fit on. With the TF stage and ≥ 2 training cuts, the cut the DIN ranker saw is
-    left out, so ``tf_score`` is out-of-sample for the reranker; with one cut it is in-sample (logged)."""
+    """Cuts the rerankers fit on (with their rest-of-session variants when built). With the TF stage
+    and ≥ 2 training cuts, the cut the DIN ranker saw is left out, so ``tf_score`` is out-of-sample
+    for the reranker; with one cut it is in-sample (logged)."""
     names = sorted(k for k in frames if k.startswith("train_"))
     if cfg.use_tf and len(names) > 1:
-        return [k for k in names if k not in tf_ranker_train_cuts(frames)]
-    return names
+        names = [k for k in names if k not in tf_ranker_train_cuts(frames)]
+    return names + [f"session_{k}" for k in names if f"session_{k}" in frames]
 
 
 def _features_with_tf(cuts: dict[str, CutData], cfg: TrainConfig, step: Step) -> tuple[TFStage, dict[str, pd.DataFrame]]:
@@ -378,7 +436,7 @@ def evaluate(settings: Settings | None = None, config: TrainConfig | None = None
         for model, m in results.items():
             mlflow.log_metrics({registry.mlflow_key(f"{model}.{k}"): float(v) for k, v in m.items() if np.isfinite(v)})
     return {"run_id": run.info.run_id, "version": mv.version, "test_cut": split.as_params()["test_cut"],
-            "metrics": {k: {m: v.get(m) for m in ("ndcg@10", "otto_recall@20", "intent_capture@10")} for k, v in results.items()}}
+            "metrics": _headline(results)}
 
 
 def promote(settings: Settings | None = None, version: str | None = None, config: TrainConfig | None = None, step: Step = _noop) -> dict[str, Any]:
