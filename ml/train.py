@@ -174,7 +174,20 @@ def _candidate_recall(holdout: Holdout) -> dict[str, float]:
     frame, window = holdout.frame, holdout.cut.window
     out = candidate_recall(frame, window, holdout.eval_users)
     top = candidate_recall(frame, window, holdout.eval_users, k=200, score="n_sources")
-    return out | {k.replace("cand_", "cand200_"): v for k, v in top.items()}
+    out |= {k.replace("cand_", "cand200_"): v for k, v in top.items()}
+    reach = candidate_recall(frame, reachable_events(window, holdout.cut), holdout.eval_users)
+    return out | {k.replace("cand_recall_", "cand_recall_reachable_"): v for k, v in reach.items() if k.startswith("cand_recall_")}
+
+
+def reachable_events(window: pd.DataFrame, cut: CutData) -> pd.DataFrame:
+    """Label-window events whose item the business rules could serve at the cut: in the catalogue,
+    in stock, and not already bought by the user (the ceiling of any candidate source)."""
+    items = cut.items[cut.items["in_stock"].astype(int) == 1]["item_id"].astype("int64")
+    ev = window[window["item_id"].notna()]
+    ev = ev[ev["item_id"].astype("int64").isin(set(items))]
+    bought = set(zip(cut.purchased["user_id"].astype("int64"), cut.purchased["item_id"].astype("int64")))
+    keep = [(u, i) not in bought for u, i in zip(ev["user_id"].astype("int64"), ev["item_id"].astype("int64"))]
+    return ev[keep]
 
 
 def evaluate_holdout(holdout: Holdout, fits: dict[str, FitResult], stage: TFStage, cfg: TrainConfig, step: Step = _noop) -> dict[str, dict[str, float]]:
