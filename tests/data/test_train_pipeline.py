@@ -63,7 +63,24 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
     assert 0 < run.data.metrics["cand_recall_any"] <= 1
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"], "report")}
     assert {"report/comparison.csv", "report/comparison.md", "report/metric_bars.png", "report/importance_lightgbm.png",
-            "report/scores_lightgbm.png"} <= files
+            "report/scores_lightgbm.png", "report/comparison_session.csv", "report/metric_bars_session.png"} <= files
+    # the rest-of-session task: same models and baselines, on users cut inside their session
+    for model in ("popular", "repeat", "covisit", "lightgbm"):
+        assert f"session.{model}.ndcg_at_10" in run.data.metrics
+    assert run.data.metrics["rows_frame_session_test"] > 0 and out["session"]["eval_users"] > 0
+    assert 0 < run.data.metrics["session.cand_recall_any"] <= 1
+    # the rerankers learnt from both tasks' frames
+    assert run.data.params["reranker_train_cuts"] == "train_0,session_train_0"
+
+
+def test_rest_of_session_task_sees_the_intent(trained) -> None:
+    """With the session start revealed, the reranked lists lean into the session's planted intent
+    far more than popularity does, and more than on the next-day task where it is mostly unseen."""
+    _, out, _ = trained
+    session, day = out["session"]["metrics"], out["metrics"]
+    assert session["lightgbm"]["intent_capture@10"] > 2 * session["popular"]["intent_capture@10"]
+    assert session["lightgbm"]["intent_capture@10"] > day["lightgbm"]["intent_capture@10"]
+    assert session["lightgbm"]["ndcg@10"] > session["popular"]["ndcg@10"]
 
 
 def test_champion_loader_scores_current_marts(trained) -> None:
