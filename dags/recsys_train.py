@@ -31,6 +31,8 @@ DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponen
         "max_users": Param(0, type="integer", minimum=0, description="Sample at most this many users per cut (0 = all)."),
         "use_tf": Param(True, type="boolean", description="Train the TF two-tower + DIN ranker and feed its score to the reranker."),
         "xgboost": Param(True, type="boolean", description="Also train XGBoost rank:ndcg for comparison."),
+        "session_task": Param(True, type="boolean", description="Also evaluate OTTO's rest-of-session task (users cut inside their session) on the test cut."),
+        "session_train": Param(True, type="boolean", description="Fit the rankers on rest-of-session frames of the training cuts too (one more dbt build per cut)."),
         "margin": Param(0.02, type="number", minimum=0, description="Relative NDCG@10 gain the challenger needs over the champion."),
         "topn": Param(0, type="integer", minimum=0, maximum=500, description="Rows per user to publish (0 = RECSYS_TOPN)."),
     },
@@ -53,7 +55,7 @@ def recsys_train():
     @task(queue="gpu", pool="gpu", retries=0, outlets=[CHAMPION], execution_timeout=timedelta(hours=4),
           doc_md="Point-in-time dbt builds per cut, TF ranker, LightGBM/XGBoost rerankers, baselines, MLflow run, registry and promotion gate. Runs on a GPU worker when one serves the `gpu` queue.")
     def train(params=None):
-        keys = ("label_hours", "history_days", "n_train_cuts", "max_users", "use_tf", "xgboost", "margin")
+        keys = ("label_hours", "history_days", "n_train_cuts", "max_users", "use_tf", "xgboost", "margin", "session_task", "session_train")
         return tasks.train({k: params[k] for k in keys})
 
     @task(outlets=[USER_TOPN], doc_md="Score all active users with the champion; GX top-N check on `*_new`; one atomic RENAME.")

@@ -21,6 +21,7 @@ TRAIN_CONF = {
     "max_staleness_hours": 0,  # the simulated shop lies in the past
     "use_tf": False,  # the TF ranker has its own tests; keeps this flow to minutes on 2 cores
     "xgboost": False,
+    "session_train": False,  # the rest-of-session task is still evaluated; fitting on it is tested in tests/data
     "label_hours": 24,
     "topn": 20,
 }

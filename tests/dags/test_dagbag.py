@@ -53,7 +53,7 @@ def test_train_dag_shape(dagbag):
     # the gate sits between dbt and training: every dbt task is upstream of gx_marts
     upstream = dag.get_task("gx_marts").get_flat_relative_ids(upstream=True)
     assert {i for i in ids if i.startswith("dbt_marts.")} <= upstream
-    assert {"max_staleness_hours", "label_hours", "use_tf", "xgboost", "margin"} <= set(dag.params.keys())
+    assert {"max_staleness_hours", "label_hours", "use_tf", "xgboost", "margin", "session_task", "session_train"} <= set(dag.params.keys())
     db_tasks = [t for t in dag.tasks if t.task_id in {"check_freshness", "gx_raw", "gx_marts", "publish"}]
     assert all(t.retries >= 2 and t.retry_exponential_backoff for t in db_tasks)
 
