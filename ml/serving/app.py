@@ -1,9 +1,10 @@
 """Reference serving reader (FastAPI): top-N per user, similar items, health.
 
 Reads only ``recsys_serving`` with the read-only account (``RECSYS_READER_USER``), through a
-small pool of autocommit PyMySQL connections. Each read is one autocommit statement, so it sees a
-whole published list (old or new) across atomic swaps and refresh transactions. Right after a swap
-a read can fail with error 1412 ("table definition has changed"); it is retried.
+small pool of autocommit mysqlclient connections (``MySQLdb``, the C driver: about a fifth of
+PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
+(old or new) across atomic swaps and refresh transactions. Right after a swap a read can fail with
+error 1412 ("table definition has changed"); it is retried.
 
 Fallback chain for a user without (enough) published rows: the popularity of the user's
 recent-intent category (``user_intent_category``, published because this account cannot read raw
@@ -12,9 +13,12 @@ events), then global popularity (``popular_topn`` scope ``global``). Fallback it
 
 Endpoints are ``async def`` and run their reads inline on the event loop: each is one to three
 indexed point lookups of well under a millisecond, and skipping the thread-pool hop saves about a
-third of the CPU per request (the latency budget is 10 ms p99 on two shared cores). The price is that
-a stalled database stalls the worker, so connections carry short read timeouts; scale out with
-``--workers``. Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers 2]`` or
+third of the CPU per request (the latency budget is 10 ms p99 on two shared cores). The price is
+that a stalled database stalls the worker, so connections carry short read timeouts; scale out with
+``--workers``. For the same budget the endpoints return their JSON already serialized
+(``pydantic_core.to_json``, the serializer behind FastAPI's own response path, so the bytes are the
+same): the response models document the shape in OpenAPI but are not validated item by item.
+Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers 2]`` or
 ``uvicorn ml.serving.app:create_app --factory``.
 """
 
@@ -27,16 +31,18 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pymysql
+import MySQLdb
 from fastapi import FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from ml.config import Settings, get_settings
 
 MAX_ID = 2**63 - 1  # BIGINT: larger ids are a client error, not a database error
 RETRY_CODES = {1412}  # table definition changed (a swap happened under this read)
-RECONNECT_CODES = {2006, 2013, 2014, 2055, 0}  # server gone / lost / commands out of sync
+# server gone / lost / commands out of sync / killed (MariaDB 1927) / idle timeout (MySQL 8 4031) / closed
+RECONNECT_CODES = {2006, 2013, 2014, 2055, 1927, 4031, 0}
 META_TTL_S = 5.0
 
 
@@ -45,15 +51,15 @@ class ServingUnavailable(RuntimeError):
 
 
 class ConnectionPool:
-    """A bounded, thread-safe LIFO pool of PyMySQL connections; broken ones are discarded."""
+    """A bounded, thread-safe LIFO pool of MySQLdb connections; broken ones are discarded."""
 
-    def __init__(self, factory: Callable[[], pymysql.connections.Connection], size: int = 8, wait_s: float = 2.0):
+    def __init__(self, factory: Callable[[], MySQLdb.Connection], size: int = 8, wait_s: float = 2.0):
         self._factory, self._size, self._wait_s = factory, size, wait_s
-        self._idle: queue.LifoQueue[pymysql.connections.Connection] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[MySQLdb.Connection] = queue.LifoQueue()
         self._lock = threading.Lock()
         self._open = 0
 
-    def _take(self) -> pymysql.connections.Connection:
+    def _take(self) -> MySQLdb.Connection:
         with contextlib.suppress(queue.Empty):
             return self._idle.get_nowait()
         with self._lock:
@@ -73,12 +79,12 @@ class ConnectionPool:
             raise ServingUnavailable(f"all {self._size} database connections busy for {self._wait_s}s") from None
 
     @contextlib.contextmanager
-    def connection(self) -> Iterator[pymysql.connections.Connection]:
+    def connection(self) -> Iterator[MySQLdb.Connection]:
         conn = self._take()
         healthy = True
         try:
             yield conn
-        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
             healthy = bool(exc.args) and exc.args[0] not in RECONNECT_CODES
             raise
         finally:
@@ -113,15 +119,15 @@ class ServingStore:
         self._meta: tuple[float, dict[str, Any]] = (0.0, {})
         self._meta_lock = threading.Lock()
 
-    def _connect(self) -> pymysql.connections.Connection:
+    def _connect(self) -> MySQLdb.Connection:
         s = self.settings
         try:
-            return pymysql.connect(
+            return MySQLdb.connect(
                 host=s.mysql_host, port=s.mysql_port, user=s.reader_user, password=s.reader_password,
                 database=s.serving_db, charset="utf8mb4", autocommit=True, connect_timeout=3,
-                read_timeout=3, write_timeout=3,
+                read_timeout=3, write_timeout=3, multi_statements=False,
             )
-        except pymysql.err.OperationalError as exc:
+        except MySQLdb.OperationalError as exc:
             raise ServingUnavailable(f"cannot connect to the serving database: {exc.args[-1]}") from None
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -133,19 +139,19 @@ class ServingStore:
                         with conn.cursor() as cur:
                             cur.execute(sql, args)
                             return list(cur.fetchall())
-                    except pymysql.err.OperationalError as exc:
+                    except MySQLdb.OperationalError as exc:
                         if exc.args and exc.args[0] in RETRY_CODES:  # end any snapshot older than the swap
-                            with contextlib.suppress(pymysql.Error):
+                            with contextlib.suppress(MySQLdb.Error):
                                 conn.rollback()
                         raise
-            except (pymysql.err.OperationalError, pymysql.err.InterfaceError, pymysql.err.InternalError) as exc:
+            except (MySQLdb.OperationalError, MySQLdb.InterfaceError, MySQLdb.InternalError) as exc:
                 code = exc.args[0] if exc.args else 0
                 if (code in RETRY_CODES or code in RECONNECT_CODES) and attempt < self.retries:
                     self.retried += 1
                     time.sleep(0.002 * (attempt + 1))
                     continue
                 raise ServingUnavailable(f"serving database error {code}: {exc.args[-1] if exc.args else exc}") from None
-            except pymysql.err.ProgrammingError as exc:  # 1146: tables not created (`recsys db init`)
+            except MySQLdb.ProgrammingError as exc:  # 1146: tables not created (`recsys db init`)
                 raise ServingUnavailable(f"serving tables unavailable: {exc.args[-1]}") from None
         raise AssertionError("unreachable")
 
@@ -214,6 +220,11 @@ class ServingStore:
         return items
 
 
+def _json(body: dict[str, Any]) -> Response:
+    """A 200 JSON response serialized without per-item model validation (same bytes as FastAPI's)."""
+    return Response(to_json(body), media_type="application/json")
+
+
 class Item(BaseModel):
     item_id: int
     score: float
@@ -249,17 +260,19 @@ def create_app(settings: Settings | None = None, pool_size: int = 8) -> FastAPI:
     async def _unavailable(_: Request, exc: ServingUnavailable) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    # The store builds exactly the models' fields with their types (ints, floats, str/None), so the
+    # handlers serialize them directly; response_model stays for the OpenAPI schema only.
     @app.get("/recommendations/{user_id}", response_model=Recommendations)
     async def recommendations(
         user_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Top-n items for a user: published list, then intent-category and global popularity."""
-        return {"user_id": user_id, "items": store.recommendations(user_id, n)}
+        return _json({"user_id": user_id, "items": store.recommendations(user_id, n)})
 
     @app.get("/similar/{item_id}", response_model=Similar)
-    async def similar(item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)) -> dict[str, Any]:
+    async def similar(item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)) -> Response:
         """Items co-visited with this one (then global popularity when there are too few)."""
-        return {"item_id": item_id, "items": store.similar(item_id, n)}
+        return _json({"item_id": item_id, "items": store.similar(item_id, n)})
 
     @app.get("/health")
     async def health() -> JSONResponse:

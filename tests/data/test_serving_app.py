@@ -121,3 +121,18 @@ def test_killed_reader_connection_is_replaced(clean_db):
     assert len(store.recommendations(1, 5)) == 5 and store.retried == 1
     assert store.query("SELECT CONNECTION_ID()")[0][0] != conn_id
     store.pool.close()
+
+
+def test_responses_match_the_documented_models(client):
+    """The endpoints serialize without FastAPI's response validation: every body must still be exactly
+    what the response models (kept for OpenAPI) describe."""
+    from ml.serving.app import Recommendations, Similar
+
+    for path, model in [("/recommendations/1", Recommendations), ("/recommendations/42", Recommendations),
+                        ("/recommendations/123456", Recommendations), ("/similar/1", Similar)]:
+        resp = client.get(path)
+        assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+        assert model.model_validate_json(resp.content).model_dump(mode="json") == resp.json(), path
+    schema = client.get("/openapi.json").json()
+    ok = schema["paths"]["/recommendations/{user_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    assert ok["schema"]["$ref"].endswith("/Recommendations") and "Item" in schema["components"]["schemas"]
