@@ -5,11 +5,17 @@ default ``bench_reader_``), starts the reader as a subprocess, then for each rat
 fixed schedule (open loop: a slow answer does not slow the sender, so queueing shows up in the
 latency) with at most ``--max-inflight`` in flight (more would be counted as dropped). 95% of
 requests ask for published users, 5% for unknown users (fallback path). Latency is measured from the
-scheduled send time (and, separately, from the actual send). ``--procs`` splits the sender over
-processes (one Python sender tops out well below 500 req/s on a busy 2-core box), ``--workers``
-runs the reader with several uvicorn workers. Prints one JSON object with p50/p90/p99/max per rate.
+scheduled send time (and, separately, from the actual send). A request is never sent before its
+scheduled time (the stdlib asyncio loop rounds timer waits up, and the sender re-checks the clock).
 
-    RECSYS_DB_PREFIX=bench_reader_ nice -n 10 .venv/bin/python bench/bench_reader.py --rates 200 500 --seconds 10
+The sender is a minimal HTTP/1.1 keep-alive client on raw asyncio sockets (one request per
+connection at a time, ``Content-Length`` bodies, the status checked, 5 s timeout): it costs a small
+fraction of httpx's CPU per request, which matters because the sender shares the box with the reader
+(with httpx, even two sender processes could not keep 500 req/s on a busy 2-core box). ``--procs``
+splits the sender over processes, ``--workers`` runs the reader with several uvicorn workers. Prints
+one JSON object with p50/p90/p99/max per rate.
+
+    RECSYS_DB_PREFIX=bench_reader_ .venv/bin/python bench/bench_reader.py --rates 200 500 --seconds 10
 """
 
 from __future__ import annotations
@@ -31,6 +37,83 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_publish import FixedRecommender, seed  # noqa: E402
 
 
+class _HttpConn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.waiter: asyncio.Future | None = None
+        self.reusable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0 or self.waiter is None or self.waiter.done():
+            return
+        head = self.buf[:end].lower()
+        at = head.find(b"\r\ncontent-length:")
+        if at < 0:
+            self.reusable = False
+            self.waiter.set_exception(ConnectionError("response without content-length"))
+            return
+        stop = head.find(b"\r\n", at + 2)
+        length = int(head[at + 17: stop if stop > 0 else len(head)])
+        if len(self.buf) - end - 4 < length:
+            return
+        self.reusable = b"\r\nconnection: close" not in head
+        status = int(self.buf[9:12])
+        self.buf = self.buf[end + 4 + length:]
+        self.waiter.set_result(status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc or ConnectionError("connection closed"))
+
+
+class _RawClient:
+    """GET over a LIFO pool of keep-alive connections (the caller bounds how many are in flight)."""
+
+    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
+        self.host, self.port, self.timeout = host, port, timeout
+        self.idle: list[_HttpConn] = []
+
+    async def get(self, path: str) -> int:
+        loop = asyncio.get_running_loop()
+        conn = None
+        while self.idle and conn is None:  # the server closes connections idle for 5 s (keep-alive timeout)
+            conn = self.idle.pop()
+            if not conn.reusable or conn.transport.is_closing():
+                conn.transport.close()
+                conn = None
+        if conn is None:
+            conn = (await loop.create_connection(_HttpConn, self.host, self.port))[1]
+        conn.waiter = waiter = loop.create_future()
+        timer = loop.call_later(self.timeout, lambda: waiter.done() or waiter.set_exception(TimeoutError()))
+        conn.transport.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        try:
+            status = await waiter
+        except BaseException:
+            conn.transport.close()
+            raise
+        finally:
+            timer.cancel()
+        if conn.reusable:
+            self.idle.append(conn)
+        else:
+            conn.transport.close()
+        return status
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.transport.close()
+        self.idle.clear()
+
+
 async def _run_rate(base: str, rate: float, seconds: float, users: int, max_inflight: int, seed_: int) -> dict:
     rng = random.Random(seed_)
     total = int(rate * seconds)
@@ -39,40 +122,40 @@ async def _run_rate(base: str, rate: float, seconds: float, users: int, max_infl
     errors: dict[str, int] = {}
     dropped = 0
     inflight = 0
-    limits = httpx.Limits(max_connections=max_inflight, max_keepalive_connections=max_inflight)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=5.0) as client:
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    client = _RawClient(host, int(port))
 
-        async def one(path: str, due: float) -> None:
-            nonlocal inflight
-            try:
-                sent = time.perf_counter()
-                r = await client.get(path)
-                if r.status_code != 200:
-                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
-                else:
-                    done = time.perf_counter()
-                    lat.append(done - due)
-                    svc.append(done - sent)
-            except httpx.HTTPError as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            finally:
-                inflight -= 1
+    async def one(path: str, due: float) -> None:
+        nonlocal inflight
+        try:
+            sent = time.perf_counter()
+            status = await client.get(path)
+            if status != 200:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+            else:
+                done = time.perf_counter()
+                lat.append(done - due)
+                svc.append(done - sent)
+        except (OSError, TimeoutError, ValueError) as exc:
+            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+        finally:
+            inflight -= 1
 
-        tasks = []
-        t0 = time.perf_counter() + 0.05
-        for i in range(total):
-            due = t0 + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if inflight >= max_inflight:
-                dropped += 1
-                continue
-            user = rng.randint(1, users) if rng.random() < 0.95 else users + rng.randint(1, 10**6)
-            inflight += 1
-            tasks.append(asyncio.create_task(one(f"/recommendations/{user}?n=20", due)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
+    tasks = []
+    t0 = time.perf_counter() + 0.05
+    for i in range(total):
+        due = t0 + i / rate
+        while (delay := due - time.perf_counter()) > 0:  # never early: the latency counts from `due`
+            await asyncio.sleep(delay)
+        if inflight >= max_inflight:
+            dropped += 1
+            continue
+        user = rng.randint(1, users) if rng.random() < 0.95 else users + rng.randint(1, 10**6)
+        inflight += 1
+        tasks.append(asyncio.create_task(one(f"/recommendations/{user}?n=20", due)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - t0
+    client.close()
     return {"lat": lat, "svc": svc, "errors": errors, "dropped": dropped, "sent": total - dropped, "elapsed": elapsed}
 
 
