@@ -229,7 +229,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-inflight", type=int, default=64)
     ap.add_argument("--port", type=int, default=18765)
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (recsys serve --workers)")
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (recsys serve --workers, default 2)")
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes (each sends rate/procs)")
     args = ap.parse_args()
     os.environ.setdefault("RECSYS_DB_PREFIX", "bench_reader_")

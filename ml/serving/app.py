@@ -18,7 +18,7 @@ that a stalled database stalls the worker, so connections carry short read timeo
 ``--workers``. For the same budget the endpoints return their JSON already serialized
 (``pydantic_core.to_json``, the serializer behind FastAPI's own response path, so the bytes are the
 same): the response models document the shape in OpenAPI but are not validated item by item.
-Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers 2]`` or
+Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers N]`` (2 by default) or
 ``uvicorn ml.serving.app:create_app --factory``.
 """
 
