@@ -183,9 +183,10 @@ def build_baselines(
     per-user baselines read; a "rest of session" cut adds each user's revealed session start there,
     while popularity stays on ``history`` (events before the cut)."""
     own = history if user_history is None else user_history
+    pop = popularity_scores(history, now)  # the repeat and co-visitation backfill, computed once
     return {
         "popular": PopularityRecommender(history, now),
         "intent_pop": IntentPopularityRecommender(history, items, now, user_intent),
-        "repeat": RepeatRecommender(own, now, pop=popularity_scores(history, now)),
-        "covisit": CovisitationRecommender(own, covis, now, pop=popularity_scores(history, now)),
+        "repeat": RepeatRecommender(own, now, pop=pop),
+        "covisit": CovisitationRecommender(own, covis, now, pop=pop),
     }

@@ -62,7 +62,7 @@ def _intent_features(df: pd.DataFrame, intent: pd.DataFrame, now: pd.Timestamp, 
     it["user_id"] = it["user_id"].astype("int64")
     if "last_event_ts" in it:
         last = pd.to_datetime(it.pop("last_event_ts"))
-        ref = it["user_id"].map(user_now or {}).fillna(now) if user_now else pd.Series(now, index=it.index)
+        ref = it["user_id"].map(user_now).fillna(now) if user_now else pd.Series(now, index=it.index)
         it["session_hours_since_last"] = ((pd.to_datetime(ref) - last).dt.total_seconds() / 3600.0).clip(lower=0.0)
         if "session_start_ts" in it:
             it["session_minutes"] = (last - pd.to_datetime(it.pop("session_start_ts"))).dt.total_seconds() / 60.0
