@@ -2,7 +2,7 @@
 
 Measures only. In its own databases (prefix RECSYS_DB_PREFIX, default ``bench_fresh_``): loads a small
 simulation ending now, publishes it in full, then runs the live feed (``recsys data feed``, a
-subprocess, ``--rate`` events/s) while calling :func:`ml.publish.publish_refresh` every
+subprocess, ``--rate`` events/s) while calling :func:`ml.publish.core.publish_refresh` every
 ``--interval`` seconds. Each event covered by a refresh gets latency = commit time of the refresh
 batch holding its user − the event's ``ts``; prints p50/p95/max and the refresh runs as JSON.
 The recommender is the tests' small one over raw events (own items, then popularity).
@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,16 @@ from publish_support import RawEventsRecommender  # noqa: E402
 
 def seed(settings, users: int, items: int, days: int) -> None:
     """Fresh databases with a simulation whose last day ends about now (UTC)."""
-    from ml.data.simulate import SimConfig, load_simulation, simulate
+    from ml.data.sim_config import SimConfig
+    from ml.data.sim_load import load_simulation
+    from ml.data.simulate import simulate
     from ml.db import drop_databases, init_db
 
     drop_databases(settings)
     init_db(settings)
-    start = datetime.now(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days)
+    start = datetime.now(UTC).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=days
+    )
     load_simulation(simulate(SimConfig(users=users, items=items, days=days, seed=11, start=start)), settings)
 
 
@@ -45,8 +49,10 @@ def latencies(settings, run) -> list[float]:
 
     conn = connect(settings.raw_db, settings=settings)
     with conn.cursor() as cur:
-        cur.execute("SELECT user_id, ts FROM user_behavior WHERE event_id > %s AND event_id <= %s",
-                    (run.from_event_id, run.to_event_id))
+        cur.execute(
+            "SELECT user_id, ts FROM user_behavior WHERE event_id > %s AND event_id <= %s",
+            (run.from_event_id, run.to_event_id),
+        )
         events = cur.fetchall()
     conn.close()
     out = []
@@ -65,16 +71,29 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("RECSYS_DB_PREFIX", "bench_fresh_")
     from ml.config import get_settings
-    from ml.publish import publish_full, publish_refresh
+    from ml.publish.full import publish_full
+    from ml.publish.refresh import publish_refresh
 
     s = get_settings()
     seed(s, args.users, 500, 3)
     rec = RawEventsRecommender(s)
     publish_full(rec, "bench", s, settle_seconds=0)  # the simulation load has committed
     duration = args.interval * args.runs
-    feed = subprocess.Popen([str(ROOT / ".venv" / "bin" / "recsys"), "data", "feed", "--rate", str(args.rate),
-                             "--duration", str(duration), "--seed", "3"], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL)
+    feed = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "recsys"),
+            "data",
+            "feed",
+            "--rate",
+            str(args.rate),
+            "--duration",
+            str(duration),
+            "--seed",
+            "3",
+        ],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+    )
     runs, lat = [], []
     t0 = time.monotonic()
     try:
@@ -84,19 +103,35 @@ def main() -> None:
             r = publish_refresh(rec, "bench", s)
             run_lat = [] if r.noop else latencies(s, r)
             lat += run_lat
-            runs.append({"users": r.users, "rows": r.rows, "batches": len(r.batches), "events": len(run_lat),
-                         "seconds": round(time.monotonic() - started, 2)})
+            runs.append(
+                {
+                    "users": r.users,
+                    "rows": r.rows,
+                    "batches": len(r.batches),
+                    "events": len(run_lat),
+                    "seconds": round(time.monotonic() - started, 2),
+                }
+            )
     finally:
         feed.wait(timeout=args.interval + 30)
     arr = np.array(lat)
-    print(json.dumps({
-        "bench": "refresh_freshness", "rate": args.rate, "interval_s": args.interval, "feed_exit": feed.returncode,
-        "events_measured": int(arr.size),
-        "p50_s": round(float(np.percentile(arr, 50)), 1) if arr.size else None,
-        "p95_s": round(float(np.percentile(arr, 95)), 1) if arr.size else None,
-        "max_s": round(float(arr.max()), 1) if arr.size else None,
-        "load_avg_1m": os.getloadavg()[0], "refresh_runs": runs,
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "bench": "refresh_freshness",
+                "rate": args.rate,
+                "interval_s": args.interval,
+                "feed_exit": feed.returncode,
+                "events_measured": int(arr.size),
+                "p50_s": round(float(np.percentile(arr, 50)), 1) if arr.size else None,
+                "p95_s": round(float(np.percentile(arr, 95)), 1) if arr.size else None,
+                "max_s": round(float(arr.max()), 1) if arr.size else None,
+                "load_avg_1m": os.getloadavg()[0],
+                "refresh_runs": runs,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

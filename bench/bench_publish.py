@@ -1,4 +1,4 @@
-"""Full-publish write throughput: ~1M user_topn rows (20k users × 50) through ml.publish.publish_full.
+"""Full-publish write throughput: ~1M user_topn rows (20k users × 50) through ml.publish.core.publish_full.
 
 Measures only. Uses its own databases (prefix RECSYS_DB_PREFIX, default ``bench_pub_``), seeds a
 synthetic catalogue and one event per user, and scores with a vectorised fixed recommender so the
@@ -30,7 +30,9 @@ class FixedRecommender:
         users = np.repeat(np.asarray(user_ids, dtype=np.int64), n)
         rank = np.tile(np.arange(1, n + 1, dtype=np.int64), len(user_ids))
         item = (users * 7 + rank * 13) % self.items + 1
-        return pd.DataFrame({"user_id": users, "rank": rank, "item_id": item, "score": 1.0 / rank, "source": "bench"})
+        return pd.DataFrame(
+            {"user_id": users, "rank": rank, "item_id": item, "score": 1.0 / rank, "source": "bench"}
+        )
 
 
 def seed(settings, users: int, items: int) -> None:
@@ -48,7 +50,9 @@ def seed(settings, users: int, items: int) -> None:
         )
         with tempfile.NamedTemporaryFile("w", suffix=".tsv", delete=False) as fh:
             for u in range(1, users + 1):
-                fh.write(f"{u}\t{u % items + 1}\ts{u}\tbrowse\t{t0 + timedelta(seconds=u):%Y-%m-%d %H:%M:%S}\n")
+                fh.write(
+                    f"{u}\t{u % items + 1}\ts{u}\tbrowse\t{t0 + timedelta(seconds=u):%Y-%m-%d %H:%M:%S}\n"
+                )
         cur.execute(
             "LOAD DATA LOCAL INFILE %s INTO TABLE user_behavior FIELDS TERMINATED BY '\\t' "
             "(user_id, item_id, session_id, behavior_type, ts) SET ingested_at = NOW(3) - INTERVAL 1 MINUTE",
@@ -63,11 +67,13 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--items", type=int, default=5000)
-    ap.add_argument("--repeat", type=int, default=2, help="publishes to time (the first warms the buffer pool)")
+    ap.add_argument(
+        "--repeat", type=int, default=2, help="publishes to time (the first warms the buffer pool)"
+    )
     args = ap.parse_args()
     os.environ.setdefault("RECSYS_DB_PREFIX", "bench_pub_")
     from ml.config import get_settings
-    from ml.publish import publish_full
+    from ml.publish.full import publish_full
 
     s = get_settings()
     seed(s, args.users, args.items)
@@ -77,9 +83,16 @@ def main() -> None:
         t0 = time.perf_counter()
         r = publish_full(rec, f"bench-{i}", s, n=args.n, batch_size=5000)
         total = time.perf_counter() - t0
-        runs.append({"rows": r.rows, "users": r.users, "write_s": round(r.write_seconds, 3),
-                     "write_rows_per_s": round(r.write_rows_per_s), "total_s": round(total, 3),
-                     "end_to_end_rows_per_s": round(r.rows / total)})
+        runs.append(
+            {
+                "rows": r.rows,
+                "users": r.users,
+                "write_s": round(r.write_seconds, 3),
+                "write_rows_per_s": round(r.write_rows_per_s),
+                "total_s": round(total, 3),
+                "end_to_end_rows_per_s": round(r.rows / total),
+            }
+        )
     print(json.dumps({"bench": "publish_full", "serving_db": s.serving_db, "runs": runs}, indent=1))
 
 

@@ -61,12 +61,12 @@ class _HttpConn(asyncio.Protocol):
             self.waiter.set_exception(ConnectionError("response without content-length"))
             return
         stop = head.find(b"\r\n", at + 2)
-        length = int(head[at + 17: stop if stop > 0 else len(head)])
+        length = int(head[at + 17 : stop if stop > 0 else len(head)])
         if len(self.buf) - end - 4 < length:
             return
         self.reusable = b"\r\nconnection: close" not in head
         status = int(self.buf[9:12])
-        self.buf = self.buf[end + 4 + length:]
+        self.buf = self.buf[end + 4 + length :]
         self.waiter.set_result(status)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -114,7 +114,9 @@ class _RawClient:
         self.idle.clear()
 
 
-async def _run_rate(base: str, rate: float, seconds: float, users: int, max_inflight: int, seed_: int) -> dict:
+async def _run_rate(
+    base: str, rate: float, seconds: float, users: int, max_inflight: int, seed_: int
+) -> dict:
     rng = random.Random(seed_)
     total = int(rate * seconds)
     lat: list[float] = []  # from the scheduled send time (includes the sender's own lateness)
@@ -156,7 +158,14 @@ async def _run_rate(base: str, rate: float, seconds: float, users: int, max_infl
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - t0
     client.close()
-    return {"lat": lat, "svc": svc, "errors": errors, "dropped": dropped, "sent": total - dropped, "elapsed": elapsed}
+    return {
+        "lat": lat,
+        "svc": svc,
+        "errors": errors,
+        "dropped": dropped,
+        "sent": total - dropped,
+        "elapsed": elapsed,
+    }
 
 
 def _sender(args: tuple) -> dict:
@@ -168,7 +177,10 @@ def _measure(base: str, rate: int, seconds: float, users: int, max_inflight: int
     """Run ``procs`` sender processes at rate/procs each and merge their latencies."""
     from concurrent.futures import ProcessPoolExecutor
 
-    shares = [(base, rate / procs, seconds, users, max(1, max_inflight // procs), rate * 100 + k) for k in range(procs)]
+    shares = [
+        (base, rate / procs, seconds, users, max(1, max_inflight // procs), rate * 100 + k)
+        for k in range(procs)
+    ]
     if procs == 1:
         parts = [_sender(shares[0])]
     else:
@@ -186,9 +198,16 @@ def _measure(base: str, rate: int, seconds: float, users: int, max_inflight: int
         sv = np.array(svc) * 1000
         pct.update({f"sent_to_done_p{q}": round(float(np.percentile(sv, q)), 2) for q in (50, 99)})
     elapsed = max(p["elapsed"] for p in parts)
-    return {"rate": rate, "sent": sum(p["sent"] for p in parts), "ok": len(lat),
-            "dropped": sum(p["dropped"] for p in parts), "errors": errors, "achieved_rps": round(len(lat) / elapsed, 1),
-            **pct, "max_ms": round(float(ms.max()), 2) if len(ms) else None}
+    return {
+        "rate": rate,
+        "sent": sum(p["sent"] for p in parts),
+        "ok": len(lat),
+        "dropped": sum(p["dropped"] for p in parts),
+        "errors": errors,
+        "achieved_rps": round(len(lat) / elapsed, 1),
+        **pct,
+        "max_ms": round(float(ms.max()), 2) if len(ms) else None,
+    }
 
 
 def _store_latency(settings, users: int, count: int = 3000) -> dict:
@@ -208,8 +227,22 @@ def _store_latency(settings, users: int, count: int = 3000) -> dict:
 
 
 def _start_server(port: int, workers: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "uvicorn", "ml.serving.app:create_app", "--factory", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ml.serving.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
     proc = subprocess.Popen(cmd, env=dict(os.environ))
     for _ in range(200):
         try:
@@ -229,12 +262,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--max-inflight", type=int, default=64)
     ap.add_argument("--port", type=int, default=18765)
-    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (recsys serve --workers, default 2)")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="uvicorn worker processes (recsys serve --workers, default 2)"
+    )
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes (each sends rate/procs)")
     args = ap.parse_args()
     os.environ.setdefault("RECSYS_DB_PREFIX", "bench_reader_")
     from ml.config import get_settings
-    from ml.publish import publish_full
+    from ml.publish.full import publish_full
 
     s = get_settings()
     seed(s, args.users, 5000)
@@ -243,14 +278,27 @@ def main() -> None:
     try:
         base = f"http://127.0.0.1:{args.port}"
         _measure(base, 100, 2.0, args.users, args.max_inflight, 1)  # warm-up: pools, caches
-        results = [_measure(base, r, args.seconds, args.users, args.max_inflight, args.procs) for r in args.rates]
+        results = [
+            _measure(base, r, args.seconds, args.users, args.max_inflight, args.procs) for r in args.rates
+        ]
     finally:
         proc.terminate()
         proc.wait(10)
-    print(json.dumps({"bench": "reader_latency", "endpoint": "/recommendations/{user}?n=20", "seconds": args.seconds,
-                      "workers": args.workers, "sender_procs": args.procs,
-                      "load_avg_1m": os.getloadavg()[0], "store_without_http_ms": _store_latency(s, args.users),
-                      "results": results}, indent=1))
+    print(
+        json.dumps(
+            {
+                "bench": "reader_latency",
+                "endpoint": "/recommendations/{user}?n=20",
+                "seconds": args.seconds,
+                "workers": args.workers,
+                "sender_procs": args.procs,
+                "load_avg_1m": os.getloadavg()[0],
+                "store_without_http_ms": _store_latency(s, args.users),
+                "results": results,
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,15 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-EVENTS_PER_USER_DAY = 7.9  # measured on the simulator's defaults (sim_small: 16.5k events, 300 users x 7 days)
+EVENTS_PER_USER_DAY = (
+    7.9  # measured on the simulator's defaults (sim_small: 16.5k events, 300 users x 7 days)
+)
 DAYS = 14
 
 
 def sim_config(n_events: int):
     """A simulator config that yields about ``n_events`` events over two weeks."""
-    from ml.data.simulate import SimConfig
+    from ml.data.sim_config import SimConfig
 
     users = max(100, round(n_events / (EVENTS_PER_USER_DAY * DAYS)))
     items = max(500, min(20_000, users // 4))
@@ -51,7 +53,7 @@ def model_times(target: Path) -> dict[str, float]:
 
 
 def timed_dbt(args: list[str], settings, target: Path) -> tuple[float, dict[str, float]]:
-    from ml.dbt import run_dbt
+    from ml.features.dbt import run_dbt
 
     t0 = time.perf_counter()
     run_dbt(args, settings=settings)
@@ -61,7 +63,8 @@ def timed_dbt(args: list[str], settings, target: Path) -> tuple[float, dict[str,
 def bench_size(n_events: int, new_share: float, settings, target: Path) -> dict:
     import pandas as pd
 
-    from ml.data.simulate import load_simulation, simulate
+    from ml.data.sim_load import load_simulation
+    from ml.data.simulate import simulate
     from ml.db import drop_databases, init_db
 
     cfg = sim_config(n_events)
@@ -76,7 +79,9 @@ def bench_size(n_events: int, new_share: float, settings, target: Path) -> dict:
     prepare_s = round(time.perf_counter() - t0, 1)
 
     full_s, full_models = timed_dbt(["build", "--full-refresh"], settings, target)
-    only_events = replace(data, users=data.users.iloc[:0], items=data.items.iloc[:0], intents=data.intents.iloc[:0])
+    only_events = replace(
+        data, users=data.users.iloc[:0], items=data.items.iloc[:0], intents=data.intents.iloc[:0]
+    )
     load_simulation(replace(only_events, events=new), settings)
     rt_run_s, rt_models = timed_dbt(["run", "--select", "tag:realtime"], settings, target)
     # a second batch of the same size for the build-with-tests timing (the first one is consumed)
@@ -101,7 +106,9 @@ def bench_size(n_events: int, new_share: float, settings, target: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--new-share", type=float, default=0.01, help="share of events loaded after the full build")
+    parser.add_argument(
+        "--new-share", type=float, default=0.01, help="share of events loaded after the full build"
+    )
     args = parser.parse_args()
     if not os.environ.get("RECSYS_DB_PREFIX"):
         raise SystemExit("set RECSYS_DB_PREFIX (the benchmark drops and recreates that prefix's databases)")

@@ -1,7 +1,7 @@
 """Train both TF models on synthetic data for a fixed number of steps; print device + throughput.
 
 Measures only (no assertions). Works on CPU and GPU with the same code path: the device, precision
-and distribution strategy are chosen by ``ml.tf.device.configure_device`` and printed.
+and distribution strategy are chosen by ``ml.models.tf.device.configure_device`` and printed.
 
     .venv/bin/python bench/gpu_check.py                      # CPU-sized defaults
     .venv/bin/python bench/gpu_check.py --steps 300 --batch 2048 --items 50000   # a GPU host
@@ -28,10 +28,17 @@ def main() -> None:
     p.add_argument("--cpu", action="store_true", help="ignore GPUs")
     args = p.parse_args()
 
-    from ml.tf.device import configure_device
-    from ml.tf.ranker import RankerConfig, fit_ranker
-    from ml.tf.synthetic import ITEM_FEATURES, USER_FEATURES, make_world, ranker_rows, two_tower_sequences
-    from ml.tf.two_tower import TwoTowerConfig, fit_two_tower
+    from ml.models.tf.device import configure_device
+    from ml.models.tf.ranker import fit_ranker
+    from ml.models.tf.ranker_config import RankerConfig
+    from ml.models.tf.synthetic import (
+        ITEM_FEATURES,
+        USER_FEATURES,
+        make_world,
+        ranker_rows,
+        two_tower_sequences,
+    )
+    from ml.models.tf.two_tower import TwoTowerConfig, fit_two_tower
 
     device = configure_device(args.seed, force_cpu=args.cpu)
     n_rows = args.steps * args.batch
@@ -43,15 +50,21 @@ def main() -> None:
     data_s = time.perf_counter() - t0
 
     per_replica = max(1, args.batch // device.strategy.num_replicas_in_sync)
-    tt = fit_two_tower(seqs, world.items, TwoTowerConfig(epochs=1, batch_size=per_replica, seed=args.seed), device=device)
+    tt = fit_two_tower(
+        seqs, world.items, TwoTowerConfig(epochs=1, batch_size=per_replica, seed=args.seed), device=device
+    )
     t = time.perf_counter()
     ctx = seqs.drop(columns=["item_id"]).drop_duplicates("user_id").head(5000)
     tt.retrieve(ctx, k=100)
     retrieve_s = time.perf_counter() - t
 
     rcfg = RankerConfig(
-        user_features=USER_FEATURES, item_features=ITEM_FEATURES, epochs=1, patience=1,
-        batch_size=per_replica, seed=args.seed,
+        user_features=USER_FEATURES,
+        item_features=ITEM_FEATURES,
+        epochs=1,
+        patience=1,
+        batch_size=per_replica,
+        seed=args.seed,
     )
     rk = fit_ranker(rows, valid, rcfg, items=world.items, device=device)
     t = time.perf_counter()

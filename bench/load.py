@@ -35,7 +35,8 @@ def main() -> None:
     from ml.config import get_settings
     from ml.data.ingest import write_batch
     from ml.data.load import EVENT_COLUMNS, load_frame
-    from ml.data.simulate import SimConfig, simulate
+    from ml.data.sim_config import SimConfig
+    from ml.data.simulate import simulate
     from ml.data.validate import validate_events
     from ml.db import connect, drop_databases, init_db, transaction
 
@@ -44,7 +45,9 @@ def main() -> None:
     t = time.perf_counter()
     data = simulate(SimConfig(users=users, items=max(100, users // 2), days=14, seed=1))
     events = data.events
-    print(f"simulated {len(events):,} events for {users:,} users in {time.perf_counter() - t:.1f} s (not part of the figures)")
+    print(
+        f"simulated {len(events):,} events for {users:,} users in {time.perf_counter() - t:.1f} s (not part of the figures)"
+    )
     drop_databases(s)
     init_db(s)
     raw = f"`{s.raw_db}`"

@@ -24,12 +24,20 @@ def _args() -> argparse.Namespace:
     p.add_argument("--items", type=int, default=1000)
     p.add_argument("--days", type=int, default=14)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--prefix", default=os.environ.get("RECSYS_DB_PREFIX", "bench_quality_"), help="RECSYS_DB_PREFIX for the benchmark databases")
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get("RECSYS_DB_PREFIX", "bench_quality_"),
+        help="RECSYS_DB_PREFIX for the benchmark databases",
+    )
     p.add_argument("--label-hours", type=int, default=24)
     p.add_argument("--n-train-cuts", type=int, default=1)
     p.add_argument("--tf", action="store_true", help="also train the TF two-tower and DIN ranker stage")
-    p.add_argument("--no-session-train", action="store_true", help="fit the rerankers on next-day frames only")
-    p.add_argument("--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)")
+    p.add_argument(
+        "--no-session-train", action="store_true", help="fit the rerankers on next-day frames only"
+    )
+    p.add_argument(
+        "--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)"
+    )
     return p.parse_args()
 
 
@@ -40,38 +48,64 @@ def main() -> None:
     import mlflow
     import pandas as pd
 
-    from ml import registry
     from ml.config import get_settings
-    from ml.data.simulate import SimConfig, load_simulation, simulate
+    from ml.data.sim_config import SimConfig
+    from ml.data.sim_load import load_simulation
+    from ml.data.simulate import simulate
     from ml.db import init_db
-    from ml.report import to_markdown
-    from ml.train import TrainConfig, train_pipeline
+    from ml.models.report import to_markdown
+    from ml.registry import store
+    from ml.training.config import TrainConfig
+    from ml.training.pipeline import train_pipeline
 
     s = get_settings()
     init_db(s)
     t0 = time.perf_counter()
     if not a.reuse:
-        data = simulate(SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1)))
+        data = simulate(
+            SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1))
+        )
         load_simulation(data, s)
         print(f"simulated {len(data.events):,} events in {time.perf_counter() - t0:.1f}s")
-    cfg = TrainConfig(label_hours=a.label_hours, n_train_cuts=a.n_train_cuts, use_tf=a.tf, register=False,
-                      session_train=not a.no_session_train)
+    cfg = TrainConfig(
+        label_hours=a.label_hours,
+        n_train_cuts=a.n_train_cuts,
+        use_tf=a.tf,
+        register=False,
+        session_train=not a.no_session_train,
+    )
     t1 = time.perf_counter()
-    out = train_pipeline(s, cfg, step=lambda m: print(f"  [{time.perf_counter() - t1:7.1f}s] {m}", flush=True))
+    out = train_pipeline(
+        s, cfg, step=lambda m: print(f"  [{time.perf_counter() - t1:7.1f}s] {m}", flush=True)
+    )
     chain_s = time.perf_counter() - t1
-    registry.configure(s)
-    print(f"\ntest cut {out['split']['test_cut']}, label window {a.label_hours} h, MLflow run {out['run_id']}")
+    store.configure(s)
+    print(
+        f"\ntest cut {out['split']['test_cut']}, label window {a.label_hours} h, MLflow run {out['run_id']}"
+    )
     tasks = [("next-day task", "", out["candidates"])]
     if out.get("session"):
-        tasks.append((f"rest-of-session task ({out['session']['eval_users']} users)", "_session", out["session"]["candidates"]))
+        tasks.append(
+            (
+                f"rest-of-session task ({out['session']['eval_users']} users)",
+                "_session",
+                out["session"]["candidates"],
+            )
+        )
     for title, suffix, cand in tasks:
-        local = mlflow.artifacts.download_artifacts(run_id=out["run_id"], artifact_path=f"report/comparison{suffix}.csv")
+        local = mlflow.artifacts.download_artifacts(
+            run_id=out["run_id"], artifact_path=f"report/comparison{suffix}.csv"
+        )
         table = pd.read_csv(local, index_col="model")
         print(f"\n## {title}\n")
         print(to_markdown(table))
         print("candidates:", {k: round(v, 4) for k, v in cand.items()})
         _targets(table)
-    print("\nfit seconds:", {k: round(v, 1) for k, v in out["fit_seconds"].items()}, f"| whole chain {chain_s:.0f}s")
+    print(
+        "\nfit seconds:",
+        {k: round(v, 1) for k, v in out["fit_seconds"].items()},
+        f"| whole chain {chain_s:.0f}s",
+    )
 
 
 def _targets(table) -> None:
@@ -84,7 +118,9 @@ def _targets(table) -> None:
     print(f"  {best} intent capture@10 = {table.loc[best, 'intent_capture@10']:.3f}  (target ≥ 0.6)")
     if "tf_ranker" in table.index:
         verdict = "beats" if ndcg["tf_ranker"] > ndcg["covisit"] else "LOSES TO"
-        print(f"  TF ranker alone NDCG@10 {ndcg['tf_ranker']:.4f} {verdict} co-visitation {ndcg['covisit']:.4f}")
+        print(
+            f"  TF ranker alone NDCG@10 {ndcg['tf_ranker']:.4f} {verdict} co-visitation {ndcg['covisit']:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -17,21 +17,35 @@ def _topn(settings, n: int):
     import numpy as np
     import pandas as pd
 
-    from ml.datasets import read_sql
+    from ml.features.datasets import read_sql
 
-    users = read_sql(f"SELECT DISTINCT user_id FROM `{settings.raw_db}`.user_behavior", settings)["user_id"].to_numpy()
-    items = read_sql(f"SELECT item_id FROM `{settings.raw_db}`.items WHERE in_stock = 1", settings)["item_id"].to_numpy()
-    bought = read_sql(
-        f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior WHERE behavior_type = 'purchase'", settings
-    ).groupby("user_id")["item_id"].agg(set).to_dict()
+    users = read_sql(f"SELECT DISTINCT user_id FROM `{settings.raw_db}`.user_behavior", settings)[
+        "user_id"
+    ].to_numpy()
+    items = read_sql(f"SELECT item_id FROM `{settings.raw_db}`.items WHERE in_stock = 1", settings)[
+        "item_id"
+    ].to_numpy()
+    bought = (
+        read_sql(
+            f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior WHERE behavior_type = 'purchase'",
+            settings,
+        )
+        .groupby("user_id")["item_id"]
+        .agg(set)
+        .to_dict()
+    )
     rng = np.random.default_rng(0)
-    picks = np.stack([
-        rng.choice(np.setdiff1d(items, list(bought.get(u, ()))), size=n, replace=False) for u in users
-    ])
-    return pd.DataFrame({
-        "user_id": np.repeat(users, n), "rank": np.tile(np.arange(1, n + 1), len(users)),
-        "item_id": picks.ravel(), "score": np.tile(np.linspace(1, 0, n), len(users)),
-    }), [int(u) for u in users]
+    picks = np.stack(
+        [rng.choice(np.setdiff1d(items, list(bought.get(u, ()))), size=n, replace=False) for u in users]
+    )
+    return pd.DataFrame(
+        {
+            "user_id": np.repeat(users, n),
+            "rank": np.tile(np.arange(1, n + 1), len(users)),
+            "item_id": picks.ravel(),
+            "score": np.tile(np.linspace(1, 0, n), len(users)),
+        }
+    ), [int(u) for u in users]
 
 
 def main() -> None:
@@ -43,7 +57,8 @@ def main() -> None:
 
     print(f"import great_expectations: {time.perf_counter() - t:.2f}s")
     from ml.config import get_settings
-    from ml.quality import get_context, run_stage
+    from ml.quality.context import get_context
+    from ml.quality.gates import run_stage
 
     s = get_settings()
     t = time.perf_counter()
@@ -62,8 +77,10 @@ def main() -> None:
             t = time.perf_counter()
             r = run_stage(stage, s, build_docs=docs, **params)
             rows = r.details.get("rows", "")
-            print(f"{stage:9s} docs={'on ' if docs else 'off'} {time.perf_counter() - t:6.2f}s  "
-                  f"success={r.success} rows={rows}")
+            print(
+                f"{stage:9s} docs={'on ' if docs else 'off'} {time.perf_counter() - t:6.2f}s  "
+                f"success={r.success} rows={rows}"
+            )
             if not r.success:
                 print(r.summary)
 

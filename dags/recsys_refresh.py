@@ -8,8 +8,8 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from ml import tasks
-from ml.airflow_dbt import dbt_task_group
+from ml.orchestration import tasks
+from ml.orchestration.cosmos import dbt_task_group
 
 MINUTES = int(os.environ.get("RECSYS_REFRESH_MINUTES", "5"))
 CHAMPION, USER_TOPN = Asset("recsys_champion_model"), Asset("recsys_user_topn")
@@ -18,15 +18,22 @@ CHAMPION, USER_TOPN = Asset("recsys_champion_model"), Asset("recsys_user_topn")
 @dag(
     dag_id="recsys_refresh",
     # every MINUTES minutes, and right after a new champion is registered
-    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(f"*/{MINUTES} * * * *", timezone="UTC"), assets=CHAMPION),
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(f"*/{MINUTES} * * * *", timezone="UTC"), assets=CHAMPION
+    ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=max(MINUTES * 3, 10)),
     tags=["recsys", "refresh"],
-    default_args={"owner": "ml-platform", "on_failure_callback": tasks.on_failure,
-                  "retries": 1, "retry_delay": timedelta(seconds=20)},
-    doc_md=__doc__ + "\n\nSkips (and says why) when no champion exists yet or no event arrived after the watermark.",
+    default_args={
+        "owner": "ml-platform",
+        "on_failure_callback": tasks.on_failure,
+        "retries": 1,
+        "retry_delay": timedelta(seconds=20),
+    },
+    doc_md=__doc__
+    + "\n\nSkips (and says why) when no champion exists yet or no event arrived after the watermark.",
 )
 def recsys_refresh():
     @task(doc_md="Skip unless a champion exists and events arrived after the watermark.")
@@ -39,7 +46,10 @@ def recsys_refresh():
     def gx_realtime():
         return tasks.quality_gate("realtime")
 
-    @task(outlets=[USER_TOPN], doc_md="Replace the new actors' rows, one transaction per batch; advance the watermark after commit.")
+    @task(
+        outlets=[USER_TOPN],
+        doc_md="Replace the new actors' rows, one transaction per batch; advance the watermark after commit.",
+    )
     def refresh(seen: dict):
         return tasks.refresh(upper_event_id=seen["newest_event_id"])
 

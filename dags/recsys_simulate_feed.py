@@ -5,7 +5,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from ml import tasks
+from ml.orchestration import tasks
 
 
 @dag(
@@ -19,7 +19,9 @@ from ml import tasks
     doc_md=__doc__,
     params={
         "rate": Param(20.0, type="number", minimum=0.1, maximum=5000, description="Events per second."),
-        "duration_s": Param(60, type="integer", minimum=1, maximum=3600, description="How long to feed (seconds)."),
+        "duration_s": Param(
+            60, type="integer", minimum=1, maximum=3600, description="How long to feed (seconds)."
+        ),
     },
 )
 def recsys_simulate_feed():

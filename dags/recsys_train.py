@@ -7,8 +7,9 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
-from ml import tasks
-from ml.airflow_dbt import dbt_task_group
+from ml.orchestration import tasks
+from ml.orchestration.cosmos import dbt_task_group
+from ml.training.config import OPTIONS, param_specs
 
 MARTS, CHAMPION, USER_TOPN = Asset("recsys_marts"), Asset("recsys_champion_model"), Asset("recsys_user_topn")
 DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
@@ -22,19 +23,20 @@ DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponen
     max_active_runs=1,
     tags=["recsys", "train"],
     default_args={"owner": "ml-platform", "on_failure_callback": tasks.on_failure, **DB_RETRIES},
-    doc_md=__doc__ + "\n\nTrigger from the UI with the params below. A failed quality gate stops the run and leaves serving untouched.",
+    doc_md=__doc__
+    + "\n\nTrigger from the UI with the params below. A failed quality gate stops the run and leaves serving untouched.",
     params={
-        "max_staleness_hours": Param(48.0, type="number", description="Fail when the newest event is older (<= 0: report only)."),
-        "label_hours": Param(24, type="integer", minimum=1, maximum=24 * 14, description="Label window Δ after each cut (hours)."),
-        "history_days": Param(30, type="integer", minimum=1, maximum=365, description="Days of history before each cut."),
-        "n_train_cuts": Param(2, type="integer", minimum=1, maximum=7, description="Training cuts before the validation cut (with the TF stage, >= 2 keeps its score out-of-sample for the reranker)."),
-        "max_users": Param(0, type="integer", minimum=0, description="Sample at most this many users per cut (0 = all)."),
-        "use_tf": Param(True, type="boolean", description="Train the TF two-tower + DIN ranker and feed its score to the reranker."),
-        "xgboost": Param(True, type="boolean", description="Also train XGBoost rank:ndcg for comparison."),
-        "session_task": Param(True, type="boolean", description="Also evaluate OTTO's rest-of-session task (users cut inside their session) on the test cut."),
-        "session_train": Param(True, type="boolean", description="Fit the rankers on rest-of-session frames of the training cuts too (one more dbt build per cut)."),
-        "margin": Param(0.02, type="number", minimum=0, description="Relative NDCG@10 gain the challenger needs over the champion."),
-        "topn": Param(0, type="integer", minimum=0, maximum=500, description="Rows per user to publish (0 = RECSYS_TOPN)."),
+        "max_staleness_hours": Param(
+            48.0, type="number", description="Fail when the newest event is older (<= 0: report only)."
+        ),
+        **{name: Param(**spec) for name, spec in param_specs().items()},
+        "topn": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=500,
+            description="Rows per user to publish (0 = RECSYS_TOPN).",
+        ),
     },
 )
 def recsys_train():
@@ -48,17 +50,28 @@ def recsys_train():
 
     dbt_marts = dbt_task_group("dbt_marts", select=["path:models"], exclude=["tag:pit"])
 
-    @task(outlets=[MARTS], doc_md="GX `marts` suites: keys, rates, nulls, distributions, row counts vs last run.")
+    @task(
+        outlets=[MARTS],
+        doc_md="GX `marts` suites: keys, rates, nulls, distributions, row counts vs last run.",
+    )
     def gx_marts():
         return tasks.quality_gate("marts")
 
-    @task(queue="gpu", pool="gpu", retries=0, outlets=[CHAMPION], execution_timeout=timedelta(hours=4),
-          doc_md="Point-in-time dbt builds per cut, TF ranker, LightGBM/XGBoost rerankers, baselines, MLflow run, registry and promotion gate. Runs on a GPU worker when one serves the `gpu` queue.")
+    @task(
+        queue="gpu",
+        pool="gpu",
+        retries=0,
+        outlets=[CHAMPION],
+        execution_timeout=timedelta(hours=4),
+        doc_md="Point-in-time dbt builds per cut, TF ranker, LightGBM/XGBoost rerankers, baselines, MLflow run, registry and promotion gate. Runs on a GPU worker when one serves the `gpu` queue.",
+    )
     def train(params=None):
-        keys = ("label_hours", "history_days", "n_train_cuts", "max_users", "use_tf", "xgboost", "margin", "session_task", "session_train")
-        return tasks.train({k: params[k] for k in keys})
+        return tasks.train({k: params[k] for k in OPTIONS})
 
-    @task(outlets=[USER_TOPN], doc_md="Score all active users with the champion; GX top-N check on `*_new`; one atomic RENAME.")
+    @task(
+        outlets=[USER_TOPN],
+        doc_md="Score all active users with the champion; GX top-N check on `*_new`; one atomic RENAME.",
+    )
     def publish(params=None):
         return tasks.publish_full(int(params["topn"]))
 

@@ -79,7 +79,9 @@ def connect(
 
 
 @contextlib.contextmanager
-def transaction(database: str | None = None, *, settings: Settings | None = None) -> Iterator[pymysql.connections.Connection]:
+def transaction(
+    database: str | None = None, *, settings: Settings | None = None
+) -> Iterator[pymysql.connections.Connection]:
     """A connection whose work commits on success and rolls back on any exception."""
     conn = connect(database, settings=settings, autocommit=False)
     try:
@@ -139,7 +141,9 @@ def init_db(settings: Settings | None = None) -> list[str]:
     try:
         with conn.cursor() as cur:
             for db in s.databases.values():
-                cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+                cur.execute(
+                    f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS `{s.raw_db}`.schema_migrations ("
                 " version INT PRIMARY KEY, name VARCHAR(128) NOT NULL, checksum CHAR(16) NOT NULL,"

@@ -25,7 +25,7 @@ scripts/airflow.sh pools set gpu 1 "GPU training slots" >/dev/null
 scripts/airflow.sh dags test recsys_train -c "{\"use_tf\": ${DEMO_USE_TF}}" > .local/demo_train.log 2>&1 \
   || { tail -40 .local/demo_train.log; echo "recsys_train failed (log: .local/demo_train.log)"; exit 1; }
 show "train: run|DagRun Finished" .local/demo_train.log
-python -m ml.demo snapshot .local/demo_topn_before.json
+python -m ml.orchestration.demo snapshot .local/demo_topn_before.json
 
 step "4/6 live traffic: 30 s of new events at 40 events/s"
 timed recsys data feed --rate 40 --duration 30 --seed 7
@@ -36,7 +36,7 @@ scripts/airflow.sh dags test recsys_refresh > .local/demo_refresh.log 2>&1 \
 show "refresh: |DagRun Finished" .local/demo_refresh.log
 
 step "6/6 what the serving layer sees"
-python -m ml.demo compare .local/demo_topn_before.json
+python -m ml.orchestration.demo compare .local/demo_topn_before.json
 recsys db status
 
 cat <<MSG

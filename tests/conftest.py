@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("RECSYS_DB_PREFIX", "test_")
 # Airflow reads its config when first imported (at collection time): point it at a throwaway home
 # with a SQLite metadata DB, never the project's .local/airflow.
-os.environ["AIRFLOW_HOME"] = (tempfile.mkdtemp(prefix="recsys-airflow-test-"))
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-airflow-test-")
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
@@ -74,7 +74,7 @@ def clean_db(settings):
 
 def _load_sim(settings, data) -> None:
     """Empty the raw tables and load ``data`` (the simulated shop) into them."""
-    from ml.data.simulate import load_simulation
+    from ml.data.sim_load import load_simulation
     from ml.db import connect
 
     conn = connect(settings.raw_db, settings=settings)
@@ -90,12 +90,13 @@ def _load_sim(settings, data) -> None:
 @pytest.fixture(scope="session")
 def sim_small(settings):
     """A small simulated shop (300 users, 200 items, 7 days, seed 7; ~16k events) loaded into the
-    test raw database once per session; returns the :class:`ml.data.simulate.SimData`.
+    test raw database once per session; returns the :class:`ml.data.sim_config.SimData`.
     The raw tables are emptied before loading. A later ``clean_db`` empties them again: tests
     that run after such tests and need the rows in MySQL should use ``sim_small_db``."""
     from datetime import datetime
 
-    from ml.data.simulate import SimConfig, simulate
+    from ml.data.sim_config import SimConfig
+    from ml.data.simulate import simulate
 
     data = simulate(SimConfig(users=300, items=200, days=7, seed=7, start=datetime(2026, 10, 1)))
     _load_sim(settings, data)

@@ -30,18 +30,11 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- Exponential decay weight exp(-ln 2 * age / half_life), age = later_ts - earlier_ts in hours. -#}
+{#- Exponential decay weight 0.5^(age / half_life) = exp(-ln 2 * age / half_life), age = later_ts -
+    earlier_ts in hours (clipped at 0), to the microsecond like the Python side (ml.models.baselines). -#}
 {% macro decay(earlier_ts, later_ts, half_life_hours) -%}
-    exp(-0.6931471805599453 * greatest(timestampdiff(second, {{ earlier_ts }}, {{ later_ts }}), 0) / 3600e0 / ({{ half_life_hours }}))
-{%- endmacro %}
-
-{#- The newest value of a column in the current model's table, as a literal for incremental
-    filters (a constant lets MySQL use the ts index; a subquery would not). None when empty. -#}
-{% macro max_in_this(column) -%}
-    {%- if not execute -%}{{ return(none) }}{%- endif -%}
-    {%- set result = run_query('select max(' ~ column ~ ') from ' ~ this) -%}
-    {%- set value = result.columns[0].values()[0] -%}
-    {{ return(value) }}
+    exp(-0.6931471805599453 * greatest(timestampdiff(microsecond, {{ earlier_ts }}, {{ later_ts }}), 0)
+        / 3600e6 / ({{ half_life_hours }}))
 {%- endmacro %}
 
 {#- Counts and ratios as BIGINT / DOUBLE (MySQL returns DECIMAL for SUM and division, which pandas
@@ -52,25 +45,4 @@
 
 {% macro as_double(expression) -%}
     cast({{ expression }} as double)
-{%- endmacro %}
-
-{#- The watermark of an incremental realtime run: the oldest of max(last_event_ts) over the given
-    models in the current target database. None (= rebuild everything) on --full-refresh, in a
-    point-in-time build, or when any of them does not exist yet or is empty. -#}
-{% macro realtime_watermark(model_names) -%}
-    {%- if not execute or flags.FULL_REFRESH or is_point_in_time() -%}{{ return(none) }}{%- endif -%}
-    {%- set marks = [] -%}
-    {%- for name in model_names -%}
-        {%- set rel = adapter.get_relation(database=this.database, schema=this.schema, identifier=name) -%}
-        {%- if rel is none -%}{{ return(none) }}{%- endif -%}
-        {%- set value = run_query('select max(last_event_ts) from ' ~ rel).columns[0].values()[0] -%}
-        {%- if value is none -%}{{ return(none) }}{%- endif -%}
-        {%- do marks.append(value) -%}
-    {%- endfor -%}
-    {{ return(marks | min) }}
-{%- endmacro %}
-
-{#- is_incremental(), except that a point-in-time build always recomputes every user. -#}
-{% macro realtime_is_incremental() -%}
-    {{ return(is_incremental() and not is_point_in_time()) }}
 {%- endmacro %}

@@ -26,7 +26,7 @@ from ml.config import Settings, get_settings
 from ml.data.catalog import CATEGORIES
 from ml.data.ingest import LoadReport, write_batch
 from ml.data.load import INTENT_COLUMNS
-from ml.data.simulate import make_queries
+from ml.data.sim_queries import make_queries
 from ml.data.validate import validate_events
 
 SESSION_GAP = pd.Timedelta(minutes=30)
@@ -89,19 +89,33 @@ class LiveFeed:
 
     def _load_catalogue(self) -> None:
         """Items by category weighted by last-week popularity; users weighted by activity."""
-        items = pd.DataFrame(self._fetch("SELECT item_id, category_id, category FROM items WHERE in_stock = 1"),
-                             columns=["item_id", "category_id", "category"])
+        items = pd.DataFrame(
+            self._fetch("SELECT item_id, category_id, category FROM items WHERE in_stock = 1"),
+            columns=["item_id", "category_id", "category"],
+        )
         if items.empty:
-            raise RuntimeError(f"{self.s.raw_db}.items is empty: load a simulation or import a file before feeding")
+            raise RuntimeError(
+                f"{self.s.raw_db}.items is empty: load a simulation or import a file before feeding"
+            )
         (last,) = self._fetch("SELECT MAX(ts) FROM user_behavior")[0]
         since = (last or pd.Timestamp.now()) - pd.Timedelta(days=7)
-        pop = dict(self._fetch("SELECT item_id, COUNT(*) FROM user_behavior WHERE ts >= %s AND item_id IS NOT NULL GROUP BY item_id", (since,)))
+        pop = dict(
+            self._fetch(
+                "SELECT item_id, COUNT(*) FROM user_behavior WHERE ts >= %s AND item_id IS NOT NULL GROUP BY item_id",
+                (since,),
+            )
+        )
         items["w"] = 1.0 + items["item_id"].map(pop).fillna(0).astype(float)
-        self.by_cat = {int(c): (g["item_id"].to_numpy(), np.cumsum(g["w"].to_numpy())) for c, g in items.groupby("category_id")}
+        self.by_cat = {
+            int(c): (g["item_id"].to_numpy(), np.cumsum(g["w"].to_numpy()))
+            for c, g in items.groupby("category_id")
+        }
         cats = items.groupby("category_id")["w"].sum()
         self.cat_ids, self.cat_cum = cats.index.to_numpy(), np.cumsum(cats.to_numpy())
         self.cat_names = items.drop_duplicates("category_id").set_index("category_id")["category"].to_dict()
-        users = self._fetch("SELECT user_id, COUNT(*) FROM user_behavior WHERE ts >= %s GROUP BY user_id", (since,))
+        users = self._fetch(
+            "SELECT user_id, COUNT(*) FROM user_behavior WHERE ts >= %s GROUP BY user_id", (since,)
+        )
         if not users:
             users = [(u, 0) for (u,) in self._fetch("SELECT user_id FROM users")]
         self.user_ids = np.array([u for u, _ in users], dtype=np.int64)
@@ -125,7 +139,9 @@ class LiveFeed:
     def _open_session(self, now: pd.Timestamp, new_users: list[dict], intents: list[dict]) -> None:
         """Continue a user's recent session or start a new one (sometimes for a new user)."""
         active = {s.user_id for s in self.pool.values()}
-        candidates = [int(self.user_ids[self._pick(self.user_cum)]) for _ in range(10)] if len(self.user_ids) else []
+        candidates = (
+            [int(self.user_ids[self._pick(self.user_cum)]) for _ in range(10)] if len(self.user_ids) else []
+        )
         idle = [u for u in candidates if u not in active]
         if not idle or self.rng.random() < 0.03:
             user, history = self.next_user, []
@@ -155,11 +171,17 @@ class LiveFeed:
         self.opened.add(sid)
         query = self._query(intent) if self.rng.random() < 0.6 else None
         self.pool[sid] = _Session(sid, user, intent, browses, seen, query)
-        intents.append({
-            "session_id": sid, "user_id": user, "intent_category_id": intent,
-            "long_term_category_id": usual if usual is not None else intent,
-            "is_switch": int(usual is not None and intent != usual), "query_text": query, "start_ts": now,
-        })
+        intents.append(
+            {
+                "session_id": sid,
+                "user_id": user,
+                "intent_category_id": intent,
+                "long_term_category_id": usual if usual is not None else intent,
+                "is_switch": int(usual is not None and intent != usual),
+                "query_text": query,
+                "start_ts": now,
+            }
+        )
         self.report.sessions_new += 1
 
     def _next_event(self, sess: _Session) -> tuple[str, int | None, str | None] | None:
@@ -188,7 +210,9 @@ class LiveFeed:
             return self._next_event(sess) if sess.pending else None
         return None
 
-    def batch(self, n_events: int, now: pd.Timestamp, span: pd.Timedelta) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def batch(
+        self, n_events: int, now: pd.Timestamp, span: pd.Timedelta
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """``n_events`` events timed evenly in ``(now - span, now]``, plus new users and the
         ground truth of sessions started. Pure generation: nothing is written."""
         rows: list[dict] = []
@@ -196,7 +220,13 @@ class LiveFeed:
         intents: list[dict] = []
         # open sessions ≈ 4 s of events: each session advances every few seconds, so short runs
         # still see whole sessions (search → browses → cart → checkout), not only openings
-        target = int(np.clip(n_events * 4 / max(span.total_seconds(), 1e-3), 2, min(self.max_pool, len(self.user_ids) // 2 + 2)))
+        target = int(
+            np.clip(
+                n_events * 4 / max(span.total_seconds(), 1e-3),
+                2,
+                min(self.max_pool, len(self.user_ids) // 2 + 2),
+            )
+        )
         tries = 0
         while len(rows) < n_events and tries < 20 * n_events + 100:
             tries += 1
@@ -209,10 +239,24 @@ class LiveFeed:
             if ev is None:
                 del self.pool[sid]
                 continue
-            rows.append({"user_id": sess.user_id, "item_id": ev[1], "session_id": sid, "behavior_type": ev[0], "query_text": ev[2]})
-        events = pd.DataFrame(rows, columns=["user_id", "item_id", "session_id", "behavior_type", "query_text"])
+            rows.append(
+                {
+                    "user_id": sess.user_id,
+                    "item_id": ev[1],
+                    "session_id": sid,
+                    "behavior_type": ev[0],
+                    "query_text": ev[2],
+                }
+            )
+        events = pd.DataFrame(
+            rows, columns=["user_id", "item_id", "session_id", "behavior_type", "query_text"]
+        )
         offsets = (np.arange(1, len(events) + 1) / max(len(events), 1)) * span.total_seconds() * 1000
-        events["ts"] = (now - span + pd.to_timedelta(np.floor(offsets), unit="ms")).floor("ms") if len(events) else pd.Series(dtype="datetime64[ms]")
+        events["ts"] = (
+            (now - span + pd.to_timedelta(np.floor(offsets), unit="ms")).floor("ms")
+            if len(events)
+            else pd.Series(dtype="datetime64[ms]")
+        )
         events["item_id"] = events["item_id"].astype("Int64")
         users = pd.DataFrame(new_users, columns=["user_id", "signup_ts"])
         return events, users, pd.DataFrame(intents, columns=list(INTENT_COLUMNS))
@@ -221,8 +265,13 @@ class LiveFeed:
         """Generate one batch and commit it (events, new users, ground truth) atomically."""
         events, users, intents = self.batch(n_events, now, span)
         checked = validate_events(events, SOURCE, now=now)
-        report = write_batch(checked, SOURCE, self.s, users=users,
-                             also=[("sim_session_intent", intents, INTENT_COLUMNS, "replace")])
+        report = write_batch(
+            checked,
+            SOURCE,
+            self.s,
+            users=users,
+            also=[("sim_session_intent", intents, INTENT_COLUMNS, "replace")],
+        )
         self.report.events += report.loaded
         self.report.batches += 1
         self.report.quarantined.update(report.quarantined)

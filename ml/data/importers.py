@@ -4,6 +4,9 @@
   unix seconds; ``pv``→browse, ``cart``, ``fav``, ``buy``→purchase).
 - RetailRocket ``events.csv`` (header ``timestamp,visitorid,event,itemid,transactionid``,
   unix milliseconds; ``view``→browse, ``addtocart``→cart, ``transaction``→purchase).
+- UCI Online Retail: :mod:`ml.data.online_retail` (string item codes, invoice sessions, Parquet),
+  built on this module's line reader and format check (a :class:`SourceFormat` with its own
+  ``split``).
 
 Sessions are derived per user by a 30-minute inactivity gap (``session_id`` =
 ``"{user_id}-{unix seconds of the session's first event}"``, as the simulator writes), carried
@@ -32,17 +35,34 @@ SESSION_GAP = pd.Timedelta(minutes=30)
 _SNIFF_LINES = 20
 
 
+class LineError(ValueError):
+    """A line that cannot be split into fields; becomes a quarantine row with ``reason``."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def split_commas(text: str) -> list[str]:
+    """Plain comma-separated fields (the Taobao and RetailRocket files quote nothing)."""
+    return text.split(",")
+
+
 @dataclass(frozen=True)
 class SourceFormat:
-    """A file layout: its columns in order, header or not, and how it maps onto the contract."""
+    """A file layout: its columns in order, header or not, and how it maps onto the contract.
+    ``split`` turns one line into fields (raising :class:`LineError`); ``row_check`` says whether
+    split fields look like a good row of the format (used only to recognise the format)."""
 
     name: str
     columns: tuple[str, ...]
     header: bool
     behavior_map: dict[str, str]
-    ts_unit: str
+    ts_unit: str | None
     rename: dict[str, str]  # file column → contract column (unlisted columns are dropped)
     category_column: str | None = None
+    split: Callable[[str], list[str]] = split_commas
+    row_check: Callable[[list[str]], bool] | None = None
 
 
 TAOBAO = SourceFormat(
@@ -51,8 +71,13 @@ TAOBAO = SourceFormat(
     header=False,
     behavior_map={"pv": "browse", "cart": "cart", "fav": "fav", "buy": "purchase"},
     ts_unit="s",
-    rename={"user_id": "user_id", "item_id": "item_id", "category_id": "category_id",
-            "behavior_type": "behavior_type", "timestamp": "ts"},
+    rename={
+        "user_id": "user_id",
+        "item_id": "item_id",
+        "category_id": "category_id",
+        "behavior_type": "behavior_type",
+        "timestamp": "ts",
+    },
     category_column="category_id",
 )
 RETAILROCKET = SourceFormat(
@@ -78,6 +103,8 @@ def _looks_right(fields: list[str], fmt: SourceFormat) -> bool:
     """A line that would pass validation as-is (used only to recognise the format)."""
     if len(fields) != len(fmt.columns):
         return False
+    if fmt.row_check is not None:
+        return fmt.row_check(fields)
     row = dict(zip(fmt.columns, fields))
     ids = [row[c] for c, to in fmt.rename.items() if to in ("user_id", "item_id", "ts", "category_id")]
     return row[next(c for c, to in fmt.rename.items() if to == "behavior_type")] in fmt.behavior_map and all(
@@ -89,9 +116,11 @@ def check_format(path: Path, fmt: SourceFormat) -> None:
     """Stop early, naming file/line/columns, when the file is not in ``fmt`` at all."""
     with path.open("rb") as f:
         head = f.read(65536)
-    if b"\x00" in head:
-        line = head[: head.index(b"\x00")].count(b"\n") + 1
-        raise _format_error(path, line, fmt, "binary data (NUL bytes), not a text CSV")
+    if b"\x00" in head:  # binary, unless good rows come before the NUL (then only its line is bad)
+        before = head[: head.index(b"\x00")].split(b"\n")
+        text_rows = (_split_or_none(ln.decode("utf-8", "replace").strip(), fmt) for ln in before[:-1])
+        if not any(fields and _looks_right(fields, fmt) for fields in text_rows):
+            raise _format_error(path, len(before), fmt, "binary data (NUL bytes), not a text CSV")
     lines = [ln for ln in head.split(b"\n")[: _SNIFF_LINES + 1]]
     if not any(ln.strip() for ln in lines):
         raise _format_error(path, 1, fmt, "the file is empty")
@@ -103,14 +132,28 @@ def check_format(path: Path, fmt: SourceFormat) -> None:
         data_start = 1
     elif first.lower().split(",") == list(fmt.columns):
         data_start = 1  # tolerate a header on a header-less format
-    data = [(i + 1, ln.decode("utf-8", "replace").strip()) for i, ln in enumerate(lines) if i >= data_start and ln.strip()]
+    data = [
+        (i + 1, ln.decode("utf-8", "replace").strip())
+        for i, ln in enumerate(lines)
+        if i >= data_start and ln.strip()
+    ]
     if not data:
         return
     no, text = data[0]
-    if len(text.split(",")) != len(fmt.columns):
-        raise _format_error(path, no, fmt, f"{len(text.split(','))} columns in {text[:120]!r}")
-    if not any(_looks_right(t.split(","), fmt) for _, t in data):
-        raise _format_error(path, no, fmt, f"no valid {fmt.name} row among the first lines (first: {text[:120]!r})")
+    fields = _split_or_none(text, fmt)  # a line the splitter rejects is a bad row, judged below
+    if fields is not None and len(fields) != len(fmt.columns):
+        raise _format_error(path, no, fmt, f"{len(fields)} columns in {text[:120]!r}")
+    if not any(_looks_right(_split_or_none(t, fmt) or [], fmt) for _, t in data):
+        raise _format_error(
+            path, no, fmt, f"no valid {fmt.name} row among the first lines (first: {text[:120]!r})"
+        )
+
+
+def _split_or_none(text: str, fmt: SourceFormat) -> list[str] | None:
+    try:
+        return fmt.split(text)
+    except LineError:
+        return None
 
 
 @dataclass
@@ -123,29 +166,48 @@ class _Batch:
     def __len__(self) -> int:
         return len(self.line_no) + len(self.bad)
 
+    def quarantine(self, source: str) -> pd.DataFrame:
+        """The lines that failed before validation, as quarantine rows."""
+        raw, reason, detail, line_no = zip(*self.bad) if self.bad else ((), (), (), ())
+        return quarantine_rows(
+            list(raw), pd.Series(reason, dtype=object), list(detail), source, list(line_no)
+        )
+
+
+def _parse_line(raw: bytes, fmt: SourceFormat) -> tuple[str, list[str] | None, str, str]:
+    """``(text, fields, reason, detail)``: fields of a good line, or None and why it is bad."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        return raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), None, "bad_encoding", str(exc)
+    try:
+        fields = fmt.split(text)
+    except LineError as exc:
+        return text, None, exc.reason, exc.detail
+    if len(fields) != len(fmt.columns):
+        return text, None, "unparseable", f"{len(fields)} fields, expected {len(fmt.columns)}"
+    return text, fields, "", ""
+
 
 def read_batches(path: Path, fmt: SourceFormat, batch_rows: int) -> Iterator[_Batch]:
-    """Lines in batches: split fields, or a pre-validation failure (encoding, field count)."""
-    n_cols = len(fmt.columns)
+    """Lines in batches: split fields, or a pre-validation failure (encoding, field count, or what
+    ``fmt.split`` rejects)."""
     batch = _Batch()
     with path.open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
-            if line_no == 1 and (fmt.header or raw.decode("utf-8", "replace").strip().lower().split(",") == list(fmt.columns)):
+            if line_no == 1 and (
+                fmt.header or raw.decode("utf-8", "replace").strip().lower().split(",") == list(fmt.columns)
+            ):
                 continue
             if not raw.strip():
                 continue
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                batch.bad.append((raw.decode("utf-8", "backslashreplace").rstrip("\r\n"), "bad_encoding", str(exc)[:255], line_no))
+            text, fields, reason, detail = _parse_line(raw, fmt)
+            if fields is None:
+                batch.bad.append((text, reason, detail[:255], line_no))
             else:
-                fields = text.split(",")
-                if len(fields) == n_cols:
-                    batch.fields.append(fields)
-                    batch.line_no.append(line_no)
-                    batch.raw.append(text)
-                else:
-                    batch.bad.append((text, "unparseable", f"{len(fields)} fields, expected {n_cols}", line_no))
+                batch.fields.append(fields)
+                batch.line_no.append(line_no)
+                batch.raw.append(text)
             if len(batch) >= batch_rows:
                 yield batch
                 batch = _Batch()
@@ -180,7 +242,9 @@ class Sessionizer:
         sid[starts] = [f"{uu}-{tt // 1000}" for uu, tt in zip(u[starts], t[starts])]
         ev["session_id"] = pd.Series(sid).ffill()
         last = np.r_[u[1:] != u[:-1], True]
-        self.last.update(zip(u[last].tolist(), zip(t[last].tolist(), ev["session_id"].to_numpy()[last].tolist())))
+        self.last.update(
+            zip(u[last].tolist(), zip(t[last].tolist(), ev["session_id"].to_numpy()[last].tolist()))
+        )
         return ev
 
 
@@ -192,9 +256,16 @@ def _frame(batch: _Batch, fmt: SourceFormat) -> pd.DataFrame:
     return df
 
 
+def first_seen_users(events: pd.DataFrame, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One row per user of ``events``: ``signup_ts`` = its first event time, plus ``columns`` as on
+    that first event (rows for ``write_batch(users=...)``, inserted only where absent)."""
+    first = events.sort_values("ts", kind="stable").drop_duplicates("user_id")
+    return first[["user_id", "ts", *columns]].rename(columns={"ts": "signup_ts"}).reset_index(drop=True)
+
+
 def _seen_users_items(events: pd.DataFrame, fmt: SourceFormat) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Users and items as first seen in this batch (inserted only where absent)."""
-    users = events.groupby("user_id", as_index=False)["ts"].min().rename(columns={"ts": "signup_ts"})
+    users = first_seen_users(events)
     agg = {"ts": "min"}
     if fmt.category_column:
         agg["category_id"] = "first"
@@ -203,7 +274,7 @@ def _seen_users_items(events: pd.DataFrame, fmt: SourceFormat) -> tuple[pd.DataF
     if not fmt.category_column:
         items["category_id"] = 0
     items["item_id"] = items["item_id"].astype(np.int64)
-    return users[["user_id", "signup_ts"]], items[["item_id", "category_id", "created_ts"]]
+    return users, items[["item_id", "category_id", "created_ts"]]
 
 
 def import_file(
@@ -227,14 +298,19 @@ def import_file(
     total = LoadReport()
     for batch in read_batches(path, spec, batch_rows):
         checked = validate_events(
-            _frame(batch, spec), source, behavior_map=spec.behavior_map, ts_unit=spec.ts_unit, now=now,
+            _frame(batch, spec),
+            source,
+            behavior_map=spec.behavior_map,
+            ts_unit=spec.ts_unit,
+            now=now,
             id_columns=(spec.category_column,) if spec.category_column else (),
         )
-        pre = quarantine_rows([b[0] for b in batch.bad], pd.Series([b[1] for b in batch.bad], dtype=object),
-                              [b[2] for b in batch.bad], source, [b[3] for b in batch.bad])
+        pre = batch.quarantine(source)
         clean = sessions.assign(checked.clean)
         users, items = _seen_users_items(clean, spec)
-        quarantine = pd.concat([pre, checked.quarantine], ignore_index=True) if len(pre) else checked.quarantine
+        quarantine = (
+            pd.concat([pre, checked.quarantine], ignore_index=True) if len(pre) else checked.quarantine
+        )
         report = write_batch(Checked(clean, quarantine), source, settings, users=users, items=items)
         total.add(report)
         if on_batch:

@@ -18,20 +18,22 @@ import pandas as pd
 import pymysql
 
 from ml.config import Settings
-from ml.data.load import EVENT_COLUMNS, QUARANTINE_COLUMNS, load_frame
+from ml.data.load import EVENT_COLUMNS, EVENT_DETAIL_COLUMNS, QUARANTINE_COLUMNS, load_frame
 from ml.data.validate import Checked, quarantine_rows
 from ml.db import transaction
 
 
 @dataclass
 class LoadReport:
-    """What a load did: events written, quarantine counts per reason, batches committed."""
+    """What a load did: events written, quarantine counts per reason, batches committed, and lines
+    skipped because an earlier import of the same file already committed them."""
 
     loaded: int = 0
     quarantined: Counter = field(default_factory=Counter)
     batches: int = 0
     users: int = 0
     items: int = 0
+    skipped: int = 0
 
     def add(self, other: LoadReport) -> None:
         self.loaded += other.loaded
@@ -39,12 +41,14 @@ class LoadReport:
         self.batches += other.batches
         self.users += other.users
         self.items += other.items
+        self.skipped += other.skipped
 
 
 _STAGE_DDL = (
     "CREATE TEMPORARY TABLE {name} (row_no BIGINT NOT NULL PRIMARY KEY, user_id BIGINT NOT NULL, item_id BIGINT NULL, "
     "session_id VARCHAR(64) NOT NULL, behavior_type VARCHAR(16) NOT NULL, query_text VARCHAR(255) NULL, "
-    "ts DATETIME(3) NOT NULL, KEY ix_stage_user_ts (user_id, ts)) ENGINE=InnoDB"
+    "ts DATETIME(3) NOT NULL, quantity INT NULL, unit_price DECIMAL(12,4) NULL, "
+    "KEY ix_stage_user_ts (user_id, ts)) ENGINE=InnoDB"
 )
 
 
@@ -65,21 +69,22 @@ def _overlaps_loaded(cur, raw: str, events: pd.DataFrame) -> bool:
 
 def _insert_new_events(conn: pymysql.connections.Connection, raw: str, events: pd.DataFrame) -> pd.DataFrame:
     """Insert events whose natural key is not loaded yet; return the rows that were duplicates."""
+    columns = tuple(events.columns)
     with conn.cursor() as cur:
         if not _overlaps_loaded(cur, raw, events):
-            load_frame(conn, f"{raw}.user_behavior", events, EVENT_COLUMNS)
+            load_frame(conn, f"{raw}.user_behavior", events, columns)
             return events.iloc[:0]
         stage = f"{raw}.stage_events"
         cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {stage}")
         cur.execute(_STAGE_DDL.format(name=stage))
         staged = events.assign(row_no=range(len(events)))
-        load_frame(conn, stage, staged, ("row_no", *EVENT_COLUMNS))
+        load_frame(conn, stage, staged, ("row_no", *columns))
         cur.execute(
             f"SELECT s.row_no FROM {stage} s JOIN {raw}.user_behavior e ON e.user_id = s.user_id AND e.ts = s.ts "
             "AND e.behavior_type = s.behavior_type AND e.item_id <=> s.item_id"
         )
         dup_rows = sorted({int(r[0]) for r in cur.fetchall()})
-        cols = ", ".join(EVENT_COLUMNS)
+        cols = ", ".join(columns)
         cur.execute(
             f"INSERT INTO {raw}.user_behavior ({cols}) SELECT {cols} FROM {stage} s WHERE NOT EXISTS ("
             f"SELECT 1 FROM {raw}.user_behavior e WHERE e.user_id = s.user_id AND e.ts = s.ts "
@@ -113,15 +118,23 @@ def write_batch(
             report.users = load_frame(conn, f"{raw}.users", users, tuple(users.columns), "ignore")
         if items is not None and not items.empty:
             report.items = load_frame(conn, f"{raw}.items", items, tuple(items.columns), "ignore")
-        events = checked.clean.loc[:, list(EVENT_COLUMNS)]
+        detail = [c for c in EVENT_DETAIL_COLUMNS if c in checked.clean.columns]
+        events = checked.clean.loc[:, [*EVENT_COLUMNS, *detail]]
         if not events.empty:
             dups = _insert_new_events(conn, raw, events)
             report.loaded = len(events) - len(dups)
             if not dups.empty:
-                line_no = checked.clean.loc[dups.index, "line_no"] if "line_no" in checked.clean.columns else None
+                line_no = (
+                    checked.clean.loc[dups.index, "line_no"] if "line_no" in checked.clean.columns else None
+                )
                 raw_rows = [",".join(map(str, row)) for row in dups.itertuples(index=False)]
-                extra = quarantine_rows(raw_rows, "duplicate_of_loaded", "natural key already in user_behavior", source,
-                                        line_no.to_numpy(dtype=object) if line_no is not None else None)
+                extra = quarantine_rows(
+                    raw_rows,
+                    "duplicate_of_loaded",
+                    "natural key already in user_behavior",
+                    source,
+                    line_no.to_numpy(dtype=object) if line_no is not None else None,
+                )
                 quarantine = pd.concat([quarantine, extra], ignore_index=True)
         if not quarantine.empty:
             _write_quarantine(conn, raw, quarantine)

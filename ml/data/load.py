@@ -1,8 +1,10 @@
 """Bulk writes into ``recsys_raw`` with ``LOAD DATA LOCAL INFILE`` (about 3x a multi-row INSERT).
 
 A frame is written to a temporary tab-separated file (backslash-escaped tab/newline/backslash, an
-empty field for NULL, so an empty string also loads as NULL) and loaded with an explicit column list. The caller owns
-the transaction, so a batch of events and its quarantine rows commit or roll back together.
+empty field for NULL, so an empty string also loads as NULL; when some text holds a ``"``, text
+fields are enclosed in quotes with the quote doubled, which Arrow's writer needs) and loaded with
+an explicit column list. The caller owns the transaction, so a batch of events and its quarantine
+rows commit or roll back together.
 """
 
 from __future__ import annotations
@@ -15,10 +17,27 @@ import pandas as pd
 import pymysql
 
 EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "session_id", "behavior_type", "query_text", "ts")
+#: Optional line detail of an event (migration 0006): written only by loaders whose frames carry them.
+EVENT_DETAIL_COLUMNS: tuple[str, ...] = ("quantity", "unit_price")
 USER_COLUMNS: tuple[str, ...] = ("user_id", "gender", "age", "location", "signup_ts")
-ITEM_COLUMNS: tuple[str, ...] = ("item_id", "title", "category_id", "category", "brand", "price", "in_stock", "created_ts")
+ITEM_COLUMNS: tuple[str, ...] = (
+    "item_id",
+    "title",
+    "category_id",
+    "category",
+    "brand",
+    "price",
+    "in_stock",
+    "created_ts",
+)
 INTENT_COLUMNS: tuple[str, ...] = (
-    "session_id", "user_id", "intent_category_id", "long_term_category_id", "is_switch", "query_text", "start_ts",
+    "session_id",
+    "user_id",
+    "intent_category_id",
+    "long_term_category_id",
+    "is_switch",
+    "query_text",
+    "start_ts",
 )
 QUARANTINE_COLUMNS: tuple[str, ...] = ("raw_row", "reason", "detail", "source", "line_no")
 
@@ -44,6 +63,7 @@ def write_tsv(df: pd.DataFrame, columns: tuple[str, ...], path: str) -> None:
 
     out = df.loc[:, list(columns)]
     fixed: dict[str, pd.Series] = {}
+    quoted = False
     for c in out.columns:
         col = out[c]
         if pd.api.types.is_bool_dtype(col):
@@ -52,10 +72,17 @@ def write_tsv(df: pd.DataFrame, columns: tuple[str, ...], path: str) -> None:
             fixed[c] = col.astype("datetime64[ms]")
         elif col.dtype == object or pd.api.types.is_string_dtype(col):
             fixed[c] = _escape_text(col).astype(object).where(col.notna(), None)
+            quoted = quoted or bool(col.astype("string").str.contains('"', regex=False, na=False).any())
     if fixed:
         out = out.assign(**fixed)
     table = pa.Table.from_pandas(out, preserve_index=False)
-    pacsv.write_csv(table, path, pacsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
+    pacsv.write_csv(
+        table,
+        path,
+        pacsv.WriteOptions(
+            include_header=False, delimiter="\t", quoting_style="needed" if quoted else "none"
+        ),
+    )
 
 
 def load_frame(
@@ -80,7 +107,7 @@ def load_frame(
         with conn.cursor() as cur:
             return cur.execute(
                 f"LOAD DATA LOCAL INFILE %s {keyword} INTO TABLE {table} CHARACTER SET utf8mb4 "
-                f"FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names}) SET {assign}",
+                f"FIELDS TERMINATED BY '\\t' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names}) SET {assign}",
                 (path,),
             )
     finally:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.api import guess_datetime_format
+
+from ml import contracts
 
 REASONS: tuple[str, ...] = (
     "bad_encoding",  # the line is not valid UTF-8
@@ -26,11 +29,13 @@ REASONS: tuple[str, ...] = (
     "bad_timestamp",  # a timestamp that does not parse
     "ts_future",  # later than now (+5 minutes of clock skew)
     "ts_before_2000",  # earlier than 2000-01-01
-    "bad_price",  # negative, non-numeric or absurd (> 1,000,000) item price
+    "bad_price",  # negative, non-numeric or absurd (> 1,000,000) item price; a sale line's must be > 0
+    "bad_quantity",  # a sale line's quantity missing, zero, fractional or too large
+    "cancelled",  # a cancellation line (Online Retail: invoice "C…" or negative quantity)
     "duplicate_in_batch",  # natural key seen earlier in the same batch
     "duplicate_of_loaded",  # natural key already in user_behavior
 )
-CONTRACT_BEHAVIORS: dict[str, str] = {b: b for b in ("search", "browse", "cart", "fav", "purchase")}
+CONTRACT_BEHAVIORS: dict[str, str] = {b: b for b in contracts.BEHAVIOR_TYPES}
 EVENT_KEY: tuple[str, ...] = ("user_id", "item_id", "behavior_type", "ts")
 MIN_TS = pd.Timestamp("2000-01-01")
 MAX_PRICE = 1_000_000.0
@@ -51,7 +56,9 @@ class Checked:
 
 
 def empty_quarantine() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in ("raw_row", "reason", "detail", "source", "line_no")})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object) for c in ("raw_row", "reason", "detail", "source", "line_no")}
+    )
 
 
 def quarantine_rows(raw_row, reason: str | pd.Series, detail, source: str, line_no) -> pd.DataFrame:
@@ -60,12 +67,21 @@ def quarantine_rows(raw_row, reason: str | pd.Series, detail, source: str, line_
     n = len(raw)
 
     def col(v):
-        return pd.Series(v, dtype=object).reset_index(drop=True) if isinstance(v, (pd.Series, np.ndarray, list)) else pd.Series([v] * n, dtype=object)
+        return (
+            pd.Series(v, dtype=object).reset_index(drop=True)
+            if isinstance(v, (pd.Series, np.ndarray, list))
+            else pd.Series([v] * n, dtype=object)
+        )
 
     det = col(detail).astype(str).str.slice(0, 255)
     return pd.DataFrame(
-        {"raw_row": raw.astype(str).str.slice(0, 65000), "reason": col(reason), "detail": det,
-         "source": source[:255], "line_no": col(line_no)}
+        {
+            "raw_row": raw.astype(str).str.slice(0, 65000),
+            "reason": col(reason),
+            "detail": det,
+            "source": source[:255],
+            "line_no": col(line_no),
+        }
     )
 
 
@@ -123,16 +139,34 @@ def _timestamps(s: pd.Series, unit: str | None, rs: _Reasons, now: pd.Timestamp)
         ts = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ms]")
         ts[ok] = pd.to_datetime((secs[ok] * 1000).round().astype(np.int64), unit="ms")
         return ts
-    if pd.api.types.is_datetime64_any_dtype(s):
-        ts = s
-    else:  # text: each value parsed on its own (pandas would otherwise guess one format from the first)
-        ts = pd.to_datetime(s, errors="coerce", format="mixed")
+    ts = s if pd.api.types.is_datetime64_any_dtype(s) else parse_text_times(s)
     if getattr(ts.dt, "tz", None) is not None:
         ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
     rs.flag(ts.isna(), "bad_timestamp", shown, s)
     rs.flag(ts > now + _SKEW, "ts_future", shown, s)
     rs.flag(ts < MIN_TS, "ts_before_2000", shown, s)
     return ts.dt.floor("ms").astype("datetime64[ms]")
+
+
+def parse_text_times(s: pd.Series) -> pd.Series:
+    """Datetimes from text, each value on its own terms (pandas would otherwise guess one format from
+    the first value and fail the rest). Per-value parsing (``format="mixed"``) is slow (~80 µs a
+    value), so it only gets what two vectorised passes leave: ISO 8601, then the format guessed from
+    the first value ISO did not parse (e.g. ``12/1/2010 8:26``: month first, as ``mixed`` reads it)."""
+    ts = pd.to_datetime(s, errors="coerce", format="ISO8601")
+    if not pd.api.types.is_datetime64_any_dtype(ts) or ts.dt.tz is not None:
+        return pd.to_datetime(s, errors="coerce", format="mixed")  # offsets: per value, as before
+    left = ts.isna() & s.notna()
+    guessed = guess_datetime_format(str(s[left].iloc[0])) if left.any() else None
+    if guessed:
+        ts.loc[left] = pd.to_datetime(s[left].astype(str), errors="coerce", format=guessed)
+        left &= ts.isna()
+    if left.any():
+        rest = pd.to_datetime(s[left].astype(str), errors="coerce", format="mixed")
+        if pd.api.types.is_datetime64_any_dtype(rest) and rest.dt.tz is not None:
+            rest = rest.dt.tz_convert("UTC").dt.tz_localize(None)
+        ts.loc[left] = rest
+    return ts
 
 
 def _raw_rows(df: pd.DataFrame, mask: pd.Series) -> pd.Series:
@@ -177,11 +211,19 @@ def validate_events(
     clean["ts"] = ts
     dup = rs.ok & clean.assign(item_id=clean["item_id"].fillna(-1)).duplicated(list(EVENT_KEY), keep=False)
     if dup.any():  # only rows that passed everything else can be duplicates
-        first = clean[dup].assign(item_id=clean["item_id"].fillna(-1)).duplicated(list(EVENT_KEY), keep="first")
-        rs.flag(first.reindex(df.index, fill_value=False), "duplicate_in_batch", "same user, item, type and ts earlier in the batch")
+        first = (
+            clean[dup].assign(item_id=clean["item_id"].fillna(-1)).duplicated(list(EVENT_KEY), keep="first")
+        )
+        rs.flag(
+            first.reindex(df.index, fill_value=False),
+            "duplicate_in_batch",
+            "same user, item, type and ts earlier in the batch",
+        )
     bad = ~rs.ok
     line_no = df["line_no"] if "line_no" in df.columns else pd.Series(None, index=df.index, dtype=object)
-    quarantine = quarantine_rows(_raw_rows(df, bad), rs.reason[bad], rs.detail[bad], source, line_no[bad].astype(object))
+    quarantine = quarantine_rows(
+        _raw_rows(df, bad), rs.reason[bad], rs.detail[bad], source, line_no[bad].astype(object)
+    )
     clean = clean[~bad].drop(columns=[c for c in ("raw_row",) if c in clean.columns])
     clean["user_id"] = clean["user_id"].astype(np.int64)
     clean["item_id"] = clean["item_id"].astype("Int64")
@@ -208,7 +250,9 @@ def validate_items(df: pd.DataFrame, source: str) -> Checked:
         rs.flag(bad_price, "bad_price", "price=", df["price"])
     bad = ~rs.ok
     line_no = df["line_no"] if "line_no" in df.columns else pd.Series(None, index=df.index, dtype=object)
-    quarantine = quarantine_rows(_raw_rows(df, bad), rs.reason[bad], rs.detail[bad], source, line_no[bad].astype(object))
+    quarantine = quarantine_rows(
+        _raw_rows(df, bad), rs.reason[bad], rs.detail[bad], source, line_no[bad].astype(object)
+    )
     clean = df[~bad].copy()
     clean["item_id"] = item[~bad].astype(np.int64)
     clean["category_id"] = cat[~bad].astype(np.int64)

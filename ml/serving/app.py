@@ -76,7 +76,9 @@ class ConnectionPool:
         try:
             return self._idle.get(timeout=self._wait_s)
         except queue.Empty:
-            raise ServingUnavailable(f"all {self._size} database connections busy for {self._wait_s}s") from None
+            raise ServingUnavailable(
+                f"all {self._size} database connections busy for {self._wait_s}s"
+            ) from None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[MySQLdb.Connection]:
@@ -123,9 +125,17 @@ class ServingStore:
         s = self.settings
         try:
             return MySQLdb.connect(
-                host=s.mysql_host, port=s.mysql_port, user=s.reader_user, password=s.reader_password,
-                database=s.serving_db, charset="utf8mb4", autocommit=True, connect_timeout=3,
-                read_timeout=3, write_timeout=3, multi_statements=False,
+                host=s.mysql_host,
+                port=s.mysql_port,
+                user=s.reader_user,
+                password=s.reader_password,
+                database=s.serving_db,
+                charset="utf8mb4",
+                autocommit=True,
+                connect_timeout=3,
+                read_timeout=3,
+                write_timeout=3,
+                multi_statements=False,
             )
         except MySQLdb.OperationalError as exc:
             raise ServingUnavailable(f"cannot connect to the serving database: {exc.args[-1]}") from None
@@ -150,7 +160,9 @@ class ServingStore:
                     self.retried += 1
                     time.sleep(0.002 * (attempt + 1))
                     continue
-                raise ServingUnavailable(f"serving database error {code}: {exc.args[-1] if exc.args else exc}") from None
+                raise ServingUnavailable(
+                    f"serving database error {code}: {exc.args[-1] if exc.args else exc}"
+                ) from None
             except MySQLdb.ProgrammingError as exc:  # 1146: tables not created (`recsys db init`)
                 raise ServingUnavailable(f"serving tables unavailable: {exc.args[-1]}") from None
         raise AssertionError("unreachable")
@@ -178,7 +190,8 @@ class ServingStore:
 
     def _popular(self, scope: str, n: int, exclude: set[int], source: str) -> list[dict[str, Any]]:
         rows = self.query(
-            "SELECT item_id, score FROM popular_topn WHERE scope = %s ORDER BY `rank` LIMIT %s", (scope, n + len(exclude))
+            "SELECT item_id, score FROM popular_topn WHERE scope = %s ORDER BY `rank` LIMIT %s",
+            (scope, n + len(exclude)),
         )
         version = self.meta()["model_version"]
         out = []
@@ -211,12 +224,15 @@ class ServingStore:
 
     def similar(self, item_id: int, n: int) -> list[dict[str, Any]]:
         rows = self.query(
-            "SELECT similar_item_id, score FROM item_similar WHERE item_id = %s ORDER BY `rank` LIMIT %s", (item_id, n)
+            "SELECT similar_item_id, score FROM item_similar WHERE item_id = %s ORDER BY `rank` LIMIT %s",
+            (item_id, n),
         )
         version = self.meta()["model_version"] if rows else None
         items = [{"item_id": i, "score": s, "source": "covisit", "model_version": version} for i, s in rows]
         if len(items) < n:
-            items += self._popular("global", n - len(items), {item_id} | {it["item_id"] for it in items}, "global_pop")
+            items += self._popular(
+                "global", n - len(items), {item_id} | {it["item_id"] for it in items}, "global_pop"
+            )
         return items
 
 
@@ -270,7 +286,9 @@ def create_app(settings: Settings | None = None, pool_size: int = 8) -> FastAPI:
         return _json({"user_id": user_id, "items": store.recommendations(user_id, n)})
 
     @app.get("/similar/{item_id}", response_model=Similar)
-    async def similar(item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)) -> Response:
+    async def similar(
+        item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
+    ) -> Response:
         """Items co-visited with this one (then global popularity when there are too few)."""
         return _json({"item_id": item_id, "items": store.similar(item_id, n)})
 

@@ -11,8 +11,16 @@ import yaml
 from ml.config import ENV_DEFAULTS, PROJECT_ROOT
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-CODE_SERVICES = {"airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer",
-                 "airflow-worker", "airflow-worker-gpu", "airflow-init", "serving"}
+CODE_SERVICES = {
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+    "airflow-worker-gpu",
+    "airflow-init",
+    "serving",
+}
 ONE_SHOT = {"airflow-init"}
 
 
@@ -68,7 +76,7 @@ def test_env_defaults_cover_every_variable_read_in_code():
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             used |= set(re.findall(r"[\"'](RECSYS_[A-Z_]+)[\"']", path.read_text()))
     # RECSYS_GPU is read by scripts/setup.sh and the Dockerfile only; the GX URLs are written by
-    # ml.quality from get_settings() right before a checkpoint runs (never set by a person)
+    # ml.quality.gates from get_settings() right before a checkpoint runs (never set by a person)
     internal = {"RECSYS_GPU", "RECSYS_GX_MARTS_URL", "RECSYS_GX_PIT_URL"}
     undeclared = sorted(used - set(ENV_DEFAULTS) - internal)
     assert not undeclared, f"read in code but not in ENV_DEFAULTS/compose: {undeclared}"

@@ -1,13 +1,13 @@
-"""ml.dbt without a database: argument checks, the environment handed to dbt, failure messages."""
+"""ml.features.dbt without a database: argument checks, the environment handed to dbt, failure messages."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from ml.config import get_settings
-from ml.dbt import DbtError, dbt_env, format_cut, pit_database, run_dbt
+from ml.features.dbt import DbtError, dbt_env, format_cut, pit_database, run_dbt
 
 
 def test_format_cut_accepts_datetimes_and_iso_strings():
@@ -24,7 +24,7 @@ def test_format_cut_rejects_garbage(bad):
 
 def test_format_cut_rejects_aware_datetimes():
     with pytest.raises(ValueError, match="naive UTC"):
-        format_cut(datetime(2026, 10, 5, tzinfo=timezone.utc))
+        format_cut(datetime(2026, 10, 5, tzinfo=UTC))
 
 
 def test_env_and_pit_database_follow_the_settings_prefix(monkeypatch):

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from ml import evaluate as ev
+from ml.models import evaluate as ev
 
 
 def test_ndcg_hand_computed() -> None:
@@ -52,10 +52,13 @@ def _window() -> pd.DataFrame:
     ts = pd.Timestamp("2026-01-02 00:00:00")
     rows = [
         # user 1: browses 10 and 11, carts 11, buys 12 ; session s1 straddles the cut
-        (1, 10, "s1", "browse", ts), (1, 11, "s1", "browse", ts), (1, 11, "s1", "cart", ts + pd.Timedelta("1min")),
+        (1, 10, "s1", "browse", ts),
+        (1, 11, "s1", "browse", ts),
+        (1, 11, "s1", "cart", ts + pd.Timedelta("1min")),
         (1, 12, "s1", "purchase", ts + pd.Timedelta("2min")),
         # user 2: one browse of 20 ; a search (no item) is ignored
-        (2, None, "s2", "search", ts), (2, 20, "s2", "browse", ts + pd.Timedelta("1min")),
+        (2, None, "s2", "search", ts),
+        (2, 20, "s2", "browse", ts + pd.Timedelta("1min")),
     ]
     return pd.DataFrame(rows, columns=["user_id", "item_id", "session_id", "behavior_type", "ts"])
 
@@ -112,11 +115,18 @@ def test_no_truth_is_an_error() -> None:
 
 def test_intent_capture_over_straddling_sessions_only() -> None:
     items = pd.DataFrame({"item_id": [10, 11, 12, 20, 30], "category_id": [5, 5, 6, 5, 9]})
-    recs = pd.DataFrame({"user_id": [1, 2], "rank": [1, 1], "item_id": [12, 20], "score": [1.0, 1.0], "source": ["t", "t"]})
+    recs = pd.DataFrame(
+        {"user_id": [1, 2], "rank": [1, 1], "item_id": [12, 20], "score": [1.0, 1.0], "source": ["t", "t"]}
+    )
     cut = pd.Timestamp("2026-01-02 00:00:00")
     # s1 started before the cut (straddles), s2 after it
-    intents = pd.DataFrame({"session_id": ["s1", "s2"], "intent_category_id": [6, 9],
-                            "start_ts": [cut - pd.Timedelta("5min"), cut + pd.Timedelta("1s")]})
+    intents = pd.DataFrame(
+        {
+            "session_id": ["s1", "s2"],
+            "intent_category_id": [6, 9],
+            "start_ts": [cut - pd.Timedelta("5min"), cut + pd.Timedelta("1s")],
+        }
+    )
     m = ev.evaluate_recommendations(recs, _window(), items, intents=intents, cut=cut)
     assert m["intent_capture_straddle@10"] == pytest.approx(0.1)  # user 1 only: item 12 in category 6
     assert m["n_straddle_users"] == 1

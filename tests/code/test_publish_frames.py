@@ -1,4 +1,4 @@
-"""Pure parts of ml.publish: the recommender-frame checks, batching, TSV layout, lock names."""
+"""Pure parts of ml.publish.core: the recommender-frame checks, batching, TSV layout, lock names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from ml.config import get_settings
-from ml.publish import TOPN_COLUMNS, batches, check_topn_frame, lock_name, write_topn_tsv
+from ml.contracts import TOPN_COLUMNS
+from ml.publish.common import batches
+from ml.publish.loader import write_topn_tsv
+from ml.publish.locking import lock_name
+from ml.quality.topn import check_topn_frame
 
 
 def _frame(rows):
@@ -59,7 +63,9 @@ def test_tsv_round_trips_exact_scores():
     write_topn_tsv(df, buf)
     lines = buf.getvalue().splitlines()
     assert lines[0].split("\t")[:3] == ["1", "1", "10"] and lines[0].endswith("\trepeat")
-    back = pd.read_csv(io.StringIO(buf.getvalue()), sep="\t", header=None, names=TOPN_COLUMNS, float_precision="round_trip")
+    back = pd.read_csv(
+        io.StringIO(buf.getvalue()), sep="\t", header=None, names=TOPN_COLUMNS, float_precision="round_trip"
+    )
     assert back["score"].tolist() == [0.1 + 0.2, 1e-300]
 
 

@@ -6,23 +6,44 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.candidates import build_features, candidate_recall, feature_columns
-from ml.datasets import CutData
-from ml.evaluate import ndcg_at_k
-from ml.rerank import ColumnScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
-from ml.rules import Backfill, RuleConfig
+from ml.features.candidates import build_features, candidate_recall, feature_columns
+from ml.features.datasets import CutData
+from ml.models.evaluate import ndcg_at_k
+from ml.models.rerank import ColumnScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
+from ml.models.rules import Backfill, RuleConfig
 
 
 def synthetic_cut(seed: int, n_users: int = 120, n_items: int = 60) -> CutData:
     """Each user has an intent category; positives are candidates in that category (plus noise)."""
     rng = np.random.default_rng(seed)
-    items = pd.DataFrame({"item_id": np.arange(1, n_items + 1), "category_id": np.arange(n_items) % 6, "in_stock": 1, "price": 10.0})
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(1, n_items + 1),
+            "category_id": np.arange(n_items) % 6,
+            "in_stock": 1,
+            "price": 10.0,
+        }
+    )
     item_features = items.assign(pop_browse_7d=rng.random(n_items), brand="b")
-    users = pd.DataFrame({"user_id": np.arange(1, n_users + 1), "n_browse_7d": rng.integers(1, 20, n_users), "avg_price_viewed": 10.0,
-                          "top_category_id": rng.integers(0, 6, n_users)})
+    users = pd.DataFrame(
+        {
+            "user_id": np.arange(1, n_users + 1),
+            "n_browse_7d": rng.integers(1, 20, n_users),
+            "avg_price_viewed": 10.0,
+            "top_category_id": rng.integers(0, 6, n_users),
+        }
+    )
     intent_cat = rng.integers(0, 6, n_users)
-    intent = pd.DataFrame({"user_id": users["user_id"], "intent_category_id": intent_cat, "intent_strength": rng.uniform(0.5, 1.0, n_users),
-                           "last_items": "", "last_categories": [f"{c},{c}" for c in intent_cat], "carted_not_bought": ""})
+    intent = pd.DataFrame(
+        {
+            "user_id": users["user_id"],
+            "intent_category_id": intent_cat,
+            "intent_strength": rng.uniform(0.5, 1.0, n_users),
+            "last_items": "",
+            "last_categories": [f"{c},{c}" for c in intent_cat],
+            "carted_not_bought": "",
+        }
+    )
     rows, labels = [], []
     for u, c in zip(users["user_id"], intent_cat):
         cand = rng.choice(items["item_id"], size=20, replace=False)
@@ -30,11 +51,32 @@ def synthetic_cut(seed: int, n_users: int = 120, n_items: int = 60) -> CutData:
             rows.append((u, i, 0.0, rng.random(), rng.random(), rng.random(), "covisit"))
             if items.loc[i - 1, "category_id"] == c and rng.random() < 0.8:
                 labels.append((u, i, 1, int(rng.random() < 0.5), int(rng.random() < 0.3)))
-    cands = pd.DataFrame(rows, columns=["user_id", "item_id", "repeat_score", "covisit_score", "intent_pop_score", "global_pop_score", "sources"])
+    cands = pd.DataFrame(
+        rows,
+        columns=[
+            "user_id",
+            "item_id",
+            "repeat_score",
+            "covisit_score",
+            "intent_pop_score",
+            "global_pop_score",
+            "sources",
+        ],
+    )
     lab = pd.DataFrame(labels, columns=["user_id", "item_id", "clicked", "carted", "purchased"])
     empty = pd.DataFrame(columns=["user_id", "item_id", "session_id", "behavior_type", "ts"])
-    return CutData(cut_ts=pd.Timestamp("2026-01-01"), items=items, users=users, item_features=item_features, intent=intent,
-                   covis=pd.DataFrame(), candidates=cands, history=empty, purchased=pd.DataFrame(columns=["user_id", "item_id"]), labels=lab)
+    return CutData(
+        cut_ts=pd.Timestamp("2026-01-01"),
+        items=items,
+        users=users,
+        item_features=item_features,
+        intent=intent,
+        covis=pd.DataFrame(),
+        candidates=cands,
+        history=empty,
+        purchased=pd.DataFrame(columns=["user_id", "item_id"]),
+        labels=lab,
+    )
 
 
 def _mean_ndcg(frame: pd.DataFrame, scores: np.ndarray) -> float:
@@ -50,7 +92,9 @@ def _mean_ndcg(frame: pd.DataFrame, scores: np.ndarray) -> float:
 
 def test_features_carry_intent_match_and_graded_label() -> None:
     frame = build_features(synthetic_cut(1))
-    assert {"intent_match", "intent_match_strength", "recent_category_share", "label", "covisit_rank"} <= set(frame.columns)
+    assert {"intent_match", "intent_match_strength", "recent_category_share", "label", "covisit_rank"} <= set(
+        frame.columns
+    )
     # label grade = strongest action (purchase 3 > cart 2 > click 1)
     assert frame["label"].max() == 3 and frame["label"].min() == 0
     pos = frame[frame["label"] > 0]
@@ -84,7 +128,13 @@ def test_two_stage_recommender_gives_n_rule_abiding_items() -> None:
 
 def test_candidate_recall_counts_reachable_positives() -> None:
     cands = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 11, 20], "s": [2.0, 1.0, 1.0]})
-    window = pd.DataFrame({"user_id": [1, 1, 2, 3], "item_id": [10, 12, 21, 10], "behavior_type": ["purchase", "browse", "cart", "cart"]})
+    window = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2, 3],
+            "item_id": [10, 12, 21, 10],
+            "behavior_type": ["purchase", "browse", "cart", "cart"],
+        }
+    )
     r = candidate_recall(cands, window, users=[1, 2])
     assert r["cand_recall_any"] == pytest.approx(1 / 3)
     assert r["cand_recall_orders"] == pytest.approx(1.0) and r["cand_recall_carts"] == pytest.approx(0.0)
@@ -95,15 +145,24 @@ def test_candidate_recall_counts_reachable_positives() -> None:
 def test_sample_users_filters_every_user_keyed_frame_consistently():
     import pandas as pd
 
-    from ml.datasets import CutData
-    from ml.train import sample_users
+    from ml.features.datasets import CutData
+    from ml.training.cuts import sample_users
 
     users = pd.DataFrame({"user_id": range(10)})
     cand = pd.DataFrame({"user_id": [u for u in range(10) for _ in range(3)], "item_id": list(range(3)) * 10})
     items = pd.DataFrame({"item_id": range(3), "category_id": [1, 1, 2], "in_stock": 1, "price": 1.0})
-    cut = CutData(cut_ts=pd.Timestamp("2026-10-01"), items=items, users=users, item_features=items, intent=users.assign(x=1),
-                  covis=pd.DataFrame({"item_id": [0], "similar_item_id": [1]}), candidates=cand,
-                  history=cand.assign(ts=pd.Timestamp("2026-09-30")), purchased=cand.head(0), labels=cand.head(5))
+    cut = CutData(
+        cut_ts=pd.Timestamp("2026-10-01"),
+        items=items,
+        users=users,
+        item_features=items,
+        intent=users.assign(x=1),
+        covis=pd.DataFrame({"item_id": [0], "similar_item_id": [1]}),
+        candidates=cand,
+        history=cand.assign(ts=pd.Timestamp("2026-09-30")),
+        purchased=cand.head(0),
+        labels=cand.head(5),
+    )
     small = sample_users(cut, 4, seed=1)
     kept = set(small.candidates["user_id"])
     assert len(kept) == 4

@@ -1,30 +1,43 @@
-"""OTTO-style "rest of session" cuts (ml.protocol.session_cuts) on hand-made label windows."""
+"""OTTO-style "rest of session" cuts (ml.features.protocol.session_cuts) on hand-made label windows."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from ml.protocol import session_cuts
+from ml.features.protocol import session_cuts
 
 T0 = pd.Timestamp("2026-10-10 00:00:00")
 
 
 def _ev(user: int, session: str, minute: float, item: int | None, kind: str = "browse") -> dict:
-    return {"user_id": user, "session_id": session, "ts": T0 + pd.Timedelta(minutes=minute), "item_id": item, "behavior_type": kind}
+    return {
+        "user_id": user,
+        "session_id": session,
+        "ts": T0 + pd.Timedelta(minutes=minute),
+        "item_id": item,
+        "behavior_type": kind,
+    }
 
 
 def _window() -> pd.DataFrame:
     rows = [
         # user 1: search then three views in s1, then a later session s2 (never cut, never label)
-        _ev(1, "s1", 1, None, "search"), _ev(1, "s1", 2, 10), _ev(1, "s1", 3, 11), _ev(1, "s1", 4, 12, "cart"),
+        _ev(1, "s1", 1, None, "search"),
+        _ev(1, "s1", 2, 10),
+        _ev(1, "s1", 3, 11),
+        _ev(1, "s1", 4, 12, "cart"),
         _ev(1, "s2", 300, 99),
         # user 2: one event only -> nothing to reveal and predict
         _ev(2, "t1", 5, 20),
         # user 3: the session ends with searches only after its first item -> the cut must leave an item event
-        _ev(3, "u1", 1, 30), _ev(3, "u1", 2, 31), _ev(3, "u1", 3, None, "search"), _ev(3, "u1", 4, None, "search"),
+        _ev(3, "u1", 1, 30),
+        _ev(3, "u1", 2, 31),
+        _ev(3, "u1", 3, None, "search"),
+        _ev(3, "u1", 4, None, "search"),
         # user 4: not seen before the cut -> not evaluated
-        _ev(4, "v1", 1, 40), _ev(4, "v1", 2, 41),
+        _ev(4, "v1", 1, 40),
+        _ev(4, "v1", 2, 41),
     ]
     return pd.DataFrame(rows).astype({"item_id": "Int64"})
 

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from ml.data.catalog import CATEGORIES
-from ml.data.simulate import SimConfig, simulate
+from ml.data.sim_config import SimConfig
+from ml.data.simulate import simulate
 
 START = datetime(2026, 10, 1)
 
@@ -23,17 +24,33 @@ def sim():
 @pytest.fixture(scope="module")
 def ev(sim):
     """Events joined to their session's planted intent and their item's category."""
-    out = sim.events.merge(sim.intents[["session_id", "intent_category_id", "start_ts"]], on="session_id", how="left")
+    out = sim.events.merge(
+        sim.intents[["session_id", "intent_category_id", "start_ts"]], on="session_id", how="left"
+    )
     return out.merge(sim.items[["item_id", "category_id", "created_ts"]], on="item_id", how="left")
 
 
 def test_raw_contract_columns(sim):
-    assert list(sim.events.columns) == ["user_id", "item_id", "session_id", "behavior_type", "query_text", "ts"]
+    assert list(sim.events.columns) == [
+        "user_id",
+        "item_id",
+        "session_id",
+        "behavior_type",
+        "query_text",
+        "ts",
+    ]
     assert set(sim.events["behavior_type"]) == {"search", "browse", "cart", "fav", "purchase"}
     search = sim.events["behavior_type"] == "search"
     assert sim.events.loc[search, "item_id"].isna().all() and sim.events.loc[~search, "item_id"].notna().all()
-    assert sim.events.loc[search, "query_text"].notna().all() and sim.events.loc[~search, "query_text"].isna().all()
-    assert sim.items["item_id"].is_unique and sim.users["user_id"].is_unique and sim.intents["session_id"].is_unique
+    assert (
+        sim.events.loc[search, "query_text"].notna().all()
+        and sim.events.loc[~search, "query_text"].isna().all()
+    )
+    assert (
+        sim.items["item_id"].is_unique
+        and sim.users["user_id"].is_unique
+        and sim.intents["session_id"].is_unique
+    )
     assert sim.events["session_id"].isin(sim.intents["session_id"]).all()
     assert sim.events["item_id"].dropna().isin(sim.items["item_id"]).all()
     assert (sim.items["price"] > 0).all()
@@ -78,7 +95,13 @@ def test_long_tail_popularity(ev, sim):
 
 
 def test_users_revisit_and_buy_items_seen_before(ev):
-    views = ev[ev.behavior_type == "browse"].groupby(["user_id", "item_id"]).ts.min().rename("first_view").reset_index()
+    views = (
+        ev[ev.behavior_type == "browse"]
+        .groupby(["user_id", "item_id"])
+        .ts.min()
+        .rename("first_view")
+        .reset_index()
+    )
     bought = ev[ev.behavior_type == "purchase"].merge(views, on=["user_id", "item_id"], how="left")
     assert (bought.first_view < bought.start_ts).mean() > 0.3  # seen in an earlier session
 
@@ -105,7 +128,12 @@ def test_time_order_within_sessions(ev):
     starts = ev.drop_duplicates("session_id").set_index("session_id").start_ts
     assert (firsts.sort_index() == starts.sort_index()).all()
     # sessions of one user do not overlap: next start ≥ previous end + 30 minutes
-    per = ev.groupby(["user_id", "session_id"]).ts.agg(["min", "max"]).reset_index().sort_values(["user_id", "min"])
+    per = (
+        ev.groupby(["user_id", "session_id"])
+        .ts.agg(["min", "max"])
+        .reset_index()
+        .sort_values(["user_id", "min"])
+    )
     nxt = per.groupby("user_id")["min"].shift(-1)
     assert ((nxt - per["max"]).dropna() >= pd.Timedelta(minutes=30)).all()
     assert ev.ts.min() >= pd.Timestamp(START) and ev.ts.max() < pd.Timestamp(START) + pd.Timedelta(days=10)
@@ -158,7 +186,8 @@ def test_popularity_drifts_over_days(ev):
 
 
 def test_summary_is_additive_over_blocks():
-    from ml.data.simulate import iter_simulation, summarize
+    from ml.data.sim_config import summarize
+    from ml.data.simulate import iter_simulation
 
     cfg = SimConfig(users=240, items=80, days=4, seed=9, start=START, users_per_block=100)
     total: dict[str, int] = {}

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ml.tf.device import DeviceInfo, configure_device
-from ml.tf.ranker import RankerConfig, fit_ranker
-from ml.tf.synthetic import ITEM_FEATURES, USER_FEATURES, make_world, ranker_rows, two_tower_sequences
-from ml.tf.two_tower import TwoTowerConfig, fit_two_tower
+from ml.models.tf.device import DeviceInfo, configure_device
+from ml.models.tf.ranker import fit_ranker
+from ml.models.tf.ranker_config import RankerConfig
+from ml.models.tf.synthetic import ITEM_FEATURES, USER_FEATURES, make_world, ranker_rows, two_tower_sequences
+from ml.models.tf.two_tower import TwoTowerConfig, fit_two_tower
 
 pytestmark = pytest.mark.slow
 
@@ -16,13 +17,23 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def data():
     world = make_world(60, n_categories=4, seed=0)
-    return world, ranker_rows(world, 60, seed=1), ranker_rows(world, 20, seed=2), two_tower_sequences(world, 400, seed=3)
+    return (
+        world,
+        ranker_rows(world, 60, seed=1),
+        ranker_rows(world, 20, seed=2),
+        two_tower_sequences(world, 400, seed=3),
+    )
 
 
 def _ranker_cfg(seed: int) -> RankerConfig:
     return RankerConfig(
-        user_features=USER_FEATURES, item_features=ITEM_FEATURES, epochs=2, batch_size=64,
-        item_dim=8, hidden=(16,), seed=seed,
+        user_features=USER_FEATURES,
+        item_features=ITEM_FEATURES,
+        epochs=2,
+        batch_size=64,
+        item_dim=8,
+        hidden=(16,),
+        seed=seed,
     )
 
 
@@ -44,7 +55,9 @@ def test_same_seed_gives_identical_ranker_scores(data):
 def test_same_seed_gives_identical_two_tower_retrieval(data):
     world, _, _, seqs = data
     ctx = seqs.drop(columns=["item_id"]).head(30)
-    runs = [fit_two_tower(seqs, world.items, TwoTowerConfig(epochs=1, batch_size=64, seed=s)) for s in (1, 1, 2)]
+    runs = [
+        fit_two_tower(seqs, world.items, TwoTowerConfig(epochs=1, batch_size=64, seed=s)) for s in (1, 1, 2)
+    ]
     a, b, c = (r.retrieve(ctx, k=10) for r in runs)
     assert a.equals(b)
     assert not np.array_equal(a["score"].to_numpy(), c["score"].to_numpy())
@@ -57,8 +70,14 @@ def test_mixed_precision_graph_trains_and_scores(data):
 
     world, train, valid, seqs = data
     fake_gpu = DeviceInfo(
-        kind="gpu", name="test", n_devices=1, precision="mixed_float16", strategy_name="default",
-        deterministic=False, seed=0, strategy=tf.distribute.get_strategy(),
+        kind="gpu",
+        name="test",
+        n_devices=1,
+        precision="mixed_float16",
+        strategy_name="default",
+        deterministic=False,
+        seed=0,
+        strategy=tf.distribute.get_strategy(),
     )
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:

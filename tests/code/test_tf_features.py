@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.tf.features import (
+from ml.models.tf.features import (
     OOV,
     PAD,
     Encoders,
@@ -14,9 +14,9 @@ from ml.tf.features import (
     PriceBuckets,
     Vocab,
     pad_lookup,
-    sequences_from_events,
-    split_list,
 )
+from ml.models.tf.parsing import split_list
+from ml.models.tf.sequences import sequences_from_events
 
 ITEMS = pd.DataFrame(
     {
@@ -111,7 +111,10 @@ def test_encoders_json_round_trip_encodes_identically():
     ctx = pd.DataFrame({"last_items": ["10,20"], "query_terms": ["tv"], "n": [3.0]})
     enc = Encoders.fit(ITEMS, ctx, user_features=["n"], item_features=["price"])
     again = Encoders.from_json(enc.to_json())
-    for a, b in ((enc.encode_context(ctx), again.encode_context(ctx)), (enc.encode_items(ITEMS), again.encode_items(ITEMS))):
+    for a, b in (
+        (enc.encode_context(ctx), again.encode_context(ctx)),
+        (enc.encode_items(ITEMS), again.encode_items(ITEMS)),
+    ):
         assert a.keys() == b.keys()
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
@@ -154,11 +157,17 @@ def test_query_terms_are_tokenized_like_raw_search_text():
 
 
 def test_attach_context_adds_session_and_item_text_keeping_rows():
-    from ml.tf.ranker import attach_context
+    from ml.models.tf.ranker_inputs import attach_context
 
     rows = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [10, 20, 11], "category_id": [1, 2, 1]})
     intent = pd.DataFrame(
-        {"user_id": [1], "last_items": ["11,10"], "last_categories": ["1"], "query_terms": ["shoe"], "intent_category_id": [1]}
+        {
+            "user_id": [1],
+            "last_items": ["11,10"],
+            "last_categories": ["1"],
+            "query_terms": ["shoe"],
+            "intent_category_id": [1],
+        }
     )
     out = attach_context(rows, intent, ITEMS)
     assert out[["user_id", "item_id"]].values.tolist() == rows.values[:, :2].tolist()
@@ -169,7 +178,7 @@ def test_attach_context_adds_session_and_item_text_keeping_rows():
 
 
 def test_contexts_from_events_gives_the_state_at_the_end():
-    from ml.tf.features import contexts_from_events
+    from ml.models.tf.sequences import contexts_from_events
 
     ts = pd.date_range("2026-01-01", periods=5, freq="min")
     events = pd.DataFrame(
@@ -187,7 +196,8 @@ def test_contexts_from_events_gives_the_state_at_the_end():
 
 
 def test_negative_sampling_keeps_every_positive():
-    from ml.tf.ranker import RankerConfig, _sample_negatives
+    from ml.models.tf.ranker import _sample_negatives
+    from ml.models.tf.ranker_config import RankerConfig
 
     df = pd.DataFrame({"clicked": [1, 0] * 500, "carted": 0, "purchased": [0, 0] * 499 + [0, 1]})
     kept = _sample_negatives(df, RankerConfig(negative_rate=0.2))

@@ -16,7 +16,9 @@ PV = {"pv": "browse", "cart": "cart", "fav": "fav", "buy": "purchase"}
 
 
 def _rows(*rows):
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "behavior_type", "ts"]).assign(line_no=range(1, len(rows) + 1))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "behavior_type", "ts"]).assign(
+        line_no=range(1, len(rows) + 1)
+    )
 
 
 def test_each_event_reason_is_named():
@@ -36,12 +38,25 @@ def test_each_event_reason_is_named():
     checked = validate_events(df, "t", behavior_map=PV, ts_unit="s", now=NOW)
     got = dict(zip(checked.quarantine.line_no, checked.quarantine.reason))
     assert got == {
-        2: "null_id", 3: "null_id", 4: "non_numeric_id", 5: "non_numeric_id", 6: "non_numeric_id",
-        7: "unknown_behavior", 8: "bad_timestamp", 9: "ts_future", 10: "ts_before_2000", 11: "duplicate_in_batch",
+        2: "null_id",
+        3: "null_id",
+        4: "non_numeric_id",
+        5: "non_numeric_id",
+        6: "non_numeric_id",
+        7: "unknown_behavior",
+        8: "bad_timestamp",
+        9: "ts_future",
+        10: "ts_before_2000",
+        11: "duplicate_in_batch",
     }
     assert checked.clean.line_no.tolist() == [1]
     row = checked.clean.iloc[0]
-    assert (row.user_id, row.item_id, row.behavior_type, row.ts) == (1, 10, "browse", pd.Timestamp("2025-11-01 12:00:00"))
+    assert (row.user_id, row.item_id, row.behavior_type, row.ts) == (
+        1,
+        10,
+        "browse",
+        pd.Timestamp("2025-11-01 12:00:00"),
+    )
     assert (checked.quarantine.source == "t").all()
     assert checked.quarantine.set_index("line_no").detail[4] == "user_id=x1"
 
@@ -65,17 +80,26 @@ def test_duplicate_key_ignores_session_and_keeps_first():
 
 def test_milliseconds_and_search_queries_kept():
     df = pd.DataFrame(
-        {"user_id": [1, 1], "item_id": [None, 4], "behavior_type": ["search", "browse"],
-         "ts": ["1761998400123", "1761998401999"], "query_text": ["red dress", "stray"]}
+        {
+            "user_id": [1, 1],
+            "item_id": [None, 4],
+            "behavior_type": ["search", "browse"],
+            "ts": ["1761998400123", "1761998401999"],
+            "query_text": ["red dress", "stray"],
+        }
     )
     checked = validate_events(df, "t", ts_unit="ms", now=NOW)
-    assert checked.clean.ts.tolist() == [pd.Timestamp("2025-11-01 12:00:00.123"), pd.Timestamp("2025-11-01 12:00:01.999")]
+    assert checked.clean.ts.tolist() == [
+        pd.Timestamp("2025-11-01 12:00:00.123"),
+        pd.Timestamp("2025-11-01 12:00:01.999"),
+    ]
     assert checked.clean.query_text.tolist() == ["red dress", None]
 
 
 def test_item_prices():
-    items = pd.DataFrame({"item_id": [1, 2, 3, 4, 5], "category_id": [1, 1, 1, 1, 1],
-                          "price": [9.99, -1.0, 5e6, "abc", None]})
+    items = pd.DataFrame(
+        {"item_id": [1, 2, 3, 4, 5], "category_id": [1, 1, 1, 1, 1], "price": [9.99, -1.0, 5e6, "abc", None]}
+    )
     checked = validate_items(items, "items")
     assert checked.clean.item_id.tolist() == [1, 5]
     assert checked.quarantine.reason.tolist() == ["bad_price"] * 3
@@ -89,7 +113,11 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 
 
 def test_line_failures_become_quarantine_reasons(tmp_path):
-    p = _write(tmp_path, "ub.csv", b"1,2,3,pv,1761998400\n1,2,3\n\n1,2,3,pv,17619\xff\xfe8400\n1,2,3,buy,1761998500,9\n")
+    p = _write(
+        tmp_path,
+        "ub.csv",
+        b"1,2,3,pv,1761998400\n1,2,3\n\n1,2,3,pv,17619\xff\xfe8400\n1,2,3,buy,1761998500,9\n",
+    )
     (batch,) = list(read_batches(p, TAOBAO, 100))
     assert batch.line_no == [1]
     assert [(b[1], b[3]) for b in batch.bad] == [("unparseable", 2), ("bad_encoding", 4), ("unparseable", 5)]
@@ -104,7 +132,12 @@ def test_line_failures_become_quarantine_reasons(tmp_path):
         (TAOBAO, b"a,b,c,d,e\nf,g,h,i,j\n", 1, "no valid taobao row"),
         (TAOBAO, b"", 1, "empty"),
         (RETAILROCKET, b"1,2268318,2520377,pv,1511544070\n", 1, "header is"),
-        (RETAILROCKET, b"timestamp,visitorid,event,itemid,transactionid\n1433221332117,257597,view\n", 2, "3 columns"),
+        (
+            RETAILROCKET,
+            b"timestamp,visitorid,event,itemid,transactionid\n1433221332117,257597,view\n",
+            2,
+            "3 columns",
+        ),
     ],
 )
 def test_format_errors_name_file_line_and_columns(tmp_path, fmt, data, line, needle):
@@ -117,25 +150,50 @@ def test_format_errors_name_file_line_and_columns(tmp_path, fmt, data, line, nee
 
 def test_format_accepts_good_files(tmp_path):
     check_format(_write(tmp_path, "t.csv", b"1,2,3,pv,1511544070\n"), TAOBAO)
-    check_format(_write(tmp_path, "t2.csv", b"user_id,item_id,category_id,behavior_type,timestamp\n1,2,3,pv,1511544070\n"), TAOBAO)
-    check_format(_write(tmp_path, "r.csv", b"timestamp,visitorid,event,itemid,transactionid\r\n1433221332117,257597,view,355908,\r\n"), RETAILROCKET)
+    check_format(
+        _write(
+            tmp_path, "t2.csv", b"user_id,item_id,category_id,behavior_type,timestamp\n1,2,3,pv,1511544070\n"
+        ),
+        TAOBAO,
+    )
+    check_format(
+        _write(
+            tmp_path,
+            "r.csv",
+            b"timestamp,visitorid,event,itemid,transactionid\r\n1433221332117,257597,view,355908,\r\n",
+        ),
+        RETAILROCKET,
+    )
 
 
 def test_sessions_split_on_30_minute_gap_and_continue_across_batches():
     s = Sessionizer()
     t0 = pd.Timestamp("2026-10-01 10:00:00")
-    first = pd.DataFrame({"user_id": [1, 1, 1, 2], "ts": [t0, t0 + pd.Timedelta(minutes=29), t0 + pd.Timedelta(minutes=60), t0]})
+    first = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2],
+            "ts": [t0, t0 + pd.Timedelta(minutes=29), t0 + pd.Timedelta(minutes=60), t0],
+        }
+    )
     a = s.assign(first)
     epoch = int(t0.timestamp())
     assert a.session_id.tolist() == [f"1-{epoch}", f"1-{epoch}", f"1-{epoch + 3600}", f"2-{epoch}"]
-    second = pd.DataFrame({"user_id": [1, 2], "ts": [t0 + pd.Timedelta(minutes=80), t0 + pd.Timedelta(minutes=31)]})
+    second = pd.DataFrame(
+        {"user_id": [1, 2], "ts": [t0 + pd.Timedelta(minutes=80), t0 + pd.Timedelta(minutes=31)]}
+    )
     b = s.assign(second)
     assert b.session_id.tolist() == [f"1-{epoch + 3600}", f"2-{epoch + 31 * 60}"]
 
 
 def test_text_timestamps_of_mixed_shapes_parse_one_by_one():
-    df = pd.DataFrame({"user_id": ["1", "1", "1"], "item_id": ["2", "3", "4"], "behavior_type": ["browse"] * 3,
-                       "ts": ["2026-10-01 10:00:00.123", "2026-10-02", "not a time"]})
+    df = pd.DataFrame(
+        {
+            "user_id": ["1", "1", "1"],
+            "item_id": ["2", "3", "4"],
+            "behavior_type": ["browse"] * 3,
+            "ts": ["2026-10-01 10:00:00.123", "2026-10-02", "not a time"],
+        }
+    )
     checked = validate_events(df, "t", now=NOW)
     assert checked.clean.ts.tolist() == [pd.Timestamp("2026-10-01 10:00:00.123"), pd.Timestamp("2026-10-02")]
     assert checked.quarantine.reason.tolist() == ["bad_timestamp"]

@@ -22,6 +22,7 @@ TRAIN_CONF = {
     "use_tf": False,  # the TF ranker has its own tests; keeps this flow to minutes on 2 cores
     "xgboost": False,
     "session_train": False,  # the rest-of-session task is still evaluated; fitting on it is tested in tests/data
+    "rule_ablation": False,  # measured in tests/data/test_train_pipeline.py
     "label_hours": 24,
     "topn": 20,
 }
@@ -29,10 +30,21 @@ TRAIN_CONF = {
 
 def _airflow_db() -> None:
     env = dict(os.environ)
-    out = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    out = subprocess.run([sys.executable, "-m", "airflow", "pools", "set", "gpu", "1", "GPU training slots"],
-                         env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "airflow", "pools", "set", "gpu", "1", "GPU training slots"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 
@@ -55,7 +67,9 @@ def _run(dag, conf=None):
 def _topn(settings) -> dict[int, list[tuple]]:
     conn = connect(settings.serving_db, settings=settings)
     with conn.cursor() as cur:
-        cur.execute("SELECT user_id, `rank`, item_id, score, source, model_version FROM user_topn ORDER BY user_id, `rank`")
+        cur.execute(
+            "SELECT user_id, `rank`, item_id, score, source, model_version FROM user_topn ORDER BY user_id, `rank`"
+        )
         rows = cur.fetchall()
     conn.close()
     out: dict[int, list[tuple]] = {}
@@ -76,14 +90,17 @@ def _table_digest(settings, db: str, table: str) -> str:
 def _fresh_shop(settings, data) -> None:
     """Empty raw and serving tables and drop the marts (earlier tests may have published, fed or
     built incremental marts from another shop), then load ``data``."""
-    from ml.data.simulate import load_simulation
+    from ml.data.sim_load import load_simulation
 
     conn = connect(settings=settings)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{settings.marts_db}`")
         cur.execute(f"CREATE DATABASE `{settings.marts_db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         for db in (settings.raw_db, settings.serving_db):
-            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND table_type='BASE TABLE'", (db,))
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND table_type='BASE TABLE'",
+                (db,),
+            )
             for (t,) in cur.fetchall():
                 if t != "schema_migrations":
                     cur.execute(f"TRUNCATE TABLE `{db}`.`{t}`")
@@ -97,7 +114,10 @@ def flow(sim_small, settings, tmp_path_factory):
     _fresh_shop(settings, sim_small)
     # own MLflow experiment (other tests' champions must not take part) and own RECSYS_HOME (GX
     # watermarks and row-count history of other tests must not either)
-    own = {"RECSYS_MLFLOW_EXPERIMENT": "recsys_dag_test", "RECSYS_HOME": str(tmp_path_factory.mktemp("dag_home"))}
+    own = {
+        "RECSYS_MLFLOW_EXPERIMENT": "recsys_dag_test",
+        "RECSYS_HOME": str(tmp_path_factory.mktemp("dag_home")),
+    }
     old = {k: os.environ.get(k) for k in own}
     os.environ.update(own)
     try:
@@ -134,13 +154,18 @@ def _flow(settings) -> dict:
         user = int(cur.fetchone()[0])
         cur.execute("SELECT category_id FROM items GROUP BY category_id ORDER BY COUNT(*) DESC LIMIT 1")
         cat = int(cur.fetchone()[0])
-        cur.execute("SELECT item_id FROM items WHERE category_id=%s AND in_stock=1 ORDER BY item_id LIMIT 2", (cat,))
+        cur.execute(
+            "SELECT item_id FROM items WHERE category_id=%s AND in_stock=1 ORDER BY item_id LIMIT 2", (cat,)
+        )
         items = [int(r[0]) for r in cur.fetchall()]
         rows = [(user, None, f"{user}-live", "search", "something new", t0)]
-        rows += [(user, it, f"{user}-live", bt, None, t0 + timedelta(seconds=10 * (k + 1)))
-                 for k, (it, bt) in enumerate([(items[0], "browse"), (items[1], "browse"), (items[1], "cart")])]
+        rows += [
+            (user, it, f"{user}-live", bt, None, t0 + timedelta(seconds=10 * (k + 1)))
+            for k, (it, bt) in enumerate([(items[0], "browse"), (items[1], "browse"), (items[1], "cart")])
+        ]
         cur.executemany(
-            "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts) VALUES (%s,%s,%s,%s,%s,%s)", rows
+            "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts) VALUES (%s,%s,%s,%s,%s,%s)",
+            rows,
         )
     conn.close()
     result["acting_user"] = user
@@ -159,7 +184,10 @@ def _flow(settings) -> dict:
         future = datetime.utcnow() + timedelta(days=1)
         cur.executemany(
             "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts) VALUES (%s,%s,%s,%s,%s,%s)",
-            [(user, items[0], f"{user}-future", "browse", None, future + timedelta(seconds=k)) for k in range(20)],
+            [
+                (user, items[0], f"{user}-future", "browse", None, future + timedelta(seconds=k))
+                for k in range(20)
+            ],
         )
     conn.close()
     result["log_before_poison"] = _publish_log(settings)

@@ -31,19 +31,60 @@ DDL = {
 
 
 def _rows() -> dict[str, list[tuple]]:
-    users = [(u, u % 3, 2 * u, 5 * u, u % 2, u, 1, u % 2, u, (u % 2) / (5 * u), 20.0 + u, 1.5 * u, u, 1 + u % 3)
-             for u in USERS]
-    items = [(i, c, "acme", p, 1, k, 3 * k + 1, k, k % 2, 0.2 * k, 0.1 * k, 0.05 * k, k / len(ITEMS), 10.0 + k)
-             for k, (i, c, p) in enumerate(ITEMS)]
-    intent = [(u, f"s{u}", f"2026-10-0{1 + u % 7} 12:00:00", 1 + u % 3, 0.3 + 0.1 * u, "red shoes", "101,102", "1,1", "")
-              for u in USERS]
-    cand = [(u, i, 0.5 * (u % 2), 0.1 * k, 0.2, 0.01 * k, "covisit,global_pop") for u in USERS for k, (i, _, _) in enumerate(ITEMS)]
-    covis = [(a, b, r + 1, 1.0 / (r + 1), 0.5, 0.3, 0.2)
-             for a, _, _ in ITEMS for r, (b, _, _) in enumerate([x for x in ITEMS if x[0] != a][:3])]
-    training = [(u, i, 0.1 * k, 5 * u, int(k == u % 6), int(k == u % 6 and u % 2 == 0), 0, int(k == u % 6) + int(k == u % 6 and u % 2 == 0))
-                for u in USERS for k, (i, _, _) in enumerate(ITEMS)]
-    return {"dim_users": users, "dim_items": items, "fct_session_intent": intent, "ml_candidates": cand,
-            "ml_covisitation": covis, "ml_training_set": training}
+    users = [
+        (u, u % 3, 2 * u, 5 * u, u % 2, u, 1, u % 2, u, (u % 2) / (5 * u), 20.0 + u, 1.5 * u, u, 1 + u % 3)
+        for u in USERS
+    ]
+    items = [
+        (i, c, "acme", p, 1, k, 3 * k + 1, k, k % 2, 0.2 * k, 0.1 * k, 0.05 * k, k / len(ITEMS), 10.0 + k)
+        for k, (i, c, p) in enumerate(ITEMS)
+    ]
+    intent = [
+        (
+            u,
+            f"s{u}",
+            f"2026-10-0{1 + u % 7} 12:00:00",
+            1 + u % 3,
+            0.3 + 0.1 * u,
+            "red shoes",
+            "101,102",
+            "1,1",
+            "",
+        )
+        for u in USERS
+    ]
+    cand = [
+        (u, i, 0.5 * (u % 2), 0.1 * k, 0.2, 0.01 * k, "covisit,global_pop")
+        for u in USERS
+        for k, (i, _, _) in enumerate(ITEMS)
+    ]
+    covis = [
+        (a, b, r + 1, 1.0 / (r + 1), 0.5, 0.3, 0.2)
+        for a, _, _ in ITEMS
+        for r, (b, _, _) in enumerate([x for x in ITEMS if x[0] != a][:3])
+    ]
+    training = [
+        (
+            u,
+            i,
+            0.1 * k,
+            5 * u,
+            int(k == u % 6),
+            int(k == u % 6 and u % 2 == 0),
+            0,
+            int(k == u % 6) + int(k == u % 6 and u % 2 == 0),
+        )
+        for u in USERS
+        for k, (i, _, _) in enumerate(ITEMS)
+    ]
+    return {
+        "dim_users": users,
+        "dim_items": items,
+        "fct_session_intent": intent,
+        "ml_candidates": cand,
+        "ml_covisitation": covis,
+        "ml_training_set": training,
+    }
 
 
 def mart_settings(settings: Settings) -> Settings:
@@ -51,7 +92,9 @@ def mart_settings(settings: Settings) -> Settings:
     return replace(settings, marts_db=f"{settings.marts_db}_gx")
 
 
-def build_marts(settings: Settings, database: str | None = None, tables: tuple[str, ...] = tuple(DDL)) -> None:
+def build_marts(
+    settings: Settings, database: str | None = None, tables: tuple[str, ...] = tuple(DDL)
+) -> None:
     """(Re)create the tiny clean mart tables in ``database`` (default: ``settings.marts_db``)."""
     db = database or settings.marts_db
     rows = _rows()

@@ -43,7 +43,12 @@ def test_contract_tables_and_indexes(settings):
         assert f"{settings.serving_db}.{t}" in st["tables"]
     _, idx, _ = _schema_snapshot(settings)
     ub = {(i[2], i[3]) for i in idx if i[1] == "user_behavior"}
-    assert {("ix_ub_ts", "ts"), ("ix_ub_user_ts", "user_id"), ("ix_ub_user_ts", "ts"), ("ix_ub_item", "item_id")} <= ub
+    assert {
+        ("ix_ub_ts", "ts"),
+        ("ix_ub_user_ts", "user_id"),
+        ("ix_ub_user_ts", "ts"),
+        ("ix_ub_item", "item_id"),
+    } <= ub
     topn_pk = [i[3] for i in idx if i[1] == "user_topn" and i[2] == "PRIMARY"]
     assert sorted(topn_pk) == ["rank", "user_id"]
 
@@ -52,8 +57,12 @@ def test_reader_user_is_read_only(settings):
     import pymysql
 
     conn = pymysql.connect(
-        host=settings.mysql_host, port=settings.mysql_port, user=settings.reader_user,
-        password=settings.reader_password, database=settings.serving_db, autocommit=True,
+        host=settings.mysql_host,
+        port=settings.mysql_port,
+        user=settings.reader_user,
+        password=settings.reader_password,
+        database=settings.serving_db,
+        autocommit=True,
     )
     with conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM user_topn")
@@ -67,7 +76,9 @@ def test_reader_user_is_read_only(settings):
 
 def test_unreachable_mysql_gives_one_line_error(monkeypatch):
     monkeypatch.setenv("RECSYS_MYSQL_PORT", "1")  # nothing listens there
-    proc = subprocess.run([sys.executable, "-m", "ml.cli", "db", "status"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml.cli", "db", "status"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     err = proc.stderr.strip()
     assert "Traceback" not in err and "Traceback" not in proc.stdout
@@ -78,7 +89,9 @@ def test_unreachable_mysql_gives_one_line_error(monkeypatch):
 def test_wrong_password_gives_one_line_error(monkeypatch, settings):
     monkeypatch.setenv("RECSYS_MYSQL_USER", settings.reader_user)
     monkeypatch.setenv("RECSYS_MYSQL_PASSWORD", "definitely-wrong")
-    proc = subprocess.run([sys.executable, "-m", "ml.cli", "db", "init"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml.cli", "db", "init"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "RECSYS_MYSQL_PASSWORD" in proc.stderr
 

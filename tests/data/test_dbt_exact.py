@@ -17,6 +17,7 @@ from ml.db import connect
 T0 = datetime(2026, 10, 10, 12, 0, 0)
 HALF_LIFE_COVIS_H = 7 * 24
 HALF_LIFE_REPEAT_H = 72
+HALF_LIFE_POP_H = 24  # dbt vars popularity_half_life_hours; popularity_days = 7 covers every event
 
 
 def _m(minutes: float) -> datetime:
@@ -52,6 +53,21 @@ def decay(age_minutes: float, half_life_hours: float) -> float:
     return math.exp(-math.log(2) * (age_minutes / 60) / half_life_hours)
 
 
+def _pop(*events: tuple[float, float]) -> float:
+    """Popularity of (type weight, minutes before T0) events: weights browse 1, fav 2, cart 3, purchase 4."""
+    return sum(w * decay(m, HALF_LIFE_POP_H) for w, m in events)
+
+
+# dim_items.popularity_score by hand (item 5 has no event)
+POP = {
+    1: _pop((1, 48 * 60 - 1), (1, 10), (1, 0)),
+    2: _pop((1, 9), (3, 8), (1, 5)),  # the replayed browse at 5 min counts once
+    3: _pop((1, 7), (1, 30)),
+    4: _pop((1, 29), (3, 28), (4, 27)),
+    5: 0.0,
+}
+
+
 @pytest.fixture(scope="module")
 def dbt_isolated(tmp_path_factory: pytest.TempPathFactory):
     """Own dbt target/log folders: other dbt processes in this checkout must not race with ours."""
@@ -70,14 +86,16 @@ def dbt_isolated(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def tiny(settings, dbt_isolated):
     """Load the tiny shop into emptied raw tables and build all marts with --full-refresh."""
-    from ml.dbt import run_dbt
+    from ml.features.dbt import run_dbt
 
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
             for t in ("user_behavior", "user_behavior_quarantine", "users", "items"):
                 cur.execute(f"TRUNCATE TABLE `{t}`")
-            cur.executemany("INSERT INTO users (user_id, gender, age) VALUES (%s, 'F', 30)", [(1,), (2,), (3,)])
+            cur.executemany(
+                "INSERT INTO users (user_id, gender, age) VALUES (%s, 'F', 30)", [(1,), (2,), (3,)]
+            )
             cur.executemany(
                 "INSERT INTO items (item_id, title, category_id, brand, price, in_stock, created_ts)"
                 " VALUES (%s, 't', %s, %s, %s, %s, '2026-10-01')",
@@ -131,7 +149,9 @@ def test_dim_items_rates_trend_and_price_percentile(tiny):
     assert i[2]["view_to_cart_rate"] == pytest.approx(1 / (2 + 1))
     assert i[4]["cart_to_purchase_rate"] == pytest.approx(1 / (1 + 1))
     assert [i[k]["price_pct_in_category"] for k in (3, 4, 5)] == pytest.approx([0, 0.5, 1])
-    assert [i[k]["popularity_score"] for k in (1, 2, 3, 4, 5)] == pytest.approx([3, 5, 2, 9, 0])
+    assert [i[k]["popularity_score"] for k in (1, 2, 3, 4, 5)] == pytest.approx(
+        [POP[k] for k in (1, 2, 3, 4, 5)]
+    )
 
 
 def test_session_intent_of_the_last_session(tiny):
@@ -156,14 +176,18 @@ def test_covisitation_scores_are_decayed_and_typed(tiny):
     c = {(r["item_id"], r["similar_item_id"]): r for r in rows(tiny, "SELECT * FROM ml_covisitation")}
     d5, d7, d27 = (decay(m, HALF_LIFE_COVIS_H) for m in (5, 7, 27))
     # 1 -> 2 only in s1 (2 was carted): browse and cart co-occurrence, 1*b + 3*c
-    assert (c[1, 2]["score_browse"], c[1, 2]["score_cart"], c[1, 2]["score_purchase"]) == pytest.approx((d5, d5, 0))
+    assert (c[1, 2]["score_browse"], c[1, 2]["score_cart"], c[1, 2]["score_purchase"]) == pytest.approx(
+        (d5, d5, 0)
+    )
     assert c[1, 2]["score"] == pytest.approx(4 * d5)
     # 3 -> 4 only in s2, 4 carted and bought; the reverse direction only saw a view of 3
     assert c[3, 4]["score"] == pytest.approx(10 * d27)
     assert c[4, 3]["score"] == pytest.approx(d27)
     # 3 -> 1 in two sessions: s1 (newest of the pair 7 min ago) and s2 (item 1 at T0)
     assert c[3, 1]["score_browse"] == pytest.approx(d7 + 1)
-    ranked = [r["similar_item_id"] for r in sorted((v for k, v in c.items() if k[0] == 3), key=lambda r: r["rank"])]
+    ranked = [
+        r["similar_item_id"] for r in sorted((v for k, v in c.items() if k[0] == 3), key=lambda r: r["rank"])
+    ]
     assert ranked == [4, 2, 1]
     assert (5, 1) not in c and (1, 1) not in c
 
@@ -177,7 +201,8 @@ def test_candidates_sources_and_scores(tiny):
     assert cand[1, 2]["repeat_score"] == pytest.approx(r(9) + 3 * r(8) + r(5) + 4 * r(8))
     assert cand[1, 1]["repeat_score"] == pytest.approx(r(48 * 60 - 1) + r(10))
     assert cand[1, 2]["intent_pop_score"] == pytest.approx(1.0)  # most popular of category 10
-    assert cand[1, 1]["intent_pop_score"] == pytest.approx(3 / 5)
+    assert cand[1, 1]["intent_pop_score"] == pytest.approx(POP[1] / POP[2])
+    assert cand[1, 3]["global_pop_score"] == pytest.approx(POP[3] / POP[4])
     assert cand[1, 4]["global_pop_score"] == pytest.approx(1.0)
     assert cand[1, 4]["sources"] == "covisit,global_pop"
     assert cand[1, 2]["sources"] == "repeat,covisit,intent_pop,global_pop"
@@ -185,8 +210,53 @@ def test_candidates_sources_and_scores(tiny):
     assert cand[2, 4]["last_event_ts"] == T0
 
 
+def test_candidates_are_the_union_of_the_generators(tiny):
+    """ml_candidates = one row per (user, item) over int_candidates__<source>, their scores side by side."""
+    cand = {(r["user_id"], r["item_id"]): r for r in rows(tiny, "SELECT * FROM ml_candidates")}
+    union = {}
+    for source in ("repeat", "covisit", "intent_pop", "global_pop"):
+        for r in rows(tiny, f"SELECT * FROM int_candidates__{source}"):
+            union.setdefault((r["user_id"], r["item_id"]), {})[source] = r["score"]
+            assert r["last_event_ts"] == cand[r["user_id"], r["item_id"]]["last_event_ts"]
+    assert set(union) == set(cand)
+    for key, scores in union.items():
+        assert cand[key]["sources"] == ",".join(scores)
+        for source, score in scores.items():
+            assert cand[key][f"{source}_score"] == pytest.approx(score)
+
+
+def test_serve_popular_topn_ranks_in_stock_items_by_popularity(tiny):
+    top = rows(tiny, "SELECT scope, `rank`, item_id, score FROM serve_popular_topn ORDER BY scope, `rank`")
+    lists = {}
+    for r in top:
+        lists.setdefault(r["scope"], []).append(r["item_id"])
+        assert r["score"] == pytest.approx(POP[r["item_id"]])
+    # item 5 is out of stock; popularity 4 > 2 > 1 > 3
+    assert lists == {"global": [4, 2, 1, 3], "category:10": [2, 1], "category:20": [4, 3]}
+    assert [r["rank"] for r in top if r["scope"] == "global"] == [1, 2, 3, 4]
+
+
+def test_serve_user_intent_category_is_the_session_intent(tiny):
+    got = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM serve_user_intent_category")}
+    intent = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent")}
+    assert set(got) == {1, 2}
+    for user, r in got.items():
+        assert (r["category_id"], r["last_event_ts"]) == (
+            intent[user]["intent_category_id"],
+            intent[user]["last_event_ts"],
+        )
+        assert r["strength"] == pytest.approx(intent[user]["intent_strength"])
+    assert (got[1]["category_id"], got[2]["category_id"]) == (10, 20)
+
+
+def test_realtime_watermarks_are_recorded_in_the_state_table(tiny):
+    """After a full build: each realtime mart's newest last_event_ts, and NULL (every user) for the events."""
+    state = {r["model_name"]: r["watermark_ts"] for r in rows(tiny, "SELECT * FROM realtime_watermarks")}
+    assert state == {"int_realtime_user_events": None, "fct_session_intent": T0, "ml_candidates": T0}
+
+
 def test_point_in_time_build_sees_only_the_past_and_labels_the_window(tiny):
-    from ml.dbt import build_point_in_time
+    from ml.features.dbt import build_point_in_time
 
     cut = _m(20)
     pit = build_point_in_time(cut, 24, tiny)
@@ -196,7 +266,10 @@ def test_point_in_time_build_sees_only_the_past_and_labels_the_window(tiny):
     assert u[2]["n_events_total"] == 4
     f = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent", pit)}
     assert (f[1]["session_id"], f[1]["last_items"], f[1]["query_terms"]) == ("s0", "1", "red shoes")
-    labels = {(r["user_id"], r["item_id"]): (r["clicked"], r["carted"], r["purchased"]) for r in rows(tiny, "SELECT * FROM ml_labels", pit)}
+    labels = {
+        (r["user_id"], r["item_id"]): (r["clicked"], r["carted"], r["purchased"])
+        for r in rows(tiny, "SELECT * FROM ml_labels", pit)
+    }
     assert labels == {(1, 1): (1, 0, 0), (1, 2): (1, 1, 0), (1, 3): (1, 0, 0), (2, 1): (1, 0, 0)}
     ts = {(r["user_id"], r["item_id"]): r["label"] for r in rows(tiny, "SELECT * FROM ml_training_set", pit)}
     assert ts[1, 2] == 2 and ts[1, 1] == 1 and ts[2, 1] == 1
@@ -207,7 +280,7 @@ def test_point_in_time_build_sees_only_the_past_and_labels_the_window(tiny):
 
 def test_cut_and_window_boundaries(tiny):
     """An event exactly at cut_ts is a label, not a feature; one exactly at cut + label_hours is neither."""
-    from ml.dbt import build_point_in_time
+    from ml.features.dbt import build_point_in_time
 
     pit = build_point_in_time(_m(10), 1, tiny)  # user 1's browse of item 1 happens exactly at the cut
     assert rows(tiny, "SELECT n_events_total FROM dim_users WHERE user_id = 1", pit)[0]["n_events_total"] == 2
@@ -226,8 +299,8 @@ def test_rest_of_session_build_reveals_the_session_start_only(tiny, pit_holds_an
     the cut. With another cut in the pit database the whole build is redone (same result)."""
     import pandas as pd
 
-    from ml.datasets import load_cut, load_session_cut
-    from ml.dbt import build_point_in_time, pit_database
+    from ml.features.datasets import load_cut, load_session_cut
+    from ml.features.dbt import build_point_in_time, pit_database
 
     day = load_cut(tiny, pd.Timestamp(_m(20)), 24)
     day_intent = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent", pit_database(tiny))}
@@ -240,11 +313,16 @@ def test_rest_of_session_build_reveals_the_session_start_only(tiny, pit_holds_an
     f = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent", pit)}
     assert (f[1]["session_id"], f[1]["last_items"], f[1]["last_event_ts"]) == ("s1", "2,1", _m(9))
     assert f[2] == day_intent[2]  # no session cut: as of the cut
-    labels = {(r["user_id"], r["item_id"]): (r["clicked"], r["carted"], r["purchased"]) for r in rows(tiny, "SELECT * FROM ml_labels", pit)}
+    labels = {
+        (r["user_id"], r["item_id"]): (r["clicked"], r["carted"], r["purchased"])
+        for r in rows(tiny, "SELECT * FROM ml_labels", pit)
+    }
     assert labels == {(1, 2): (1, 1, 0), (1, 3): (1, 0, 0)}  # the rest of s1; item 1 was only revealed
     cand = {(r["user_id"], r["item_id"]) for r in rows(tiny, "SELECT * FROM ml_candidates", pit)}
     assert {(1, 1), (1, 2)} <= cand
-    assert rows(tiny, "SELECT n_events_total FROM dim_users WHERE user_id = 1", pit)[0]["n_events_total"] == 2  # batch: as of the cut
+    assert (
+        rows(tiny, "SELECT n_events_total FROM dim_users WHERE user_id = 1", pit)[0]["n_events_total"] == 2
+    )  # batch: as of the cut
 
     assert sorted(sess.revealed["ts"]) == [pd.Timestamp(_m(10)), pd.Timestamp(_m(9))]
     assert sess.window["ts"].min() == pd.Timestamp(_m(8)) and set(sess.window["user_id"]) == {1}
@@ -255,18 +333,20 @@ def test_rest_of_session_build_reveals_the_session_start_only(tiny, pit_holds_an
 def test_session_cuts_must_lie_after_the_cut(tiny):
     import pandas as pd
 
-    from ml.datasets import load_cut, load_session_cut
+    from ml.features.datasets import load_cut, load_session_cut
 
     day = load_cut(tiny, pd.Timestamp(_m(20)), 24)
     with pytest.raises(ValueError, match="after the cut"):
-        load_session_cut(tiny, day, pd.DataFrame({"user_id": [1], "session_id": ["s1"], "cut_ts": [pd.Timestamp(_m(30))]}))
+        load_session_cut(
+            tiny, day, pd.DataFrame({"user_id": [1], "session_id": ["s1"], "cut_ts": [pd.Timestamp(_m(30))]})
+        )
     with pytest.raises(ValueError, match="no user"):
         load_session_cut(tiny, day, pd.DataFrame(columns=["user_id", "session_id", "cut_ts"]))
 
 
 def test_source_freshness_flags_stale_events(tiny):
     """user_behavior.ts freshness: errors after 48 h without events, passes once a current one lands."""
-    from ml.dbt import DbtError, run_dbt
+    from ml.features.dbt import DbtError, run_dbt
 
     with pytest.raises(DbtError, match="STALE"):
         run_dbt(["source", "freshness"], settings=tiny)

@@ -64,8 +64,8 @@ def _raw_count(settings) -> int:
 def sim(sim_small, settings, dbt_target):
     """The simulated shop in the raw tables (reloaded if an earlier module emptied them), with all
     marts built from scratch."""
-    from ml.data.simulate import load_simulation
-    from ml.dbt import run_dbt
+    from ml.data.sim_load import load_simulation
+    from ml.features.dbt import run_dbt
 
     if _raw_count(settings) != len(sim_small.events):
         conn = connect(settings.raw_db, settings=settings)
@@ -112,7 +112,9 @@ def _new_events(sim, start, users: list[int], per_user: int = 6) -> list[tuple]:
             kind = kinds[k % len(kinds)]
             item = None if kind == "search" else int(items[(user * 7 + k * 3) % len(items)])
             query = "new running shoes" if kind == "search" else None
-            rows.append((int(user), item, f"new-{user}", kind, query, start + timedelta(minutes=n, seconds=10 * k)))
+            rows.append(
+                (int(user), item, f"new-{user}", kind, query, start + timedelta(minutes=n, seconds=10 * k))
+            )
     return rows
 
 
@@ -123,12 +125,13 @@ def test_full_build_is_green_and_covers_every_active_user(sim, settings):
     per_user = _query(settings, "SELECT user_id, COUNT(*) AS n FROM ml_candidates GROUP BY user_id")
     assert len(per_user) == n_users
     assert per_user["n"].min() >= 20  # at least the global popular items
-    covis = _query(settings, "SELECT item_id, COUNT(*) AS n, MAX(`rank`) AS r FROM ml_covisitation GROUP BY item_id")
+    covis = _query(
+        settings, "SELECT item_id, COUNT(*) AS n, MAX(`rank`) AS r FROM ml_covisitation GROUP BY item_id"
+    )
     assert covis["n"].max() <= 50 and (covis["n"] == covis["r"]).all()
 
 
 def test_incremental_realtime_run_equals_full_refresh(sim, settings, extra_events):
-    from ml.dbt import run_dbt
 
     before = {m: _table(settings, m, k) for m, k in REALTIME_MODELS.items()}
     last_ts = pd.Timestamp(sim.events["ts"].max()).to_pydatetime()
@@ -144,7 +147,7 @@ def test_incremental_realtime_run_equals_full_refresh(sim, settings, extra_event
 
 
 def _compare_incremental_with_full_refresh(sim, settings, before: dict, changed: list[int]) -> None:
-    from ml.dbt import run_dbt
+    from ml.features.dbt import run_dbt
 
     run_dbt(["build", "--select", "tag:realtime"], settings=settings)
     rt_users = set(_query(settings, "SELECT DISTINCT user_id FROM int_realtime_user_events")["user_id"])
@@ -171,10 +174,51 @@ def _compare_incremental_with_full_refresh(sim, settings, before: dict, changed:
     pd.testing.assert_frame_equal(again, full["ml_candidates"], check_exact=False, rtol=1e-9)
 
 
+def test_realtime_watermark_is_explicit_state_and_guards_a_partial_rebuild(sim, settings, dbt_target: Path):
+    """The watermark lives in recsys_state.realtime_watermarks (a source: the lineage shows it), written
+    by each realtime model's post-hook. A realtime mart rebuilt from scratch over an incremental
+    int_realtime_user_events would keep only that run's users: dbt refuses it and changes nothing."""
+    from ml.features.dbt import DbtError, run_dbt
+
+    manifest = json.loads((dbt_target / "manifest.json").read_text())
+    node = manifest["nodes"]["model.recsys.int_realtime_user_events"]
+    assert "source.recsys.recsys_state.realtime_watermarks" in node["depends_on"]["nodes"]
+
+    run_dbt(["run", "--select", "tag:realtime", "--full-refresh"], settings=settings)  # the shop as loaded
+    run_dbt(["run", "--select", "tag:realtime"], settings=settings)  # incremental, nobody new
+    state = _query(settings, "SELECT model_name, watermark_ts FROM realtime_watermarks").set_index(
+        "model_name"
+    )
+    newest = _query(settings, "SELECT MAX(last_event_ts) AS ts FROM fct_session_intent")["ts"][0]
+    assert state.loc["fct_session_intent", "watermark_ts"] == newest
+    assert state.loc["ml_candidates", "watermark_ts"] == newest
+    assert state.loc["int_realtime_user_events", "watermark_ts"] == newest  # the watermark that run used
+
+    before = _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"])
+    with pytest.raises(DbtError, match="built from scratch"):
+        run_dbt(["run", "--select", "ml_candidates", "--full-refresh"], settings=settings)
+    pd.testing.assert_frame_equal(before, _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"]))
+    run_dbt(
+        ["run", "--select", "tag:realtime", "--full-refresh"], settings=settings
+    )  # with its upstream: fine
+    assert pd.isna(
+        _query(
+            settings,
+            "SELECT watermark_ts FROM realtime_watermarks WHERE model_name = 'int_realtime_user_events'",
+        )["watermark_ts"][0]
+    )
+    pd.testing.assert_frame_equal(
+        before,
+        _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"]),
+        check_exact=False,
+        rtol=1e-9,
+    )
+
+
 def test_point_in_time_features_ignore_events_at_and_after_the_cut(sim, settings, extra_events):
     """Differential leakage test: adding events at/after the cut changes the labels, never a feature.
     (The build itself also runs the singular test assert_no_feature_uses_events_at_or_after_cut.)"""
-    from ml.dbt import build_point_in_time
+    from ml.features.dbt import build_point_in_time
 
     events = sim.events
     cut = (pd.Timestamp(events["ts"].min()) + pd.Timedelta(days=5)).floor("h").to_pydatetime()
@@ -183,7 +227,9 @@ def test_point_in_time_features_ignore_events_at_and_after_the_cut(sim, settings
     labels = _table(settings, "ml_labels", ["user_id", "item_id"], pit)
     training = _query(settings, "SELECT COUNT(*) AS n, SUM(label > 0) AS pos FROM ml_training_set", pit)
     assert len(labels) > 0 and int(training["pos"][0]) > 0
-    assert (labels["first_label_ts"] >= cut).all() and (labels["last_label_ts"] < cut + timedelta(hours=24)).all()
+    assert (labels["first_label_ts"] >= cut).all() and (
+        labels["last_label_ts"] < cut + timedelta(hours=24)
+    ).all()
     seen = set(events.loc[events["ts"] < cut, "user_id"])
     assert set(labels["user_id"]) <= seen
 
@@ -192,7 +238,9 @@ def test_point_in_time_features_ignore_events_at_and_after_the_cut(sim, settings
     extra_events(_new_events(sim, cut, users))
     pit = build_point_in_time(cut, 24, settings)
     for model, keys in FEATURE_MODELS.items():
-        pd.testing.assert_frame_equal(features[model], _table(settings, model, keys, pit), check_exact=False, rtol=1e-12)
+        pd.testing.assert_frame_equal(
+            features[model], _table(settings, model, keys, pit), check_exact=False, rtol=1e-12
+        )
     relabelled = _table(settings, "ml_labels", ["user_id", "item_id"], pit)
     assert len(relabelled) > len(labels)
 
@@ -206,17 +254,27 @@ def test_unbounded_events_reach_only_labels_and_the_session_prefix(sim, dbt_targ
         and "model.recsys.stg_recsys__user_behavior_unbounded" in node["depends_on"]["nodes"]
     }
     # labels, and the revealed session starts of a rest-of-session build (bounded per user by their own cut)
-    assert readers <= {"ml_labels", "stg_recsys__session_prefix"}
-    prefix_readers = {n["name"] for n in manifest["nodes"].values()
-                      if n["resource_type"] == "model" and "model.recsys.stg_recsys__session_prefix" in n["depends_on"]["nodes"]}
-    assert prefix_readers == {"int_realtime_user_events"}  # only the realtime models see them, never batch features
+    assert readers <= {"ml_labels", "int_session_prefix_events"}
+    prefix_readers = {
+        n["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+        and "model.recsys.int_session_prefix_events" in n["depends_on"]["nodes"]
+    }
+    assert prefix_readers == {
+        "int_realtime_user_events"
+    }  # only the realtime models see them, never batch features
     # every other model that reads events goes through the cut view
-    sources = {n["name"] for n in manifest["nodes"].values() if "source.recsys.recsys.user_behavior" in n["depends_on"]["nodes"]}
+    sources = {
+        n["name"]
+        for n in manifest["nodes"].values()
+        if "source.recsys.recsys.user_behavior" in n["depends_on"]["nodes"]
+    }
     assert {s for s in sources if not s.startswith(("source_", "stg_"))} == set()
 
 
 def test_docs_generate(sim, settings, dbt_target: Path):
-    from ml.dbt import run_dbt
+    from ml.features.dbt import run_dbt
 
     run_dbt(["docs", "generate"], settings=settings)
     catalog = json.loads((dbt_target / "catalog.json").read_text())
@@ -226,7 +284,7 @@ def test_docs_generate(sim, settings, dbt_target: Path):
 
 
 def test_run_dbt_failure_quotes_dbt_output(sim, settings):
-    from ml.dbt import DbtError, run_dbt
+    from ml.features.dbt import DbtError, run_dbt
 
     with pytest.raises(DbtError, match=r"(?s)exit \d.*ml_labels"):
         # a point-in-time model without a cut: dbt itself must refuse, with its message quoted

@@ -8,7 +8,9 @@ import pandas as pd
 
 from ml.data.feed import LiveFeed, run_feed
 from ml.data.importers import import_file
-from ml.data.simulate import SimConfig, load_simulation, simulate
+from ml.data.sim_config import SimConfig
+from ml.data.sim_load import load_simulation
+from ml.data.simulate import simulate
 from ml.db import connect
 
 NOW = pd.Timestamp("2026-11-20 12:00:00")
@@ -38,7 +40,9 @@ class FakeClock:
 
 
 def test_feed_appends_committed_batches_with_ground_truth(clean_db):
-    data = simulate(SimConfig(users=150, items=80, days=3, seed=2, start=(NOW - pd.Timedelta(days=3)).to_pydatetime()))
+    data = simulate(
+        SimConfig(users=150, items=80, days=3, seed=2, start=(NOW - pd.Timedelta(days=3)).to_pydatetime())
+    )
     load_simulation(data, clean_db)
     clock = FakeClock(NOW)
     report = run_feed(30, 20, clean_db, seed=4, clock=clock, sleep=clock.sleep)

@@ -11,16 +11,26 @@ from ml.db import connect, transaction
 
 def test_text_nulls_and_times_round_trip(clean_db):
     raw = f"`{clean_db.raw_db}`"
-    q = pd.DataFrame({
-        "raw_row": ["a\tb", "line\nbreak\\N", "ünïcødé ✓ 商品", "back\\slash", ""],
-        "reason": ["unparseable"] * 5,
-        "detail": [None, "x", "y", "z", "w"],
-        "source": ["test"] * 5,
-        "line_no": [1, 2, None, 4, 5],
-    })
-    users = pd.DataFrame({"user_id": [1, 2], "gender": ["F", None], "age": pd.array([30, None], dtype="Int64"),
-                          "location": ["Zürich", None],
-                          "signup_ts": pd.to_datetime(["2026-10-01 10:00:00.123", "2026-10-02"], format="ISO8601").astype("datetime64[ms]")})
+    q = pd.DataFrame(
+        {
+            "raw_row": ["a\tb", "line\nbreak\\N", "ünïcødé ✓ 商品", "back\\slash", ""],
+            "reason": ["unparseable"] * 5,
+            "detail": [None, "x", "y", "z", "w"],
+            "source": ["test"] * 5,
+            "line_no": [1, 2, None, 4, 5],
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "user_id": [1, 2],
+            "gender": ["F", None],
+            "age": pd.array([30, None], dtype="Int64"),
+            "location": ["Zürich", None],
+            "signup_ts": pd.to_datetime(["2026-10-01 10:00:00.123", "2026-10-02"], format="ISO8601").astype(
+                "datetime64[ms]"
+            ),
+        }
+    )
     with transaction(settings=clean_db) as conn:
         assert load_frame(conn, f"{raw}.user_behavior_quarantine", q, QUARANTINE_COLUMNS) == 5
         assert load_frame(conn, f"{raw}.users", users, USER_COLUMNS) == 2

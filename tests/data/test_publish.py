@@ -13,12 +13,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from ml.db import connect
-from ml.publish import PublishBusy, ValidationFailed, _jsonable, lock_name, publish_full, read_watermark
 from publish_support import RawEventsRecommender, scalar, seed_shop, serving_tables, topn
 
-LIVE = {"user_topn", "item_similar", "popular_topn", "user_intent_category", "publish_log", "publish_watermark"}
+from ml.db import connect
+from ml.publish.common import PublishBusy, ValidationFailed
+from ml.publish.common import jsonable as _jsonable
+from ml.publish.full import publish_full
+from ml.publish.locking import lock_name, read_watermark
+
+LIVE = {
+    "user_topn",
+    "item_similar",
+    "popular_topn",
+    "user_intent_category",
+    "publish_log",
+    "publish_watermark",
+}
 
 
 @pytest.fixture()
@@ -33,8 +43,10 @@ def covisitation(settings):
     conn = connect(settings.marts_db, settings=settings)
     with conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS ml_covisitation__saved")
-        cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema=%s AND table_name='ml_covisitation'",
-                    (settings.marts_db,))
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema=%s AND table_name='ml_covisitation'",
+            (settings.marts_db,),
+        )
         saved = cur.fetchone()[0] == 1
         if saved:
             cur.execute("RENAME TABLE ml_covisitation TO ml_covisitation__saved")
@@ -43,7 +55,14 @@ def covisitation(settings):
             "score_browse DOUBLE, score_cart DOUBLE, score_purchase DOUBLE)"
         )
         # item 1: itself and out-of-stock item 30 must be dropped; 7 and 10 tie (broken by id)
-        rows = [(1, 4, 2, 0.9), (1, 7, 3, 0.5), (1, 30, 1, 0.95), (1, 1, 4, 1.0), (1, 10, 5, 0.5), (2, 5, 1, 0.3)]
+        rows = [
+            (1, 4, 2, 0.9),
+            (1, 7, 3, 0.5),
+            (1, 30, 1, 0.95),
+            (1, 1, 4, 1.0),
+            (1, 10, 5, 0.5),
+            (2, 5, 1, 0.3),
+        ]
         cur.executemany("INSERT INTO ml_covisitation VALUES (%s, %s, %s, %s, 0, 0, 0)", rows)
     yield
     with conn.cursor() as cur:
@@ -62,25 +81,39 @@ def test_full_publish_fills_every_serving_table(shop, covisitation):
     assert {u for u, *_ in rows} == set(range(1, 11))
     # user 1 (category 1) carted item 1 and browsed 1, 4, 7, 10: own items first, out-of-stock 30 never
     assert [(rk, i, src) for _, rk, i, _, src, _ in topn(s, 1)] == [
-        (1, 1, "repeat"), (2, 4, "repeat"), (3, 7, "repeat"), (4, 10, "repeat"), (5, 2, "global_pop")]
+        (1, 1, "repeat"),
+        (2, 4, "repeat"),
+        (3, 7, "repeat"),
+        (4, 10, "repeat"),
+        (5, 2, "global_pop"),
+    ]
     assert all(mv == "v1" for *_, mv in rows) and all(i != 30 for _, _, i, *_ in rows)
     conn = connect(s.serving_db, settings=s)
     with conn.cursor() as cur:
-        cur.execute("SELECT item_id, `rank`, similar_item_id, score FROM item_similar ORDER BY item_id, `rank`")
+        cur.execute(
+            "SELECT item_id, `rank`, similar_item_id, score FROM item_similar ORDER BY item_id, `rank`"
+        )
         assert cur.fetchall() == ((1, 1, 4, 0.9), (1, 2, 7, 0.5), (1, 3, 10, 0.5), (2, 1, 5, 0.3))
-        cur.execute("SELECT DISTINCT scope FROM popular_topn ORDER BY scope")
-        assert [x[0] for x in cur.fetchall()] == ["category:1", "category:2", "category:3", "global"]
-        cur.execute("SELECT COUNT(*) FROM popular_topn WHERE item_id = 30")
-        assert cur.fetchone()[0] == 0
-        cur.execute("SELECT item_id FROM popular_topn WHERE scope = 'global' AND `rank` = 1")
-        assert cur.fetchone()[0] in (1, 2, 3)  # each carted by 3-4 users: weight 3 + 1 per browse
+        # popular lists and intents are the dbt serving marts' rows, cut at n per scope
+        cur.execute("SELECT scope, `rank`, item_id, score FROM popular_topn ORDER BY scope, `rank`")
+        popular = cur.fetchall()
+        cur.execute(
+            f"SELECT scope, `rank`, item_id, score FROM `{s.marts_db}`.serve_popular_topn WHERE `rank` <= 5 "
+            "ORDER BY scope, `rank`"
+        )
+        # 5 global; each category has 4 in-stock items with events (its users' own items)
+        assert popular == cur.fetchall() and r.popular_rows == len(popular) == 5 + 3 * 4
+        assert {scope for scope, *_ in popular} == {"category:1", "category:2", "category:3", "global"}
         cur.execute("SELECT user_id, category_id FROM user_intent_category ORDER BY user_id")
         assert cur.fetchall() == tuple((u, (u - 1) % 3 + 1) for u in range(1, 11))
         cur.execute("SELECT run_id, kind, users, `rows`, model_version, max_event_ts FROM publish_log")
         assert cur.fetchall() == ((r.run_id, "full", 10, 50, "v1", r.max_event_ts),)
     conn.close()
-    assert read_watermark(connect(settings=s), s) == r.watermark_event_id == scalar(
-        s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
+    assert (
+        read_watermark(connect(settings=s), s)
+        == r.watermark_event_id
+        == scalar(s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
+    )
     assert serving_tables(s) == LIVE
     summary = json.loads(json.dumps(_jsonable(r)))  # what an Airflow task hands to XCom
     assert summary["rows"] == 50 and summary["max_event_ts"] == r.max_event_ts.isoformat()
@@ -150,7 +183,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {support!r})
 from ml.config import get_settings
-from ml.publish import publish_full
+from ml.publish.core import publish_full
 from publish_support import RawEventsRecommender
 
 class Stalls(RawEventsRecommender):
@@ -225,7 +258,12 @@ def test_reader_sees_whole_lists_during_100_full_publishes(shop):
                     mvs = {it["model_version"] for it in items}
                     srcs = {it["source"] for it in items}
                     ok_src = srcs == {"global_pop"} if user == 999 else srcs <= {"repeat", "global_pop"}
-                    if len(items) != 5 or len(mvs) != 1 or not ok_src or len({it["item_id"] for it in items}) != 5:
+                    if (
+                        len(items) != 5
+                        or len(mvs) != 1
+                        or not ok_src
+                        or len({it["item_id"] for it in items}) != 5
+                    ):
                         partial.append((user, items))
                     if user != 999:
                         versions.update(mvs)
@@ -260,7 +298,7 @@ class _ShortListFor(RawEventsRecommender):
 
 
 def test_gx_topn_suite_gates_the_swap(shop):
-    from ml.publish import gx_topn_validator
+    from ml.quality.topn import gx_topn_validator
 
     s = shop
     ok = publish_full(RawEventsRecommender(s), "v1", s, n=5, validate=gx_topn_validator(s, 5))

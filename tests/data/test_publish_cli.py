@@ -2,7 +2,7 @@
 
 from typer.testing import CliRunner
 
-from ml.publish_cli import publish_app
+from ml.cli.publish import publish_app
 
 
 def test_publish_without_champion_says_so(clean_db):

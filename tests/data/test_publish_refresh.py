@@ -7,10 +7,22 @@ import time
 from datetime import timedelta
 
 import pytest
+from publish_support import (
+    T0,
+    RawEventsRecommender,
+    add_events,
+    scalar,
+    seed_serving_marts,
+    seed_shop,
+    serving_tables,
+    topn,
+)
 
 from ml.db import connect
-from ml.publish import PublishBusy, lock_name, publish_full, publish_refresh, read_watermark
-from publish_support import T0, RawEventsRecommender, add_events, scalar, seed_shop, serving_tables, topn
+from ml.publish.common import PublishBusy
+from ml.publish.full import publish_full
+from ml.publish.locking import lock_name, read_watermark
+from ml.publish.refresh import publish_refresh
 
 
 @pytest.fixture()
@@ -34,6 +46,7 @@ def test_refresh_after_new_events_changes_only_that_user(published):
     before = topn(s)
     # user 2 (category 2) suddenly carts two category-3 items: they become their first items
     add_events(s, [(2, 3, "cart", T0 + timedelta(days=1)), (2, 6, "cart", T0 + timedelta(days=1, minutes=1))])
+    seed_serving_marts(s)  # what the realtime dbt run does before a refresh
     r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
 
     assert (r.users, r.rows, len(r.batches)) == (1, 5, 1)
@@ -42,12 +55,19 @@ def test_refresh_after_new_events_changes_only_that_user(published):
     mine = topn(s, 2)
     assert {row[5] for row in mine} == {"v2"} and [row[1] for row in mine] == [1, 2, 3, 4, 5]
     assert {3, 6} <= {row[2] for row in mine}
-    assert _watermark(s) == r.to_event_id == scalar(s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
-    log = scalar(s, f"SELECT CONCAT(kind, ' ', users, ' ', `rows`, ' ', max_event_ts) FROM `{s.serving_db}`.publish_log "
-                    "WHERE run_id = %s", (r.run_id,))
+    assert (
+        _watermark(s) == r.to_event_id == scalar(s, f"SELECT MAX(event_id) FROM `{s.raw_db}`.user_behavior")
+    )
+    log = scalar(
+        s,
+        f"SELECT CONCAT(kind, ' ', users, ' ', `rows`, ' ', max_event_ts) FROM `{s.serving_db}`.publish_log "
+        "WHERE run_id = %s",
+        (r.run_id,),
+    )
     assert log == f"refresh 1 5 {(T0 + timedelta(days=1, minutes=1)):%Y-%m-%d %H:%M:%S}.000"
-    # the intent row followed the user's new behaviour: two carts (weight 3) in category 3
+    # the intent row followed the user's new behaviour (two carts in category 3), read from the mart
     assert scalar(s, f"SELECT category_id FROM `{s.serving_db}`.user_intent_category WHERE user_id = 2") == 3
+    assert scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.user_intent_category") == 10
 
 
 def test_rerunning_refresh_is_a_noop(published):
@@ -95,7 +115,9 @@ def test_refresh_batches_commit_separately(published):
     r = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, batch_size=2)
     assert [b.users for b in r.batches] == [2, 2, 1]
     assert scalar(s, f"SELECT COUNT(*) FROM `{s.serving_db}`.publish_log WHERE run_id = %s", (r.run_id,)) == 3
-    assert {row[5] for row in topn(s) if row[0] <= 5} == {"v2"} and {row[5] for row in topn(s) if row[0] > 5} == {"v1"}
+    assert {row[5] for row in topn(s) if row[0] <= 5} == {"v2"} and {
+        row[5] for row in topn(s) if row[0] > 5
+    } == {"v1"}
 
 
 def test_refresh_during_a_full_publish_is_not_lost(published):
@@ -136,7 +158,9 @@ def test_full_publish_swap_waits_for_a_running_refresh(published):
     add_events(s, [(9, 21, "cart", T0 + timedelta(days=1))])
     result: list[object] = []
     thread = threading.Thread(
-        target=lambda: result.append(publish_refresh(RawEventsRecommender(s, pause=(reached, resume)), "v-refresh", s, n=5))
+        target=lambda: result.append(
+            publish_refresh(RawEventsRecommender(s, pause=(reached, resume)), "v-refresh", s, n=5)
+        )
     )
     thread.start()
     try:
@@ -147,7 +171,9 @@ def test_full_publish_swap_waits_for_a_running_refresh(published):
         resume.set()
         thread.join(60)
     assert result and result[0].users == 1
-    assert {row[5] for row in topn(s)} == {"v1", "v-refresh"} and {row[5] for row in topn(s, 9)} == {"v-refresh"}
+    assert {row[5] for row in topn(s)} == {"v1", "v-refresh"} and {row[5] for row in topn(s, 9)} == {
+        "v-refresh"
+    }
     assert not {t for t in serving_tables(s) if t.endswith(("_new", "_old"))}
 
 
@@ -176,7 +202,9 @@ def test_reader_never_sees_an_empty_list_while_a_user_is_refreshed(published):
     def reader() -> None:
         while not stop.is_set():
             try:
-                rows = store.query("SELECT COUNT(*), MIN(`rank`), MAX(`rank`) FROM user_topn WHERE user_id = 2")[0]
+                rows = store.query(
+                    "SELECT COUNT(*), MIN(`rank`), MAX(`rank`) FROM user_topn WHERE user_id = 2"
+                )[0]
                 seen.append(int(rows[0]))
                 if rows[0] != 5 or (rows[1], rows[2]) != (1, 5):
                     errors.append(f"partial list {rows}")
@@ -205,7 +233,9 @@ def test_upper_event_id_leaves_later_events_for_the_next_run(published):
     add_events(s, [(4, 15, "cart", T0 + timedelta(days=1))])  # lands while dbt is running
 
     first = publish_refresh(RawEventsRecommender(s), "v2", s, n=5, upper_event_id=features_built_at)
-    assert first.users == 1 and first.to_event_id == features_built_at and {r[5] for r in topn(s, 4)} == {"v1"}
+    assert (
+        first.users == 1 and first.to_event_id == features_built_at and {r[5] for r in topn(s, 4)} == {"v1"}
+    )
     assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5, upper_event_id=features_built_at).noop
     second = publish_refresh(RawEventsRecommender(s), "v3", s, n=5)
     assert second.users == 1 and {r[5] for r in topn(s, 4)} == {"v3"} and {r[5] for r in topn(s, 3)} == {"v2"}

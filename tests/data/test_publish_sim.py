@@ -4,16 +4,17 @@ planted intent of each user's last session (ground truth the publisher never rea
 from __future__ import annotations
 
 import pytest
+from publish_support import RawEventsRecommender
 
 from ml.db import connect
-from ml.publish import publish_full
-from publish_support import RawEventsRecommender
+from ml.features.dbt import run_dbt
+from ml.publish.full import publish_full
 
 
 @pytest.fixture()
 def sim_loaded(sim_small, settings):
     """``sim_small`` in the raw tables (reloaded if a ``clean_db`` test emptied them); serving emptied."""
-    from ml.data.simulate import load_simulation
+    from ml.data.sim_load import load_simulation
 
     conn = connect(settings=settings)
     with conn.cursor() as cur:
@@ -22,9 +23,21 @@ def sim_loaded(sim_small, settings):
             for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
                 cur.execute(f"TRUNCATE TABLE `{settings.raw_db}`.`{t}`")
             load_simulation(sim_small, settings)
-        for t in ("user_topn", "popular_topn", "user_intent_category", "publish_log", "publish_watermark", "item_similar"):
+        for t in (
+            "user_topn",
+            "popular_topn",
+            "user_intent_category",
+            "publish_log",
+            "publish_watermark",
+            "item_similar",
+        ):
             cur.execute(f"TRUNCATE TABLE `{settings.serving_db}`.`{t}`")
     conn.close()
+    # the serving marts (popularity, intent) of exactly this data, as the train DAG's dbt group builds them
+    run_dbt(
+        ["run", "--select", "+serve_popular_topn", "+serve_user_intent_category", "--full-refresh"],
+        settings=settings,
+    )
     return sim_small
 
 

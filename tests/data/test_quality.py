@@ -8,9 +8,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
-
-from ml.quality import QualityGateFailed, QualityResult, load_state, require_stage, run_stage
 from quality_support import build_marts, execute, mart_settings
+
+from ml.quality.gates import QualityGateFailed, QualityResult, require_stage, run_stage
+from ml.quality.state import load_state
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -22,10 +23,13 @@ def failed(result: QualityResult) -> set[tuple[str, str]]:
 
 # ------------------------------------------------------------------------------------------- raw
 
-def raw_sim_newest_event_id(settings) -> int:
-    from ml.datasets import read_sql
 
-    return int(read_sql(f"SELECT MAX(event_id) AS m FROM `{settings.raw_db}`.user_behavior", settings)["m"][0])
+def raw_sim_newest_event_id(settings) -> int:
+    from ml.features.datasets import read_sql
+
+    return int(
+        read_sql(f"SELECT MAX(event_id) AS m FROM `{settings.raw_db}`.user_behavior", settings)["m"][0]
+    )
 
 
 @pytest.fixture()
@@ -38,7 +42,9 @@ def raw_sim(sim_small_db):
 def events(sim_small) -> pd.DataFrame:
     """A clean incoming batch: 1,000 events of the simulated shop, in contract columns."""
     ev = sim_small.events.head(1000).copy()
-    return ev[["user_id", "item_id", "session_id", "behavior_type", "query_text", "ts"]].reset_index(drop=True)
+    return ev[["user_id", "item_id", "session_id", "behavior_type", "query_text", "ts"]].reset_index(
+        drop=True
+    )
 
 
 def test_clean_simulated_batch_passes(settings, events):
@@ -130,6 +136,7 @@ def test_require_stage_raises_with_the_summary(settings, events):
 
 # ----------------------------------------------------------------------------------------- marts
 
+
 @pytest.fixture()
 def marts(settings):
     """Clean tiny marts in ``<marts_db>_gx`` and no remembered row counts."""
@@ -145,7 +152,13 @@ def test_clean_marts_pass_and_remember_row_counts(marts):
     result = run_stage("marts", marts, build_docs=False)
     assert result.success, result.summary
     counts = load_state(marts)[marts.marts_db]["row_counts"]
-    assert counts == {"dim_users": 6, "dim_items": 6, "fct_session_intent": 6, "ml_candidates": 36, "ml_covisitation": 18}
+    assert counts == {
+        "dim_users": 6,
+        "dim_items": 6,
+        "fct_session_intent": 6,
+        "ml_candidates": 36,
+        "ml_covisitation": 18,
+    }
 
 
 def test_mart_with_a_feature_all_null_fails(marts):
@@ -177,7 +190,7 @@ def test_row_count_drop_against_the_previous_run_fails(marts):
 
 
 def test_missing_mart_is_a_usage_error(marts):
-    from ml.quality import QualityUsageError
+    from ml.quality.gates import QualityUsageError
 
     execute(marts, f"DROP TABLE `{marts.marts_db}`.dim_items")
     with pytest.raises(QualityUsageError, match="dim_items"):
@@ -186,9 +199,13 @@ def test_missing_mart_is_a_usage_error(marts):
 
 # -------------------------------------------------------------------------------------- training
 
+
 def test_training_set_passes_then_fails_on_a_leaky_column(marts):
     assert run_stage("training", marts, database=marts.marts_db, build_docs=False).success
-    execute(marts, f"ALTER TABLE `{marts.marts_db}`.ml_training_set ADD COLUMN purchased_next_day TINYINT DEFAULT 0")
+    execute(
+        marts,
+        f"ALTER TABLE `{marts.marts_db}`.ml_training_set ADD COLUMN purchased_next_day TINYINT DEFAULT 0",
+    )
     result = run_stage("training", marts, database=marts.marts_db, build_docs=False)
     assert failed(result) == {("training_ml_training_set_columns", "column_name")}
     assert "e.g. purchased_next_day" in result.summary
@@ -202,6 +219,7 @@ def test_training_set_without_positives_fails(marts):
 
 
 # ------------------------------------------------------------------------------------------ top-N
+
 
 @pytest.fixture()
 def topn(settings, raw_sim) -> tuple[pd.DataFrame, list[int]]:
@@ -244,7 +262,15 @@ def test_topn_business_rules_fail(settings, raw_sim, topn):
     bad = {col for _, col in failed(result)}
     assert {"in_stock", "score_ordered", "already_purchased", "user_rows"} <= bad
     allowed = int(items.loc[items.item_id == bought, "category_id"].iloc[0])
-    again = run_stage("topn", settings, frame=frame, n=5, user_ids=users, repeat_buy_category_ids=[allowed], build_docs=False)
+    again = run_stage(
+        "topn",
+        settings,
+        frame=frame,
+        n=5,
+        user_ids=users,
+        repeat_buy_category_ids=[allowed],
+        build_docs=False,
+    )
     assert "already_purchased" not in {col for _, col in failed(again)}
 
 
@@ -277,10 +303,11 @@ def test_topn_from_a_serving_table_with_non_finite_scores(settings, topn):
 
 # -------------------------------------------------------------------------------------------- CLI
 
+
 def test_cli_prints_the_summary_and_exits_non_zero_on_failure(settings, raw_sim):
     from typer.testing import CliRunner
 
-    from ml.cli import app
+    from ml.cli.app import app
     from ml.db import connect
 
     runner = CliRunner()
@@ -311,7 +338,7 @@ def test_old_results_and_docs_pages_are_pruned(settings, events):
     import os
     import time
 
-    from ml.quality import KEEP_DAYS, prune_history
+    from ml.quality.context import KEEP_DAYS, prune_history
 
     assert run_stage("raw", settings, frame=events).success  # writes a result and its Data Docs page
     results = [p for p in (settings.home / "gx" / "validations").rglob("*.json")]

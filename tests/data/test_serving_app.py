@@ -7,11 +7,12 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from publish_support import T0, RawEventsRecommender, add_events, seed_serving_marts, seed_shop
 
 from ml.db import connect
-from ml.publish import publish_full, publish_refresh
+from ml.publish.full import publish_full
+from ml.publish.refresh import publish_refresh
 from ml.serving.app import create_app
-from publish_support import T0, RawEventsRecommender, add_events, seed_shop
 
 
 @pytest.fixture()
@@ -25,7 +26,10 @@ def client(clean_db):
     with conn.cursor() as cur:
         cur.execute("INSERT INTO item_similar VALUES (1, 1, 4, 0.9), (1, 2, 7, 0.5)")
     conn.close()
-    add_events(s, [(42, 5, "cart", T0 + timedelta(days=1)), (42, 8, "browse", T0 + timedelta(days=1, minutes=1))])
+    add_events(
+        s, [(42, 5, "cart", T0 + timedelta(days=1)), (42, 8, "browse", T0 + timedelta(days=1, minutes=1))]
+    )
+    seed_serving_marts(s)  # the realtime dbt run before the refresh
     publish_refresh(RawEventsRecommender(s, skip_users=[42]), "v1", s, n=5)
     with TestClient(create_app(dataclasses.replace(s, topn=5))) as c:
         yield c
@@ -35,7 +39,10 @@ def test_known_user_gets_published_list(client):
     body = client.get("/recommendations/1", params={"n": 3}).json()
     assert body["user_id"] == 1
     assert [(it["item_id"], it["source"], it["model_version"]) for it in body["items"]] == [
-        (1, "repeat", "v1"), (4, "repeat", "v1"), (7, "repeat", "v1")]
+        (1, "repeat", "v1"),
+        (4, "repeat", "v1"),
+        (7, "repeat", "v1"),
+    ]
     assert body["items"][0]["score"] == 104.0
 
 
@@ -45,7 +52,7 @@ def test_user_with_intent_but_no_list_gets_intent_category_popularity(client):
     cat2 = [it for it in items if it["source"] == "intent_pop"]
     assert cat2 and all((it["item_id"] - 1) % 3 + 1 == 2 for it in cat2)  # items of category 2
     assert items[: len(cat2)] == cat2  # intent first, then global popularity fills up
-    assert {it["source"] for it in items[len(cat2):]} <= {"global_pop"}
+    assert {it["source"] for it in items[len(cat2) :]} <= {"global_pop"}
     assert all(it["model_version"] == "v1" for it in items)
 
 
@@ -66,9 +73,20 @@ def test_similar_items_then_popularity(client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/recommendations/abc", "/recommendations/-1", "/recommendations/1.5", "/recommendations/1?n=0",
-     "/recommendations/1?n=6", "/recommendations/1?n=x", f"/recommendations/{2**63}", "/recommendations/1?n=-3",
-     "/similar/abc", "/similar/-7", f"/similar/{2**64}", "/similar/1?n=1000"],
+    [
+        "/recommendations/abc",
+        "/recommendations/-1",
+        "/recommendations/1.5",
+        "/recommendations/1?n=0",
+        "/recommendations/1?n=6",
+        "/recommendations/1?n=x",
+        f"/recommendations/{2**63}",
+        "/recommendations/1?n=-3",
+        "/similar/abc",
+        "/similar/-7",
+        f"/similar/{2**64}",
+        "/similar/1?n=1000",
+    ],
 )
 def test_bad_ids_are_client_errors(client, path):
     resp = client.get(path)
@@ -113,7 +131,7 @@ def test_killed_reader_connection_is_replaced(clean_db):
     seed_shop(s)
     publish_full(RawEventsRecommender(s), "v1", s, n=5)
     store = ServingStore(s, pool_size=1)
-    (conn_id,), = store.query("SELECT CONNECTION_ID()")
+    ((conn_id,),) = store.query("SELECT CONNECTION_ID()")
     root = connect(settings=s)
     with root.cursor() as cur:
         cur.execute(f"KILL {int(conn_id)}")
@@ -128,11 +146,17 @@ def test_responses_match_the_documented_models(client):
     what the response models (kept for OpenAPI) describe."""
     from ml.serving.app import Recommendations, Similar
 
-    for path, model in [("/recommendations/1", Recommendations), ("/recommendations/42", Recommendations),
-                        ("/recommendations/123456", Recommendations), ("/similar/1", Similar)]:
+    for path, model in [
+        ("/recommendations/1", Recommendations),
+        ("/recommendations/42", Recommendations),
+        ("/recommendations/123456", Recommendations),
+        ("/similar/1", Similar),
+    ]:
         resp = client.get(path)
         assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
         assert model.model_validate_json(resp.content).model_dump(mode="json") == resp.json(), path
     schema = client.get("/openapi.json").json()
-    ok = schema["paths"]["/recommendations/{user_id}"]["get"]["responses"]["200"]["content"]["application/json"]
+    ok = schema["paths"]["/recommendations/{user_id}"]["get"]["responses"]["200"]["content"][
+        "application/json"
+    ]
     assert ok["schema"]["$ref"].endswith("/Recommendations") and "Item" in schema["components"]["schemas"]

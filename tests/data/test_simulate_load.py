@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ml.datasets import read_sql
+from ml.features.datasets import read_sql
 
 
 def _query(settings, sql: str) -> pd.DataFrame:
@@ -14,19 +14,28 @@ def _query(settings, sql: str) -> pd.DataFrame:
 
 def test_sim_small_is_loaded_completely(sim_small_db, settings):
     sim_small = sim_small_db
-    counts = _query(settings, "SELECT behavior_type, COUNT(*) n, SUM(item_id IS NULL) no_item FROM user_behavior GROUP BY 1")
+    counts = _query(
+        settings,
+        "SELECT behavior_type, COUNT(*) n, SUM(item_id IS NULL) no_item FROM user_behavior GROUP BY 1",
+    )
     counts = counts.set_index("behavior_type")
     expected = sim_small.events.behavior_type.value_counts()
     assert {k: int(v) for k, v in counts.n.items()} == {k: int(v) for k, v in expected.items()}
     assert int(counts.loc["search", "no_item"]) == int(expected["search"])
     assert int(counts.drop("search").no_item.sum()) == 0
-    for table, frame in (("users", sim_small.users), ("items", sim_small.items), ("sim_session_intent", sim_small.intents)):
+    for table, frame in (
+        ("users", sim_small.users),
+        ("items", sim_small.items),
+        ("sim_session_intent", sim_small.intents),
+    ):
         assert int(_query(settings, f"SELECT COUNT(*) n FROM {table}").n[0]) == len(frame)
 
 
 def test_event_values_round_trip(sim_small_db, settings):
     sim_small = sim_small_db
-    db = _query(settings, "SELECT user_id, item_id, session_id, behavior_type, query_text, ts FROM user_behavior")
+    db = _query(
+        settings, "SELECT user_id, item_id, session_id, behavior_type, query_text, ts FROM user_behavior"
+    )
     db["item_id"] = db["item_id"].astype("Int64")
     db["ts"] = pd.to_datetime(db["ts"]).astype("datetime64[ms]")
     key = ["session_id", "ts", "behavior_type", "item_id"]
@@ -43,7 +52,9 @@ def test_ground_truth_and_references(sim_small_db, settings):
         "WHERE e.item_id IS NOT NULL AND i.item_id IS NULL",
     )
     assert int(orphans.n[0]) == 0
-    gt = _query(settings, "SELECT session_id, intent_category_id, is_switch, query_text FROM sim_session_intent")
+    gt = _query(
+        settings, "SELECT session_id, intent_category_id, is_switch, query_text FROM sim_session_intent"
+    )
     merged = gt.merge(sim_small.intents, on="session_id", suffixes=("_db", ""))
     assert len(merged) == len(sim_small.intents)
     assert (merged.intent_category_id_db == merged.intent_category_id).all()
@@ -54,14 +65,19 @@ def test_ground_truth_and_references(sim_small_db, settings):
 def test_block_by_block_load_matches_one_simulation(clean_db):
     from datetime import datetime
 
-    from ml.data.simulate import SimConfig, iter_simulation, load_simulation, simulate
+    from ml.data.sim_config import SimConfig
+    from ml.data.sim_load import load_simulation
+    from ml.data.simulate import iter_simulation, simulate
 
     cfg = SimConfig(users=260, items=90, days=4, seed=21, start=datetime(2026, 10, 1), users_per_block=100)
     reports = [load_simulation(block, clean_db, batch_rows=2000) for block in iter_simulation(cfg)]
     whole = simulate(cfg)
     assert sum(r.loaded for r in reports) == len(whole.events) and not any(r.quarantined for r in reports)
     assert sum(r.batches for r in reports) > 3
-    got = _query(clean_db, "SELECT COUNT(*) n, COUNT(DISTINCT user_id) u, COUNT(DISTINCT session_id) s FROM user_behavior")
+    got = _query(
+        clean_db,
+        "SELECT COUNT(*) n, COUNT(DISTINCT user_id) u, COUNT(DISTINCT session_id) s FROM user_behavior",
+    )
     assert (int(got.n[0]), int(got.s[0])) == (len(whole.events), len(whole.intents))
 
 

@@ -7,63 +7,92 @@ import os
 
 import pytest
 
-from ml.train import TrainConfig
+from ml.models.baselines import BASELINE_NAMES
+from ml.training.config import TrainConfig
 
 CACHE: dict[tuple, object] = {}  # the point-in-time cuts, built once for both runs of this module
 
 
 def small_config(**kw) -> TrainConfig:
-    """Few boosting rounds: the test checks the chain, not the model's quality."""
-    return TrainConfig(rounds=40, early_stopping=10, margin=0.0, **kw)
+    """Few boosting rounds, one training cut, no TF stage (it has its own tests): the chain, not the model's quality."""
+    base = {"rounds": 40, "early_stopping": 10, "margin": 0.0, "n_train_cuts": 1, "use_tf": False}
+    return TrainConfig(**{**base, "rule_ablation": False, **kw})
 
 
 @pytest.fixture(scope="module")
 def trained(sim_small_module, settings, tmp_path_factory):
     """One pipeline run in its own MLflow experiment (fresh registry: no champion before it)."""
-    from ml.train import train_pipeline
+    from ml.training.pipeline import train_pipeline
 
     os.environ["RECSYS_MLFLOW_EXPERIMENT"] = "test-train-e2e"
     from ml.config import get_settings
 
     s = get_settings()
     steps: list[str] = []
-    out = train_pipeline(s, small_config(), step=steps.append, cache=CACHE)
+    out = train_pipeline(s, small_config(rule_ablation=True), step=steps.append, cache=CACHE)
     yield s, out, steps
     os.environ.pop("RECSYS_MLFLOW_EXPERIMENT", None)
 
 
 def test_pipeline_registers_a_champion(trained) -> None:
-    from ml import registry
+    from ml.registry import store
 
     s, out, steps = trained
     assert out["promoted"] is True, out["reason"]
-    client = registry.configure(s)
-    name = registry.model_name(s)
-    assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == out["version"]
-    assert str(client.get_model_version_by_alias(name, registry.CHALLENGER).version) == out["version"]
-    # the first champion had to beat the better of co-visitation and repeat on the same holdout
-    assert out["gate"]["reference_name"] in {"covisit", "repeat"}
+    client = store.configure(s)
+    name = store.model_name(s)
+    assert str(client.get_model_version_by_alias(name, store.CHAMPION).version) == out["version"]
+    assert str(client.get_model_version_by_alias(name, store.CHALLENGER).version) == out["version"]
+    # the first champion had to beat the best baseline on the same holdout
+    assert out["gate"]["reference_name"] in BASELINE_NAMES
     assert out["metrics"]["lightgbm"]["ndcg@10"] >= out["gate"]["reference"]
+    assert out["champion"] == {"kind": "lightgbm", "version": out["version"]}
     assert any(st.startswith("dbt point-in-time build: test") for st in steps)
+    # a browsing log of two weeks: the next-day task, chosen from the data and said so
+    assert out["task"]["task"] == "next_day" and out["task"]["label_hours"] == 24
+    assert any(st.startswith("task next_day") for st in steps)
 
 
 def test_run_logs_every_model_and_baseline(trained) -> None:
     import mlflow
 
     s, out, _ = trained
-    from ml import registry
+    from ml.registry import store
 
-    registry.configure(s)
+    store.configure(s)
     run = mlflow.get_run(out["run_id"])
     for model in ("popular", "intent_pop", "repeat", "covisit", "lightgbm", "xgboost"):
-        for metric in ("ndcg_at_10", "otto_recall_at_20", "recall_at_20_orders", "hitrate_at_10", "mrr", "coverage_at_10", "intent_capture_at_10"):
+        for metric in (
+            "ndcg_at_10",
+            "otto_recall_at_20",
+            "recall_at_20_orders",
+            "hitrate_at_10",
+            "mrr",
+            "coverage_at_10",
+            "intent_capture_at_10",
+        ):
             assert f"{model}.{metric}" in run.data.metrics, f"{model}.{metric} missing"
     assert run.data.params["label_hours"] == "24" and run.data.params["test_cut"] == out["split"]["test_cut"]
     assert run.data.metrics["rows_frame_test"] > 0 and run.data.metrics["eval_users"] > 0
     assert 0 < run.data.metrics["cand_recall_any"] <= 1
     files = {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"], "report")}
-    assert {"report/comparison.csv", "report/comparison.md", "report/metric_bars.png", "report/importance_lightgbm.png",
-            "report/scores_lightgbm.png", "report/comparison_session.csv", "report/metric_bars_session.png"} <= files
+    assert {
+        "report/comparison.csv",
+        "report/comparison.md",
+        "report/metric_bars.png",
+        "report/importance_lightgbm.png",
+        "report/scores_lightgbm.png",
+        "report/comparison_session.csv",
+        "report/metric_bars_session.png",
+        "report/rule_choice.md",
+        "report/rule_ablation.md",
+    } <= files
+    # rules chosen on the validation cut, their cost measured on the test cut for every model
+    assert run.data.params["task"] == "next_day" and "chosen_rules_max_category_share" in run.data.params
+    for variant in ("chosen", "no_category_cap", "bought_allowed", "any_stock", "no_rules"):
+        for model in ("repeat", "lightgbm"):
+            assert f"ablation.{variant}.{model}" in run.data.metrics
+    assert out["rule_ablation"]["chosen"]["lightgbm"] == out["metrics"]["lightgbm"]["ndcg@10"]
     # the rest-of-session task: same models and baselines, on users cut inside their session
     for model in ("popular", "repeat", "covisit", "lightgbm"):
         assert f"session.{model}.ndcg_at_10" in run.data.metrics
@@ -85,8 +114,8 @@ def test_rest_of_session_task_sees_the_intent(trained) -> None:
 
 def test_champion_loader_scores_current_marts(trained) -> None:
     """What the publish step does: the champion over the serving view gives exactly n items per user."""
-    from ml.dbt import run_dbt
-    from ml.registry import load_champion
+    from ml.features.dbt import run_dbt
+    from ml.registry.champion import load_champion
 
     s, out, _ = trained
     run_dbt(["run", "--exclude", "tag:pit"], settings=s)  # the serving view (no cut) in recsys_marts
@@ -102,17 +131,28 @@ def test_champion_loader_scores_current_marts(trained) -> None:
 def test_pipeline_with_the_tf_stage(trained) -> None:
     """Tiny TF configs: the two-tower becomes a candidate source, the DIN score a reranker feature, both
     are logged with the run, and the registered version rebuilds its frame with its own TF models."""
-    from ml import registry
-    from ml.train import frame_for_spec, train_pipeline
+    from ml.registry import store
+    from ml.registry.champion import frame_for_spec
+    from ml.training.pipeline import train_pipeline
 
     s, _, _ = trained
-    tiny = {"retrieve_k": 20, "two_tower": {"epochs": 1, "batch_size": 256, "item_dim": 8, "out_dim": 8, "hidden": 16},
-            "ranker": {"epochs": 1, "patience": 1, "negative_rate": 0.3, "batch_size": 512, "hidden": (16,), "item_dim": 8}}
+    tiny = {
+        "retrieve_k": 20,
+        "two_tower": {"epochs": 1, "batch_size": 256, "item_dim": 8, "out_dim": 8, "hidden": 16},
+        "ranker": {
+            "epochs": 1,
+            "patience": 1,
+            "negative_rate": 0.3,
+            "batch_size": 512,
+            "hidden": (16,),
+            "item_dim": 8,
+        },
+    }
     out = train_pipeline(s, small_config(use_tf=True, tf=tiny, xgboost=False), cache=CACHE)
     assert "tf_ranker" in out["metrics"] and out["metrics"]["tf_ranker"]["ndcg@10"] > 0
     assert set(out["fit_seconds"]) >= {"lightgbm", "two_tower", "tf_ranker"}
-    client = registry.configure(s)
-    _, spec = registry.load_reranker(client, registry.model_name(s), out["version"])
+    client = store.configure(s)
+    _, spec = store.load_reranker(client, store.model_name(s), out["version"])
     assert spec["tf"]["two_tower_uri"] and spec["tf"]["ranker_uri"]
     assert "tf_score" in spec["features"] and "two_tower_score" in spec["features"]
     cut = next(iter(CACHE.values()))
@@ -123,21 +163,21 @@ def test_pipeline_with_the_tf_stage(trained) -> None:
 def test_evaluate_and_promote_commands_reuse_the_registry(trained) -> None:
     """`evaluate` re-scores the champion next to the baselines; `promote` re-runs the gate on the
     challenger's own test cut and reaches the same decision the training run reached."""
-    from ml import registry
-    from ml.train import evaluate, promote
+    from ml.registry import store
+    from ml.training.registered import evaluate, promote
 
     s, _, _ = trained
     ev = evaluate(s, small_config())
     assert {"champion", "covisit", "repeat", "popular", "intent_pop"} <= set(ev["metrics"])
     assert ev["metrics"]["champion"]["ndcg@10"] > 0
-    client = registry.configure(s)
-    name = registry.model_name(s)
-    challenger = str(client.get_model_version_by_alias(name, registry.CHALLENGER).version)
-    champion = str(client.get_model_version_by_alias(name, registry.CHAMPION).version)
+    client = store.configure(s)
+    name = store.model_name(s)
+    challenger = str(client.get_model_version_by_alias(name, store.CHALLENGER).version)
+    champion = str(client.get_model_version_by_alias(name, store.CHAMPION).version)
     res = promote(s, config=small_config())
     assert res["version"] == challenger
     if challenger == champion:
         assert res["promoted"] is False and "already the champion" in res["reason"]
     else:
         assert res["promoted"] is False and res["reference_name"] == "champion"
-        assert str(client.get_model_version_by_alias(name, registry.CHAMPION).version) == champion
+        assert str(client.get_model_version_by_alias(name, store.CHAMPION).version) == champion

@@ -1,4 +1,4 @@
-"""Behavioural tests of the TF models on synthetic data with planted signals (ml.tf.synthetic).
+"""Behavioural tests of the TF models on synthetic data with planted signals (ml.models.tf.synthetic).
 
 Planted: each item has a successor in its category (the two-tower's next item); every user's
 history and searches name one intent category, and candidates in it are clicked far more often.
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.tf.ranker import RankerConfig, fit_ranker
-from ml.tf.synthetic import ITEM_FEATURES, USER_FEATURES, make_world, ranker_rows, two_tower_sequences
-from ml.tf.two_tower import TwoTowerConfig, fit_two_tower
+from ml.models.tf.ranker import fit_ranker
+from ml.models.tf.ranker_config import RankerConfig
+from ml.models.tf.synthetic import ITEM_FEATURES, USER_FEATURES, make_world, ranker_rows, two_tower_sequences
+from ml.models.tf.two_tower import TwoTowerConfig, fit_two_tower
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +34,17 @@ def two_tower(world):
 @pytest.fixture(scope="module")
 def ranker(world):
     cfg = RankerConfig(
-        user_features=USER_FEATURES, item_features=ITEM_FEATURES, epochs=4, batch_size=128,
-        learning_rate=3e-3, item_dim=16, hidden=(32, 16),
+        user_features=USER_FEATURES,
+        item_features=ITEM_FEATURES,
+        epochs=4,
+        batch_size=128,
+        learning_rate=3e-3,
+        item_dim=16,
+        hidden=(32, 16),
     )
-    return fit_ranker(ranker_rows(world, 400, seed=2), ranker_rows(world, 100, seed=3), cfg, items=world.items)
+    return fit_ranker(
+        ranker_rows(world, 400, seed=2), ranker_rows(world, 100, seed=3), cfg, items=world.items
+    )
 
 
 def _user(world, cat: int, n_hist: int = 6) -> pd.DataFrame:
@@ -76,7 +84,9 @@ def test_two_tower_retrieve_contract(world, two_tower):
 
 
 def test_two_tower_scores_items_added_after_training(world, two_tower):
-    new = pd.DataFrame({"item_id": [999_001, 999_002], "category_id": [3, 4], "brand": ["new", "new"], "price": [9.9, None]})
+    new = pd.DataFrame(
+        {"item_id": [999_001, 999_002], "category_id": [3, 4], "brand": ["new", "new"], "price": [9.9, None]}
+    )
     two_tower.set_catalogue(pd.concat([world.items, new], ignore_index=True))
     try:
         got = two_tower.retrieve(_user(world, 3), k=N_ITEMS + 2)
@@ -103,8 +113,14 @@ def test_ranker_top5_of_mixed_candidates_is_the_intent_category(world, ranker):
 
 def test_ranker_scores_unseen_items_and_brands(world, ranker):
     rows = pd.concat([_user(world, 3)] * 2, ignore_index=True).assign(
-        item_id=[999_001, 999_002], category_id=[3, 4], brand=["newbrand", "newbrand"], price=[9.0, 9.0],
-        title=["thing", "thing"], category=["cat3", "cat4"], pop_browse_7d=[1, 1], price_pct_in_category=[0.5, 0.5],
+        item_id=[999_001, 999_002],
+        category_id=[3, 4],
+        brand=["newbrand", "newbrand"],
+        price=[9.0, 9.0],
+        title=["thing", "thing"],
+        category=["cat3", "cat4"],
+        pop_browse_7d=[1, 1],
+        price_pct_in_category=[0.5, 0.5],
     )
     s = ranker.score(rows)
     assert np.isfinite(s).all()
@@ -118,7 +134,12 @@ def test_ranker_early_stopping_keeps_the_best_epoch(world, ranker):
     heads = ranker.predict_heads(valid)
     eps = 1e-7
     loss = sum(
-        float(-np.mean(valid[h] * np.log(np.clip(p, eps, 1 - eps)) + (1 - valid[h]) * np.log(np.clip(1 - p, eps, 1 - eps))))
+        float(
+            -np.mean(
+                valid[h] * np.log(np.clip(p, eps, 1 - eps))
+                + (1 - valid[h]) * np.log(np.clip(1 - p, eps, 1 - eps))
+            )
+        )
         for h, p in heads.items()
     )
     assert loss == pytest.approx(min(hist["val_loss"]), rel=1e-3)

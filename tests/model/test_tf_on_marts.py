@@ -38,7 +38,7 @@ def _read(settings, sql: str, params: tuple | None = None) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def marts(sim_small, settings):
-    from ml.dbt import build_point_in_time
+    from ml.features.dbt import build_point_in_time
 
     pit = build_point_in_time(CUT, 24, settings)
     events = _read(
@@ -58,7 +58,7 @@ def marts(sim_small, settings):
 
 
 def test_python_contexts_equal_fct_session_intent(marts):
-    from ml.tf.features import contexts_from_events
+    from ml.models.tf.sequences import contexts_from_events
 
     mine = contexts_from_events(marts["events"])
     dbt = marts["intent"][["user_id", "last_items", "query_terms"]]
@@ -69,21 +69,24 @@ def test_python_contexts_equal_fct_session_intent(marts):
 
 
 def test_ranker_learns_from_the_training_set(marts):
-    from ml.tf.ranker import (
+    from ml.models.tf.ranker import fit_ranker
+    from ml.models.tf.ranker_config import (
         TRAINING_SET_ITEM_FEATURES,
         TRAINING_SET_USER_FEATURES,
         RankerConfig,
-        attach_context,
-        fit_ranker,
     )
+    from ml.models.tf.ranker_inputs import attach_context
 
     rows = attach_context(marts["training"], marts["intent"], marts["raw_items"])
     users = np.sort(rows["user_id"].unique())
     valid_users = set(users[::4])
     train, valid = rows[~rows["user_id"].isin(valid_users)], rows[rows["user_id"].isin(valid_users)]
     cfg = RankerConfig(
-        user_features=TRAINING_SET_USER_FEATURES, item_features=TRAINING_SET_ITEM_FEATURES,
-        epochs=2, item_dim=16, hidden=(64, 32),
+        user_features=TRAINING_SET_USER_FEATURES,
+        item_features=TRAINING_SET_ITEM_FEATURES,
+        epochs=2,
+        item_dim=16,
+        hidden=(64, 32),
     )
     catalogue = marts["dim_items"].merge(marts["raw_items"], on="item_id")
     ranker = fit_ranker(train, valid, cfg, items=catalogue)
@@ -97,8 +100,8 @@ def test_ranker_learns_from_the_training_set(marts):
 
 
 def test_two_tower_serves_fct_session_intent_rows(marts):
-    from ml.tf.features import sequences_from_events
-    from ml.tf.two_tower import TwoTowerConfig, fit_two_tower
+    from ml.models.tf.sequences import sequences_from_events
+    from ml.models.tf.two_tower import TwoTowerConfig, fit_two_tower
 
     tt = fit_two_tower(sequences_from_events(marts["events"]), marts["dim_items"], TwoTowerConfig(epochs=1))
     bought = marts["events"].loc[marts["events"]["behavior_type"] == "purchase", ["user_id", "item_id"]]

@@ -3,7 +3,7 @@
     equal the raw events before the cut, and labels must lie inside [cut_ts, cut_ts + label_hours).
     Returns one row per violation. -#}
 {{ config(enabled=var('cut_ts', none) is not none, tags=['pit']) }}
-/* depends_on: {{ source('recsys_pit', 'pit_session_cuts') }} */
+/* depends_on: {{ ref('stg_recsys_pit__session_cuts') }} */
 
 {%- set cut = cut_ts_literal() %}
 {%- set feature_models = [
@@ -17,51 +17,70 @@
 ] %}
 
 {#- In a "rest of session" build the realtime models may also see each evaluated user's session
-    up to that user's own cut (pit_session_cuts), and nothing after it. -#}
+    up to that user's own cut (stg_recsys_pit__session_cuts), and nothing after it. -#}
 {%- set session_cuts = var('session_cuts', false) %}
 {%- set per_user_models = ['fct_session_intent', 'ml_candidates'] if session_cuts else [] %}
 
 with violations as (
     {%- for model, column in feature_models if model not in per_user_models %}
-    select '{{ model }}' as model_name, cast(max({{ column }}) as char) as detail
+    select
+        '{{ model }}' as model_name,
+        cast(max({{ column }}) as char) as detail
     from {{ ref(model) }}
     having max({{ column }}) >= {{ cut }}
     union all
     {%- endfor %}
     {%- for model in per_user_models %}
-    select '{{ model }}: event at/after the user''s own cut', cast(max(m.last_event_ts) as char)
+    select
+        '{{ model }}: event at/after the user''s own cut' as model_name,
+        cast(max(m.last_event_ts) as char) as detail
     from {{ ref(model) }} as m
-    left join {{ source('recsys_pit', 'pit_session_cuts') }} as session_cuts on session_cuts.user_id = m.user_id
+    left join {{ ref('stg_recsys_pit__session_cuts') }} as session_cuts on m.user_id = session_cuts.user_id
     having max(m.last_event_ts >= coalesce(session_cuts.cut_ts, {{ cut }})) = 1
     union all
     {%- endfor %}
     {%- if session_cuts %}
-    select 'ml_labels: label of a user without a session cut, or before it', cast(min(l.first_label_ts) as char)
+    select
+        'ml_labels: label of a user without a session cut, or before it' as model_name,
+        cast(min(l.first_label_ts) as char) as detail
     from {{ ref('ml_labels') }} as l
-    left join {{ source('recsys_pit', 'pit_session_cuts') }} as session_cuts on session_cuts.user_id = l.user_id
+    left join {{ ref('stg_recsys_pit__session_cuts') }} as session_cuts on l.user_id = session_cuts.user_id
     having max(session_cuts.user_id is null or l.first_label_ts < session_cuts.cut_ts) = 1
     union all
     {%- endif %}
-    select 'int_events_enriched: event count differs from raw events before the cut', cast(n_features as char)
+    select
+        'int_events_enriched: event count differs from raw events before the cut' as model_name,
+        cast(n_features as char) as detail
     from (
         select
             (select count(*) from {{ ref('int_events_enriched') }}) as n_features,
-            (select count(*) from {{ ref('stg_recsys__user_behavior_unbounded') }} where event_ts < {{ cut }}) as n_raw
+            (
+                select count(*) from {{ ref('stg_recsys__user_behavior_unbounded') }}
+                where event_ts < {{ cut }}
+            ) as n_raw
     ) as counts
     where n_features <> n_raw
     union all
-    select 'dim_users: n_events_total differs from raw events before the cut', cast(n_features as char)
+    select
+        'dim_users: n_events_total differs from raw events before the cut' as model_name,
+        cast(n_features as char) as detail
     from (
         select
             (select coalesce(sum(n_events_total), 0) from {{ ref('dim_users') }}) as n_features,
-            (select count(*) from {{ ref('stg_recsys__user_behavior_unbounded') }} where event_ts < {{ cut }}) as n_raw
+            (
+                select count(*) from {{ ref('stg_recsys__user_behavior_unbounded') }}
+                where event_ts < {{ cut }}
+            ) as n_raw
     ) as counts
     where n_features <> n_raw
     union all
-    select 'ml_labels: label outside the window', cast(min(first_label_ts) as char)
+    select
+        'ml_labels: label outside the window' as model_name,
+        cast(min(first_label_ts) as char) as detail
     from {{ ref('ml_labels') }}
-    having min(first_label_ts) < {{ cut }}
-        or max(last_label_ts) >= {{ cut }} + interval {{ var('label_hours') | int }} hour
+    having
+        min(first_label_ts) < {{ cut }}
+        or max(last_label_ts) >= {{ cut }} + interval {{ (var('label_hours') * 60) | round | int }} minute
 )
 
 select * from violations

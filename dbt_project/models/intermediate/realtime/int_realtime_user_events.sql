@@ -1,35 +1,45 @@
-{{ config(post_hook="{{ add_keys('event_id', {'ix_user_session': ['user_id', 'session_id', 'event_ts']}) }}") }}
+{{ config(post_hook=[
+    "{{ add_keys('event_id', {'ix_user_session': ['user_id', 'session_id', 'event_ts']}) }}",
+    "{{ record_realtime_watermark(realtime_watermark_literal(source('recsys_state', 'realtime_watermarks'))) }}",
+]) }}
 
 {#- The events of the users the realtime marts must recompute, with their item category, so
-    fct_session_intent and ml_candidates read one table instead of re-running the staging view for
-    every CTE. Only the last `realtime_history_days` before each user's last event are kept: the
-    realtime features look at recent behaviour, and the cost stays bounded for long histories.
-    Keyed (the ALTER also refreshes the statistics): without keys, and with the "1 row" estimate of
-    a just-created table, MariaDB runs the session self-joins as nested loops.
+    fct_session_intent and the candidate generators read one table instead of re-running the
+    staging view for every CTE. Only the last `realtime_history_days` before each user's last event
+    are kept: the realtime features look at recent behaviour, and the cost stays bounded for long
+    histories. Keyed (the ALTER also refreshes the statistics): without keys, and with the "1 row"
+    estimate of a just-created table, MariaDB runs the session self-joins as nested loops.
     Which users: on a full build (first run, --full-refresh, or a point-in-time build) every user;
-    otherwise the users with an event after the older of the two realtime marts' watermarks
-    (max last_event_ts), so a mart whose last run failed catches up on the next one. The marts are
-    looked up by name, not ref(), because they are downstream of this model. -#}
-/* depends_on: {{ ref('stg_recsys__session_prefix') }} */
-{%- set watermark = realtime_watermark(['fct_session_intent', 'ml_candidates']) %}
+    otherwise the users with an event after the realtime watermark, i.e. the older of the realtime
+    marts' watermarks in the state table recsys_state.realtime_watermarks (macros/realtime_state.sql),
+    so a mart whose last run failed catches up on the next one. The post-hook records the watermark
+    this build used (NULL: every user). -#}
+/* depends_on: {{ ref('int_session_prefix_events') }} */
+{%- set watermark = realtime_watermark(source('recsys_state', 'realtime_watermarks')) %}
+{%- set history_days = var('realtime_history_days') | int %}
 
 with events as (
     select * from {{ ref('stg_recsys__user_behavior') }}
     {%- if is_point_in_time() and var('session_cuts', false) %}
-    {#- a "rest of session" evaluation build adds each evaluated user's revealed session start
-        (only then: the union would keep the refresh's watermark filter off the raw indexes) #}
+    -- a "rest of session" evaluation build adds each evaluated user's revealed session start
+    -- (only then: the union would keep the refresh's watermark filter off the raw indexes)
     union all
-    select * from {{ ref('stg_recsys__session_prefix') }}
+    select * from {{ ref('int_session_prefix_events') }}
     {%- endif %}
 ),
 
 items as (
-    select item_id, category_id from {{ ref('stg_recsys__items') }}
+    select
+        item_id,
+        category_id
+    from {{ ref('stg_recsys__items') }}
 ),
 
-{#- the users to recompute and their last event (on an incremental run it is among the new ones) -#}
+-- the users to recompute and their last event (on an incremental run it is among the new ones)
 changed_users as (
-    select user_id, max(event_ts) as user_last_event_ts
+    select
+        user_id,
+        max(event_ts) as user_last_event_ts
     from events
     {%- if watermark is not none %}
     where event_ts > '{{ watermark }}'
@@ -37,7 +47,7 @@ changed_users as (
     group by user_id
 ),
 
-{#- their history, bounded per user (not per run) so incremental and full builds agree -#}
+-- their history, bounded per user (not per run) so incremental and full builds agree
 final as (
     select
         events.event_id,
@@ -51,9 +61,10 @@ final as (
         changed_users.user_last_event_ts
     from events
     inner join changed_users
-        on changed_users.user_id = events.user_id
-        and events.event_ts >= changed_users.user_last_event_ts - interval {{ var('realtime_history_days') | int }} day
-    left join items on items.item_id = events.item_id
+        on
+            events.user_id = changed_users.user_id
+            and events.event_ts >= changed_users.user_last_event_ts - interval {{ history_days }} day
+    left join items on events.item_id = items.item_id
 )
 
 select * from final

@@ -1,7 +1,5 @@
 {{ config(post_hook="{{ add_keys('user_id') }}") }}
 
-{%- set type_weight = "case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 3 else 0 end" %}
-
 with events as (
     select * from {{ ref('int_events_enriched') }}
 ),
@@ -14,39 +12,52 @@ as_of as (
     {{ as_of_sql(ref('int_events_enriched')) }}
 ),
 
+-- every event with the reference time, so the windows below read one relation
+dated_events as (
+    select
+        events.*,
+        as_of.as_of_ts
+    from events
+    cross join as_of
+),
+
 activity as (
     select
-        events.user_id,
-        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 1 day") }} as n_browse_1d,
-        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_browse_7d,
-        {{ count_if("behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_browse_30d,
-        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_cart_7d,
-        {{ count_if("behavior_type = 'cart' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_cart_30d,
-        {{ count_if("behavior_type = 'fav' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_fav_30d,
-        {{ count_if("behavior_type = 'purchase' and event_ts >= as_of.as_of_ts - interval 30 day") }} as n_purchase_30d,
-        {{ count_if("behavior_type = 'search' and event_ts >= as_of.as_of_ts - interval 7 day") }} as n_search_7d,
+        user_id,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of_ts - interval 1 day") }} as n_browse_1d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of_ts - interval 7 day") }} as n_browse_7d,
+        {{ count_if("behavior_type = 'browse' and event_ts >= as_of_ts - interval 30 day") }} as n_browse_30d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of_ts - interval 7 day") }} as n_cart_7d,
+        {{ count_if("behavior_type = 'cart' and event_ts >= as_of_ts - interval 30 day") }} as n_cart_30d,
+        {{ count_if("behavior_type = 'fav' and event_ts >= as_of_ts - interval 30 day") }} as n_fav_30d,
+        {{ count_if("behavior_type = 'purchase' and event_ts >= as_of_ts - interval 30 day") }} as n_purchase_30d,
+        {{ count_if("behavior_type = 'search' and event_ts >= as_of_ts - interval 7 day") }} as n_search_7d,
         {{ count_if("behavior_type = 'purchase'") }} as n_purchase_total,
         {{ count_if("behavior_type = 'browse'") }} as n_browse_total,
         cast(count(*) as signed) as n_events_total,
-        cast(count(distinct case when event_ts >= as_of.as_of_ts - interval 30 day then session_id end) as signed)
+        cast(count(distinct case when event_ts >= as_of_ts - interval 30 day then session_id end) as signed)
             as n_sessions_30d,
-        {{ as_double("avg(case when behavior_type = 'browse' and event_ts >= as_of.as_of_ts - interval 30 day then price end)") }}
-            as avg_price_viewed,
+        {{ as_double(
+            "avg(case when behavior_type = 'browse' and event_ts >= as_of_ts - interval 30 day then price end)"
+        ) }} as avg_price_viewed,
         {{ as_double("avg(case when behavior_type = 'purchase' then price end)") }} as avg_price_purchased,
         min(event_ts) as first_event_ts,
         max(event_ts) as last_event_ts,
-        max(as_of.as_of_ts) as as_of_ts
-    from events
-    cross join as_of
-    group by events.user_id
+        max(as_of_ts) as as_of_ts
+    from dated_events
+    group by user_id
 ),
 
-{#- affinity: type-weighted, time-decayed (half-life 7 days) share of the user's item events -#}
+-- affinity: type-weighted (event_weights.affinity), time-decayed (half-life 7 days) share of the
+-- user's item events
 category_scores as (
     select
         events.user_id,
         events.category_id,
-        sum({{ type_weight }} * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}) as score
+        sum(
+            {{ type_weight('events.behavior_type', 'affinity') }}
+            * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}
+        ) as score
     from events
     cross join as_of
     where events.category_id is not null
@@ -61,7 +72,10 @@ brand_scores as (
     select
         events.user_id,
         events.brand,
-        sum({{ type_weight }} * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}) as score
+        sum(
+            {{ type_weight('events.behavior_type', 'affinity') }}
+            * {{ decay('events.event_ts', 'as_of.as_of_ts', 168) }}
+        ) as score
     from events
     cross join as_of
     where events.brand is not null
@@ -101,9 +115,9 @@ final as (
         activity.first_event_ts,
         activity.last_event_ts
     from activity
-    left join users on users.user_id = activity.user_id
-    left join top_category on top_category.user_id = activity.user_id
-    left join top_brand on top_brand.user_id = activity.user_id
+    left join users on activity.user_id = users.user_id
+    left join top_category on activity.user_id = top_category.user_id
+    left join top_brand on activity.user_id = top_brand.user_id
 )
 
 select * from final

@@ -2,7 +2,9 @@
 
 {#- Pairs are formed inside a session among its last N distinct items (bounded work per session,
     so the cost stays linear in events). Each pair counts in both directions, weighted by
-    exp-decay of its age; the neighbour's behaviour decides which score it feeds. -#}
+    exp-decay of its age; the neighbour's behaviour decides which score it feeds, and the pair
+    types are weighted by event_weights.covisit (browse = any co-occurrence, cart = the neighbour
+    was carted or faved, purchase = it was bought). -#}
 {%- set n_items = var('covisit_session_items') | int %}
 {%- set half_life_hours = (var('covisit_half_life_days') | float) * 24 %}
 
@@ -19,8 +21,8 @@ session_items as (
         user_id,
         session_id,
         item_id,
-        max(event_ts) as last_ts,
         1 as was_seen,
+        max(event_ts) as last_ts,
         max(behavior_type in ('cart', 'fav')) as was_carted,
         max(behavior_type = 'purchase') as was_purchased
     from events
@@ -32,42 +34,59 @@ recent_session_items as (
     select *
     from (
         select
-            session_items.*,
-            row_number() over (
-                partition by user_id, session_id order by last_ts desc, item_id
-            ) as rn
+            user_id,
+            session_id,
+            item_id,
+            was_seen,
+            last_ts,
+            was_carted,
+            was_purchased,
+            row_number() over (partition by user_id, session_id order by last_ts desc, item_id) as rn
         from session_items
     ) as ranked
     where rn <= {{ n_items }}
 ),
 
+{%- set pair_decay = decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) %}
+
 pairs as (
     select
         a.item_id,
         b.item_id as similar_item_id,
-        sum({{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_browse,
-        sum(b.was_carted * {{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_cart,
-        sum(b.was_purchased * {{ decay('greatest(a.last_ts, b.last_ts)', 'as_of.as_of_ts', half_life_hours) }}) as score_purchase,
+        sum({{ pair_decay }}) as score_browse,
+        sum(b.was_carted * {{ pair_decay }}) as score_cart,
+        sum(b.was_purchased * {{ pair_decay }}) as score_purchase,
         max(greatest(a.last_ts, b.last_ts)) as last_event_ts
     from recent_session_items as a
     inner join recent_session_items as b
-        on b.user_id = a.user_id and b.session_id = a.session_id and b.item_id <> a.item_id
+        on a.user_id = b.user_id and a.session_id = b.session_id and a.item_id <> b.item_id
     cross join as_of
     group by a.item_id, b.item_id
 ),
 
 scored as (
     select
-        pairs.*,
-        {{ var('covisit_weight_browse') }} * score_browse
-        + {{ var('covisit_weight_cart') }} * score_cart
-        + {{ var('covisit_weight_purchase') }} * score_purchase as score
+        item_id,
+        similar_item_id,
+        score_browse,
+        score_cart,
+        score_purchase,
+        last_event_ts,
+        {{ event_weight('covisit', 'browse') }} * score_browse
+        + {{ event_weight('covisit', 'cart') }} * score_cart
+        + {{ event_weight('covisit', 'purchase') }} * score_purchase as score
     from pairs
 ),
 
 ranked as (
     select
-        scored.*,
+        item_id,
+        similar_item_id,
+        score,
+        score_browse,
+        score_cart,
+        score_purchase,
+        last_event_ts,
         row_number() over (partition by item_id order by score desc, similar_item_id) as rn
     from scored
 ),

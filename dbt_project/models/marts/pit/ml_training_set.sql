@@ -93,12 +93,12 @@ final as (
             end as signed
         ) as label
     from candidates
-    inner join labelled_users on labelled_users.user_id = candidates.user_id
-    inner join users on users.user_id = candidates.user_id
-    inner join items on items.item_id = candidates.item_id
-    inner join session_intent on session_intent.user_id = candidates.user_id
-    left join user_items on user_items.user_id = candidates.user_id and user_items.item_id = candidates.item_id
-    left join labels on labels.user_id = candidates.user_id and labels.item_id = candidates.item_id
+    inner join labelled_users on candidates.user_id = labelled_users.user_id
+    inner join users on candidates.user_id = users.user_id
+    inner join items on candidates.item_id = items.item_id
+    inner join session_intent on candidates.user_id = session_intent.user_id
+    left join user_items on candidates.user_id = user_items.user_id and candidates.item_id = user_items.item_id
+    left join labels on candidates.user_id = labels.user_id and candidates.item_id = labels.item_id
 )
 
 select * from final

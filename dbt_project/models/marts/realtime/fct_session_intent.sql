@@ -1,4 +1,5 @@
 {{ config(post_hook="{{ add_keys('user_id', {'ix_last_event_ts': 'last_event_ts'}) }}") }}
+{{ assert_realtime_upstream_is_full(source('recsys_state', 'realtime_watermarks')) }}
 
 {#- Reads int_realtime_user_events, which holds all events of exactly the users to recompute
     (every user on a full build; on an incremental run those with events after the watermark).
@@ -7,18 +8,23 @@ with user_events as (
     select * from {{ ref('int_realtime_user_events') }}
 ),
 
-{#- the user's newest event (ties on time broken by event_id) and so the last session -#}
+-- the user's newest event (ties on time broken by event_id) and so the last session
 last_event_ids as (
-    select user_id, max(event_id) as event_id
+    select
+        user_id,
+        max(event_id) as event_id
     from user_events
     where event_ts = user_last_event_ts
     group by user_id
 ),
 
 last_session as (
-    select user_events.user_id, user_events.session_id, user_events.event_ts as last_event_ts
+    select
+        user_events.user_id,
+        user_events.session_id,
+        user_events.event_ts as last_event_ts
     from user_events
-    inner join last_event_ids on last_event_ids.event_id = user_events.event_id
+    inner join last_event_ids on user_events.event_id = last_event_ids.event_id
 ),
 
 session_events as (
@@ -29,7 +35,7 @@ session_events as (
         ) as pos_in_session_from_end
     from user_events
     inner join last_session
-        on last_session.user_id = user_events.user_id and last_session.session_id = user_events.session_id
+        on user_events.user_id = last_session.user_id and user_events.session_id = last_session.session_id
 ),
 
 session_stats as (
@@ -42,14 +48,13 @@ session_stats as (
     group by user_id
 ),
 
-{#- category scores of the last session: type weight x 0.8^(position from the end) -#}
+-- category scores of the last session: type weight (event_weights.intent) x 0.8^(position from the end)
 category_scores as (
     select
         user_id,
         category_id,
         sum(
-            case behavior_type when 'browse' then 1 when 'fav' then 2 when 'cart' then 3 when 'purchase' then 2 else 0 end
-            * power(0.8, pos_in_session_from_end - 1)
+            {{ type_weight('behavior_type', 'intent') }} * power(0.8, pos_in_session_from_end - 1)
         ) as score
     from session_events
     where category_id is not null
@@ -61,7 +66,9 @@ session_intent as (
 ),
 
 session_queries as (
-    select user_id, group_concat(query_text order by last_ts desc, query_text separator ' ') as query_terms
+    select
+        user_id,
+        group_concat(query_text order by last_ts desc, query_text separator ' ') as query_terms
     from (
         select
             user_id,
@@ -69,7 +76,10 @@ session_queries as (
             last_ts,
             row_number() over (partition by user_id order by last_ts desc, query_text) as rn
         from (
-            select user_id, left(query_text, 100) as query_text, max(event_ts) as last_ts
+            select
+                user_id,
+                left(query_text, 100) as query_text,
+                max(event_ts) as last_ts
             from session_events
             where query_text is not null
             group by user_id, left(query_text, 100)
@@ -93,9 +103,13 @@ user_items as (
     group by user_id, item_id
 ),
 
-{#- the user's distinct items, most recent first (the behaviour sequence the ranker reads) -#}
+-- the user's distinct items, most recent first (the behaviour sequence the ranker reads)
 recent_items as (
-    select user_id, item_id, category_id, rn
+    select
+        user_id,
+        item_id,
+        category_id,
+        rn
     from (
         select
             user_id,
@@ -108,13 +122,17 @@ recent_items as (
 ),
 
 recent_item_lists as (
-    select user_id, group_concat(item_id order by rn separator ',') as last_items
+    select
+        user_id,
+        group_concat(item_id order by rn separator ',') as last_items
     from recent_items
     group by user_id
 ),
 
 recent_categories as (
-    select user_id, group_concat(category_id order by category_rn separator ',') as last_categories
+    select
+        user_id,
+        group_concat(category_id order by category_rn separator ',') as last_categories
     from (
         select
             user_id,
@@ -128,13 +146,19 @@ recent_categories as (
     group by user_id
 ),
 
-{#- fallback intent when the last session has no item event (only searches): the last item's category -#}
+-- fallback intent when the last session has no item event (only searches): the last item's category
 last_item_category as (
-    select user_id, category_id from recent_items where rn = 1
+    select
+        user_id,
+        category_id
+    from recent_items
+    where rn = 1
 ),
 
 carted_not_bought as (
-    select user_id, group_concat(item_id order by last_cart_ts desc, item_id separator ',') as carted_not_bought
+    select
+        user_id,
+        group_concat(item_id order by last_cart_ts desc, item_id separator ',') as carted_not_bought
     from (
         select
             user_id,
@@ -163,13 +187,13 @@ final as (
         coalesce(recent_categories.last_categories, '') as last_categories,
         coalesce(carted_not_bought.carted_not_bought, '') as carted_not_bought
     from last_session
-    inner join session_stats on session_stats.user_id = last_session.user_id
-    left join session_intent on session_intent.user_id = last_session.user_id
-    left join last_item_category on last_item_category.user_id = last_session.user_id
-    left join session_queries on session_queries.user_id = last_session.user_id
-    left join recent_item_lists on recent_item_lists.user_id = last_session.user_id
-    left join recent_categories on recent_categories.user_id = last_session.user_id
-    left join carted_not_bought on carted_not_bought.user_id = last_session.user_id
+    inner join session_stats on last_session.user_id = session_stats.user_id
+    left join session_intent on last_session.user_id = session_intent.user_id
+    left join last_item_category on last_session.user_id = last_item_category.user_id
+    left join session_queries on last_session.user_id = session_queries.user_id
+    left join recent_item_lists on last_session.user_id = recent_item_lists.user_id
+    left join recent_categories on last_session.user_id = recent_categories.user_id
+    left join carted_not_bought on last_session.user_id = carted_not_bought.user_id
 )
 
 select * from final

@@ -1,0 +1,50 @@
+{{ config(post_hook="{{ add_keys(['user_id', 'item_id']) }}") }}
+
+{#- Global popularity candidates: the candidates_global_k most popular in-stock items
+    (dim_items.popularity_score) for every user, score = popularity / the top popularity. Only the
+    users of this realtime run (int_realtime_user_events): every user on a full build. -#}
+with events as (
+    select * from {{ ref('int_realtime_user_events') }}
+),
+
+items as (
+    select * from {{ ref('dim_items') }}
+),
+
+target_users as (
+    select
+        user_id,
+        max(user_last_event_ts) as last_event_ts
+    from events
+    group by user_id
+),
+
+ranked_global as (
+    select
+        item_id,
+        popularity_score / nullif(max(popularity_score) over (), 0) as score,
+        row_number() over (order by popularity_score desc, item_id) as rn
+    from items
+    where in_stock = 1
+),
+
+popular_global as (
+    -- the top k before the cross join: filtering after it joins every user with the whole catalogue
+    select
+        item_id,
+        score
+    from ranked_global
+    where rn <= {{ var('candidates_global_k') | int }}
+),
+
+final as (
+    select
+        target_users.user_id,
+        popular_global.item_id,
+        {{ as_double('coalesce(popular_global.score, 0)') }} as score,
+        target_users.last_event_ts
+    from target_users
+    cross join popular_global
+)
+
+select * from final

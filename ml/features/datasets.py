@@ -1,0 +1,322 @@
+"""Frames the models read: dbt outputs of one cut (or of the current marts) plus raw events.
+
+A point-in-time build writes the ``ml_*``/``dim_*`` tables into ``{prefix}recsys_pit``; each build
+replaces the previous one, so :func:`load_cut` reads them right after building and keeps them in
+memory. Raw events are read only for baselines and evaluation (the label window's ground truth).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+import pandas as pd
+
+from ml.config import Settings
+from ml.features.protocol import SESSION_CUT_COLUMNS, LogProfile, cut_str
+
+#: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
+PIT_TABLES = (
+    "dim_users",
+    "dim_items",
+    "fct_session_intent",
+    "ml_covisitation",
+    "ml_candidates",
+    "int_user_items_aggregated",
+)
+EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
+
+
+def pit_db(settings: Settings) -> str:
+    """``{prefix}recsys_pit`` for the settings' prefix (docs/contracts.md)."""
+    from ml.features.dbt import pit_database
+
+    return pit_database(settings)
+
+
+def read_sql(
+    sql: str, settings: Settings, params: tuple | None = None, database: str | None = None
+) -> pd.DataFrame:
+    """Run one SELECT through PyMySQL and return a frame (no SQLAlchemy engine to manage);
+    ``database`` is the default database for unqualified table names."""
+    from ml.db import connect
+
+    conn = connect(database, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+    finally:
+        conn.close()
+    return pd.DataFrame(list(rows), columns=cols)
+
+
+@dataclass
+class CutData:
+    """Everything one cut needs. ``cut_ts`` None means the serving view (all events so far)."""
+
+    cut_ts: pd.Timestamp | None
+    items: pd.DataFrame  # raw catalogue: item_id, category_id, in_stock, price
+    users: pd.DataFrame  # dim_users
+    item_features: pd.DataFrame  # dim_items
+    intent: pd.DataFrame  # fct_session_intent
+    covis: pd.DataFrame  # ml_covisitation
+    candidates: pd.DataFrame  # ml_candidates
+    history: pd.DataFrame  # raw events in [cut - history_days, cut)
+    purchased: pd.DataFrame  # (user_id, item_id) bought before the cut
+    user_items: pd.DataFrame | None = None  # int_user_items_aggregated (user × item counts, last times)
+    labels: pd.DataFrame | None = None  # ml_labels
+    window: pd.DataFrame | None = None  # raw events in the label window (rest of session in a session cut)
+    revealed: pd.DataFrame | None = None  # session cut: each user's revealed session start (after cut_ts)
+    label_hours: float | None = None
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def user_history(self) -> pd.DataFrame:
+        """What a user-level model may read: the history plus a session cut's revealed events.
+        (Item-level statistics such as popularity use ``history`` alone: the revealed events of
+        other users lie after the cut.)"""
+        if self.revealed is None or self.revealed.empty:
+            return self.history
+        return pd.concat([self.history, self.revealed], ignore_index=True)
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """The reference time for recency: the cut, or the newest event seen."""
+        if self.cut_ts is not None:
+            return self.cut_ts
+        return pd.Timestamp(self.history["ts"].max()) if not self.history.empty else pd.Timestamp.now()
+
+    def row_counts(self) -> dict[str, int]:
+        frames = {
+            "users": self.users,
+            "item_features": self.item_features,
+            "intent": self.intent,
+            "covis": self.covis,
+            "candidates": self.candidates,
+            "history": self.history,
+        }
+        if self.labels is not None:
+            frames["labels"] = self.labels
+        if self.window is not None:
+            frames["window"] = self.window
+        return {k: len(v) for k, v in frames.items()}
+
+
+def max_event_ts(settings: Settings) -> pd.Timestamp:
+    """Newest raw event time; a clear error on an empty table."""
+    df = read_sql(f"SELECT MAX(ts) AS m FROM `{settings.raw_db}`.user_behavior", settings)
+    if df.empty or pd.isna(df.loc[0, "m"]):
+        raise RuntimeError(f"{settings.raw_db}.user_behavior is empty: load or simulate events first")
+    return pd.Timestamp(df.loc[0, "m"])
+
+
+def log_profile(settings: Settings) -> LogProfile:
+    """Span, event types and return times of the raw log: what :func:`~ml.features.protocol.choose_task` reads."""
+    raw = settings.raw_db
+    span = read_sql(
+        f"SELECT MIN(ts) AS a, MAX(ts) AS b, COUNT(DISTINCT user_id) AS u FROM `{raw}`.user_behavior",
+        settings,
+    )
+    if span.empty or pd.isna(span.loc[0, "b"]):
+        raise RuntimeError(f"{raw}.user_behavior is empty: load or simulate events first")
+    types = read_sql(
+        f"SELECT behavior_type AS t, COUNT(*) AS n FROM `{raw}`.user_behavior GROUP BY behavior_type",
+        settings,
+    )
+    starts = read_sql(
+        f"SELECT user_id, MIN(ts) AS start FROM `{raw}`.user_behavior GROUP BY user_id, session_id", settings
+    )
+    starts["start"] = pd.to_datetime(starts["start"])
+    gaps = starts.sort_values(["user_id", "start"]).groupby("user_id")["start"].diff().dropna()
+    return LogProfile(
+        first_ts=pd.Timestamp(span.loc[0, "a"]),
+        last_ts=pd.Timestamp(span.loc[0, "b"]),
+        events_by_type={str(t): int(n) for t, n in zip(types["t"], types["n"])},
+        users=int(span.loc[0, "u"]),
+        median_return_hours=float(gaps.dt.total_seconds().median() / 3600) if len(gaps) else None,
+    )
+
+
+def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time."""
+    where, params = [], []
+    if start is not None:
+        where.append("ts >= %s")
+        params.append(cut_str(start))
+    if end is not None:
+        where.append("ts < %s")
+        params.append(cut_str(end))
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    df = read_sql(
+        f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts",
+        settings,
+        tuple(params),
+    )
+    df["item_id"] = df["item_id"].astype("Int64")
+    df["ts"] = pd.to_datetime(df["ts"])
+    return df
+
+
+def load_items(settings: Settings) -> pd.DataFrame:
+    """The raw catalogue (categories, stock, price)."""
+    df = read_sql(
+        f"SELECT item_id, title, category_id, category, brand, in_stock, price FROM `{settings.raw_db}`.items",
+        settings,
+    )
+    df["price"] = df["price"].astype(float)
+    return df
+
+
+def load_purchases(settings: Settings, end: pd.Timestamp | None) -> pd.DataFrame:
+    """Every (user, item) bought before ``end`` (the rules' exclusion list)."""
+    clause = "AND ts < %s" if end is not None else ""
+    params = (cut_str(end),) if end is not None else None
+    return read_sql(
+        f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior "
+        f"WHERE behavior_type = 'purchase' {clause}",
+        settings,
+        params,
+    )
+
+
+def load_intents(settings: Settings) -> pd.DataFrame:
+    """Simulator ground truth (evaluation only); empty when the table does not exist (real data)."""
+    exists = read_sql(
+        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema=%s AND table_name='sim_session_intent'",
+        settings,
+        (settings.raw_db,),
+    )
+    if int(exists.loc[0, "n"]) == 0:
+        return pd.DataFrame(columns=["session_id", "user_id", "intent_category_id", "start_ts"])
+    return read_sql(
+        f"SELECT session_id, user_id, intent_category_id, start_ts FROM `{settings.raw_db}`.sim_session_intent",
+        settings,
+    )
+
+
+def read_dbt_tables(settings: Settings, database: str, with_labels: bool) -> dict[str, pd.DataFrame]:
+    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database."""
+    names = PIT_TABLES + (("ml_labels",) if with_labels else ())
+    out = {}
+    for name in names:
+        df = read_sql(f"SELECT * FROM `{database}`.`{name}`", settings)
+        out[name] = _numeric(df)
+    return out
+
+
+def _numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """MySQL DECIMAL arrives as ``Decimal`` objects: make such columns floats."""
+    for col in df.columns:
+        present = df[col].dropna()
+        if df[col].dtype == object and len(present) and isinstance(present.iloc[0], Decimal):
+            df[col] = df[col].astype(float)
+    return df
+
+
+def load_cut(
+    settings: Settings,
+    cut_ts: pd.Timestamp | None,
+    label_hours: float = 24,
+    *,
+    history_days: int = 30,
+    build: bool = True,
+    items: pd.DataFrame | None = None,
+) -> CutData:
+    """Build the point-in-time dbt tables for ``cut_ts`` (if ``build``) and read them with raw events.
+
+    ``cut_ts`` None reads the current marts (``recsys_marts``): the serving view, with no labels.
+    """
+    if cut_ts is not None and build:
+        from ml.features.dbt import build_point_in_time
+
+        build_point_in_time(cut_str(cut_ts), label_hours, settings)
+    database = pit_db(settings) if cut_ts is not None else settings.marts_db
+    tables = read_dbt_tables(settings, database, with_labels=cut_ts is not None)
+    items = items if items is not None else load_items(settings)
+    end = cut_ts
+    history_end = end
+    history_start = (end if end is not None else max_event_ts(settings)) - pd.Timedelta(days=history_days)
+    history = load_events(settings, history_start, history_end)
+    window = None
+    if cut_ts is not None:
+        window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours))
+    return CutData(
+        cut_ts=cut_ts,
+        items=items,
+        users=tables["dim_users"],
+        item_features=tables["dim_items"],
+        intent=tables["fct_session_intent"],
+        covis=tables["ml_covisitation"],
+        candidates=tables["ml_candidates"],
+        history=history,
+        purchased=load_purchases(settings, end),
+        user_items=tables["int_user_items_aggregated"],
+        labels=tables.get("ml_labels"),
+        window=window,
+        label_hours=label_hours if cut_ts is not None else None,
+    )
+
+
+def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> CutData:
+    """The "rest of session" variant of a loaded cut (ARCHITECTURE.md §3, :func:`ml.features.protocol.session_cuts`).
+
+    Writes ``cuts`` (user_id, session_id, cut_ts) to ``{prefix}recsys_pit.pit_session_cuts``, rebuilds
+    the realtime models and labels with them, and returns ``day`` with the session intent and
+    candidates as of each user's own cut, ``revealed`` = the revealed events, ``window`` = the rest
+    of each session, and the revealed purchases added to ``purchased``. Batch features (users, items,
+    co-visitation) stay as of the cut, as they are when the refresh DAG rescoring a user.
+    """
+    from ml.db import connect
+    from ml.features.dbt import build_session_cut
+
+    if day.cut_ts is None or day.window is None or day.labels is None:
+        raise ValueError("a session cut needs a point-in-time cut with a label window")
+    if cuts.empty:
+        raise ValueError(f"no user of the cut {day.cut_ts} has a session to cut in the label window")
+    cuts = cuts[SESSION_CUT_COLUMNS].copy()
+    cuts["cut_ts"] = pd.to_datetime(cuts["cut_ts"])
+    if (cuts["cut_ts"] <= day.cut_ts).any():
+        raise ValueError("every session cut must lie after the cut")
+    db = pit_db(settings)
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+            cur.execute(f"DROP TABLE IF EXISTS `{db}`.pit_session_cuts")
+            cur.execute(
+                f"CREATE TABLE `{db}`.pit_session_cuts (user_id BIGINT NOT NULL PRIMARY KEY, "
+                "session_id VARCHAR(64) NOT NULL, cut_ts DATETIME(3) NOT NULL) DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+            )
+            cur.executemany(
+                f"INSERT INTO `{db}`.pit_session_cuts VALUES (%s, %s, %s)",
+                [
+                    (int(u), str(sid), ts.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+                    for u, sid, ts in cuts.itertuples(index=False)
+                ],
+            )
+    finally:
+        conn.close()
+    if day.label_hours is None:
+        raise ValueError("the cut does not record its label window: load it with load_cut")
+    build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
+    tables = {
+        name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings))
+        for name in ("fct_session_intent", "ml_candidates", "ml_labels")
+    }
+    w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")
+    revealed = w[w["ts"] < w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
+    rest = w[w["ts"] >= w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
+    bought = revealed.loc[revealed["behavior_type"] == "purchase", ["user_id", "item_id"]].astype("int64")
+    purchased = pd.concat([day.purchased.astype("int64"), bought], ignore_index=True).drop_duplicates()
+    return replace(
+        day,
+        intent=tables["fct_session_intent"],
+        candidates=tables["ml_candidates"],
+        labels=tables["ml_labels"],
+        window=rest,
+        revealed=revealed,
+        purchased=purchased,
+        extra={**day.extra, "session_cuts": cuts},
+    )

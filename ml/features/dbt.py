@@ -1,0 +1,200 @@
+"""Run dbt (its own venv, the project's profile) from Python: the ML, publish and Airflow code.
+
+dbt reads its connection only from ``RECSYS_MYSQL_*`` and its database names from
+``RECSYS_DB_PREFIX`` (``dbt_project/profiles.yml``), so :func:`run_dbt` hands it exactly the values
+of the :class:`~ml.config.Settings` it is given: Python and dbt always agree on the databases.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+from datetime import datetime
+from typing import Any
+
+from ml.config import ENV_DEFAULTS, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: lines of dbt's output quoted in a DbtError
+ERROR_TAIL_LINES = 40
+#: selection of a point-in-time build: the pit models and everything upstream, with their tests
+PIT_SELECTION = ["+tag:pit"]
+#: what a "rest of session" build recomputes over a plain build of the same cut
+SESSION_SELECTION = ["stg_recsys_pit__session_cuts+"]
+
+
+class DbtError(RuntimeError):
+    """dbt exited non-zero (or could not start); the message ends with the tail of its output."""
+
+
+def db_prefix(settings: Settings) -> str:
+    """The database prefix the settings were built with (``raw_db`` minus its base name)."""
+    base = os.environ.get("RECSYS_RAW_DB", ENV_DEFAULTS["RECSYS_RAW_DB"])
+    if not settings.raw_db.endswith(base):
+        raise ValueError(f"raw database {settings.raw_db!r} does not end with RECSYS_RAW_DB={base!r}")
+    return settings.raw_db[: -len(base)]
+
+
+def pit_database(settings: Settings) -> str:
+    """``{prefix}recsys_pit``: where dbt writes whenever the var ``cut_ts`` is set."""
+    return f"{db_prefix(settings)}recsys_pit"
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The environment for a dbt process: ours, with connection, prefix and profile from ``settings``."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "RECSYS_MYSQL_HOST": settings.mysql_host,
+            "RECSYS_MYSQL_PORT": str(settings.mysql_port),
+            "RECSYS_MYSQL_USER": settings.mysql_user,
+            "RECSYS_MYSQL_PASSWORD": settings.mysql_password,
+            "RECSYS_DB_PREFIX": db_prefix(settings),
+            "DBT_PROFILES_DIR": str(settings.dbt_project_dir),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+        }
+    )
+    return env
+
+
+def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None) -> None:
+    """Run ``dbt <args>`` in ``dbt_project/`` with ``--vars`` (JSON) when given.
+
+    Unless ``DBT_TARGET_PATH`` is set, dbt writes its artifacts under ``$RECSYS_HOME/dbt/``, one
+    folder per set of vars: the project's ``target/manifest.json`` is what Cosmos renders the DAGs
+    from, and a build with ``cut_ts`` (which enables the pit models) must not rewrite it; a folder
+    per vars keeps dbt's partial parsing (seconds per refresh) for repeated invocations.
+    Raises :class:`DbtError` with the command and the tail of dbt's output when it fails.
+    """
+    s = settings or get_settings()
+    exe = s.dbt_executable
+    if not exe.exists():
+        raise DbtError(f"dbt not found at {exe}: run scripts/setup.sh (or set RECSYS_DBT_VENV)")
+    cmd = [str(exe), *args]
+    if vars:
+        cmd += ["--vars", json.dumps(vars, default=str)]
+    env = dbt_env(s)
+    log.info("running %s", " ".join(cmd))
+    key = hashlib.sha256(json.dumps(vars or {}, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    env.setdefault("DBT_TARGET_PATH", str(s.home / "dbt" / f"target-{key}"))
+    env.setdefault("DBT_LOG_PATH", str(s.home / "dbt" / "logs"))
+    proc = subprocess.run(cmd, cwd=s.dbt_project_dir, env=env, capture_output=True, text=True, check=False)
+    output = proc.stdout + (("\n" + proc.stderr) if proc.stderr else "")
+    if proc.returncode != 0:
+        raise DbtError(f"`dbt {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(output)}")
+    log.info("dbt %s: %s", args[0] if args else "", _tail(output, 2))
+
+
+def _label_hours(hours: float) -> float:
+    """The label window as dbt gets it: whole minutes, in hours (``int`` when whole, as before)."""
+    minutes = round(float(hours) * 60)
+    if minutes <= 0:
+        raise ValueError(f"label_hours must be at least one minute, got {hours}")
+    return minutes // 60 if minutes % 60 == 0 else minutes / 60
+
+
+def format_cut(cut_ts: datetime | str) -> str:
+    """``'YYYY-MM-DD HH:MM:SS'`` (the form dbt's ``cut_ts`` var takes); strings are checked."""
+    if isinstance(cut_ts, str):
+        try:
+            parsed = datetime.fromisoformat(cut_ts)
+        except ValueError:
+            raise ValueError(f"cut_ts must look like 'YYYY-MM-DD HH:MM:SS', got {cut_ts!r}") from None
+    else:
+        parsed = cut_ts
+    if parsed.tzinfo is not None:
+        raise ValueError("cut_ts must be naive UTC (the raw tables store naive UTC DATETIME)")
+    return parsed.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def build_point_in_time(
+    cut_ts: datetime | str, label_hours: float = 24, settings: Settings | None = None
+) -> str:
+    """Build the point-in-time tables for one cut (features from events before ``cut_ts``, labels
+    from ``[cut_ts, cut_ts + label_hours)``) with ``--full-refresh`` into ``{prefix}recsys_pit``,
+    running their tests (the leakage test included). Returns the database name."""
+    if label_hours <= 0:
+        raise ValueError(f"label_hours must be positive, got {label_hours}")
+    s = settings or get_settings()
+    cut = format_cut(cut_ts)
+    run_dbt(
+        ["build", "--select", *PIT_SELECTION, "--full-refresh"],
+        vars={"cut_ts": cut, "label_hours": _label_hours(label_hours)},
+        settings=s,
+    )
+    _set_pit_build(s, cut, _label_hours(label_hours))
+    return pit_database(s)
+
+
+def build_session_cut(
+    cut_ts: datetime | str, label_hours: float = 24, settings: Settings | None = None
+) -> str:
+    """The "rest of session" build of a cut: ``{prefix}recsys_pit.pit_session_cuts`` (written by the
+    caller) reveals each listed user's session up to their own cut to the realtime models, and
+    ``ml_labels`` becomes the rest of that session. Rebuilds only the session-dependent models when
+    the pit database holds the plain build of the same cut, else everything; tests included."""
+    s = settings or get_settings()
+    cut = format_cut(cut_ts)
+    have = _pit_build(s)
+    selection = (
+        SESSION_SELECTION
+        if have == (cut, _label_hours(label_hours))
+        else [*PIT_SELECTION, "+stg_recsys_pit__session_cuts+"]
+    )
+    run_dbt(
+        ["build", "--select", *selection, "--full-refresh"],
+        vars={"cut_ts": cut, "label_hours": _label_hours(label_hours), "session_cuts": True},
+        settings=s,
+    )
+    _set_pit_build(s, cut, _label_hours(label_hours))
+    return pit_database(s)
+
+
+def _pit_build(s: Settings) -> tuple[str, float] | None:
+    """(cut, label hours) of the batch models now in the pit database, None when unknown."""
+    from ml.db import connect
+
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema=%s AND table_name='pit_build'",
+                (pit_database(s),),
+            )
+            if cur.fetchone()[0] == 0:
+                return None
+            cur.execute(
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours FROM `{pit_database(s)}`.pit_build"
+            )
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return (row[0], float(row[1])) if row else None
+
+
+def _set_pit_build(s: Settings, cut: str, label_hours: float) -> None:
+    from ml.db import connect
+
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            db = pit_database(s)
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS `{db}`.pit_build (cut_ts DATETIME NOT NULL, label_hours DOUBLE NOT NULL)"
+            )
+            cur.execute(
+                f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
+            )  # was INT before minutes
+            cur.execute(f"DELETE FROM `{db}`.pit_build")
+            cur.execute(f"INSERT INTO `{db}`.pit_build VALUES (%s, %s)", (cut, label_hours))
+        conn.commit()
+    finally:
+        conn.close()

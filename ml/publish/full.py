@@ -1,0 +1,171 @@
+"""Full publish: score every active user with one model, fill every serving table as ``*_new``,
+validate (built-in invariants, then the GX top-N suite), and swap all of them in one atomic RENAME.
+
+The swap rewinds the refresh watermark to the newest event the full publish read (``LEAST`` with
+the current one), so rows a refresh wrote to the old tables while the full publish was scoring
+are rescored by the next refresh, not lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import pymysql
+
+from ml.config import Settings
+from ml.db import connect
+from ml.publish.common import (
+    LOCK_WAIT_TIMEOUT_S,
+    SETTLE_SECONDS,
+    PublishError,
+    PublishResult,
+    Recommender,
+    ValidationFailed,
+    Validator,
+    new_run_id,
+    scalar,
+)
+from ml.publish.loader import BatchLoader, score_and_load
+from ml.publish.locking import event_upper_bound, lock_name, named_lock
+from ml.publish.tables import (
+    build_intent,
+    build_popular,
+    build_similar,
+    create_staging,
+    drop_staging,
+    rebuilt_tables,
+    swap_tables,
+)
+from ml.quality.topn import topn_invariants_validator
+
+
+@dataclass(frozen=True)
+class _FullJob:
+    """What one full publish read before scoring: its event range, users and tables to rebuild."""
+
+    settings: Settings
+    model_version: str
+    n: int
+    users: list[int]
+    upper: int  # newest event_id read (the watermark it publishes)
+    max_ts: datetime
+    tables: list[str]
+
+
+def publish_full(
+    recommender: Recommender,
+    model_version: str,
+    settings: Settings,
+    n: int | None = None,
+    run_id: str | None = None,
+    validate: Validator | None = None,
+    *,
+    batch_size: int = 5000,
+    settle_seconds: float = SETTLE_SECONDS,
+    lock_timeout: float = 300.0,
+    progress: bool = False,
+) -> PublishResult:
+    """Score all active users and atomically replace the serving tables.
+
+    ``validate`` (e.g. the GX top-N suite) runs on ``<serving_db>.user_topn_new`` after the
+    built-in invariants pass and before the swap; on any failure the ``*_new`` tables are dropped,
+    :class:`ValidationFailed` is raised and the live tables stay as they were. ``lock_timeout`` is
+    how long the swap waits for a running refresh to finish.
+    """
+    s = settings
+    run_id = run_id or new_run_id("full")
+    conn = connect(s.serving_db, settings=s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET SESSION lock_wait_timeout = %s", (LOCK_WAIT_TIMEOUT_S,))
+        started = scalar(conn, "SELECT NOW(3)")
+        with named_lock(conn, lock_name(s, "full"), 0, "full publish"):
+            drop_staging(conn, s)
+            job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
+            create_staging(conn, s, job.tables)
+            try:
+                result = _build_andswap_tables(
+                    conn, job, recommender, validate, batch_size, lock_timeout, progress
+                )
+            except BaseException:
+                with contextlib.suppress(pymysql.Error):
+                    drop_staging(conn, s)
+                raise
+        finished = scalar(conn, "SELECT NOW(3)")
+        with conn.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO `{s.serving_db}`.publish_log (run_id, kind, users, `rows`, model_version, started_at, "
+                "finished_at, max_event_ts) VALUES (%s, 'full', %s, %s, %s, %s, %s, %s)",
+                (run_id, len(job.users), result["rows"], model_version, started, finished, job.max_ts),
+            )
+    finally:
+        conn.close()
+    return PublishResult(
+        run_id=run_id,
+        model_version=model_version,
+        users=len(job.users),
+        watermark_event_id=job.upper,
+        max_event_ts=job.max_ts,
+        started_at=started,
+        finished_at=finished,
+        **result,
+    )
+
+
+def _plan_full(conn, s: Settings, model_version: str, n: int, settle_seconds: float) -> _FullJob:
+    upper = event_upper_bound(conn, s, 0, settle_seconds)
+    if upper is None:
+        raise PublishError(f"no settled events in {s.raw_db}.user_behavior: nothing to publish")
+    max_ts = scalar(conn, f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id <= %s", (upper,))
+    return _FullJob(
+        s, model_version, n, _active_users(conn, s, upper), upper, max_ts, rebuilt_tables(conn, s)
+    )
+
+
+def _active_users(conn: pymysql.connections.Connection, s: Settings, upper: int) -> list[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT DISTINCT user_id FROM `{s.raw_db}`.user_behavior WHERE event_id <= %s ORDER BY user_id",
+            (upper,),
+        )
+        return [int(r[0]) for r in cur.fetchall()]
+
+
+def _build_andswap_tables(
+    conn,
+    job: _FullJob,
+    recommender: Recommender,
+    validate: Validator | None,
+    batch_size: int,
+    lock_timeout: float,
+    progress: bool,
+) -> dict:
+    """Fill the ``*_new`` tables, validate them, swap. Returns the counts for :class:`PublishResult`."""
+    s, n = job.settings, job.n
+    loader = BatchLoader(s, job.model_version, scalar(conn, "SELECT NOW(3)"))
+    rows, write_s = score_and_load(recommender, job.users, n, batch_size, loader, progress)
+    popular = build_popular(conn, s, n)
+    if popular == 0:
+        raise ValidationFailed(
+            "popular_topn_new is empty: no in-stock item had events in the popularity window"
+        )
+    intent = build_intent(conn, s)
+    similar = build_similar(conn, s, n) if "item_similar" in job.tables else None
+    table = f"{s.serving_db}.user_topn_new"
+    ok, summary = topn_invariants_validator(s, job.upper)(table)
+    if ok and validate is not None:
+        ok, extra = validate(table)
+        summary = f"{summary}; {extra}"
+    if not ok:
+        raise ValidationFailed(f"user_topn_new failed validation, nothing swapped: {summary}")
+    swap_tables(conn, s, job.tables, job.upper, job.max_ts, lock_timeout)
+    return {
+        "rows": rows,
+        "popular_rows": popular,
+        "intent_rows": intent,
+        "similar_rows": similar,
+        "write_seconds": write_s,
+        "validation": summary,
+    }

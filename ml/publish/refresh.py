@@ -1,0 +1,205 @@
+"""Refresh: rescore only the users with events after the watermark and replace their rows with
+DELETE + INSERT in one transaction per batch (readers use autocommit consistent reads, so they see a
+user's old rows or the new ones, never none). Safe to run next to a full publish (see locking).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+import pymysql
+
+from ml.config import Settings
+from ml.db import connect
+from ml.publish.common import (
+    SETTLE_SECONDS,
+    WATERMARK_NAME,
+    Recommender,
+    RefreshBatch,
+    RefreshResult,
+    ValidationFailed,
+    batches,
+    new_run_id,
+    progress_bar,
+    scalar,
+)
+from ml.publish.locking import event_upper_bound, lock_name, named_lock, read_watermark
+from ml.publish.tables import intent_rows
+from ml.quality.topn import check_topn_frame
+
+log = logging.getLogger(__name__)
+
+
+def _users_after(conn: pymysql.connections.Connection, s: Settings, low: int, high: int) -> list[int]:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT DISTINCT user_id FROM `{s.raw_db}`.user_behavior WHERE event_id > %s AND event_id <= %s ORDER BY user_id",
+            (low, high),
+        )
+        return [int(r[0]) for r in cur.fetchall()]
+
+
+def in_list(ids: Sequence[int]) -> str:
+    return ",".join(str(int(u)) for u in ids)
+
+
+def _refresh_batch(
+    conn,
+    s: Settings,
+    recommender: Recommender,
+    model_version: str,
+    n: int,
+    batch: list[int],
+    low: int,
+    high: int,
+) -> RefreshBatch:
+    """Rescore one batch of users and replace their rows in a single transaction."""
+    try:
+        frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
+    except ValueError as exc:
+        raise ValidationFailed(f"recommender output rejected, earlier batches stay committed: {exc}") from exc
+    scored = sorted(set(frame["user_id"].tolist()))
+    kept = tuple(sorted(set(batch) - set(scored)))
+    if kept:
+        log.warning(
+            "recommender returned no rows for %d user(s) (e.g. %s): their previous rows are kept",
+            len(kept),
+            kept[:5],
+        )
+    ids = in_list(batch)
+    max_ts = scalar(
+        conn,
+        f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s AND event_id <= %s AND user_id IN ({ids})",
+        (low, high),
+    )
+    intent = intent_rows(conn, s, batch)
+    generated_at = scalar(conn, "SELECT NOW(3)")
+    k = len(frame)
+    values = list(
+        zip(
+            frame["user_id"].tolist(),
+            frame["rank"].tolist(),
+            frame["item_id"].tolist(),
+            frame["score"].tolist(),
+            frame["source"].tolist(),
+            [model_version] * k,
+            [generated_at] * k,
+        )
+    )
+    db = s.serving_db
+    conn.begin()
+    try:
+        with conn.cursor() as cur:
+            if scored:
+                cur.execute(f"DELETE FROM `{db}`.user_topn WHERE user_id IN ({in_list(scored)})")
+                cur.executemany(
+                    f"INSERT INTO `{db}`.user_topn (user_id, `rank`, item_id, score, source, model_version, generated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    values,
+                )
+            cur.execute(f"DELETE FROM `{db}`.user_intent_category WHERE user_id IN ({ids})")
+            if intent:
+                cur.executemany(
+                    f"INSERT INTO `{db}`.user_intent_category (user_id, category_id, strength, last_event_ts) "
+                    "VALUES (%s, %s, %s, %s)",
+                    intent,
+                )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    committed_at = scalar(conn, "SELECT NOW(3)")
+    return RefreshBatch(
+        users=len(scored),
+        rows=len(values),
+        max_event_ts=max_ts,
+        committed_at=committed_at,
+        first_user=batch[0],
+        last_user=batch[-1],
+        kept_users=kept,
+    )
+
+
+def publish_refresh(
+    recommender: Recommender,
+    model_version: str,
+    settings: Settings,
+    batch_size: int = 1000,
+    *,
+    n: int | None = None,
+    run_id: str | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+    upper_event_id: int | None = None,
+    lock_timeout: float = 60.0,
+    progress: bool = False,
+) -> RefreshResult:
+    """Rescore users with events after the watermark and replace their rows, batch by batch.
+
+    ``upper_event_id`` caps the range at the newest event the recommender's features have seen
+    (e.g. the newest event_id read before the realtime dbt models ran): later events are left for
+    the next run instead of being marked done with features that do not know them yet.
+
+    Each batch is one transaction (DELETE + INSERT of those users' rows and intent rows) followed
+    by a ``publish_log`` row (kind ``refresh``; ``max_event_ts`` → ``finished_at`` is the
+    freshness). The watermark advances only after every batch has committed, so a crash means the
+    next run redoes the same users — replacing rows is idempotent. Nothing new → a no-op.
+    """
+    s, n = settings, n or settings.topn
+    run_id = run_id or new_run_id("refresh")
+    conn = connect(s.serving_db, settings=s)
+    done: list[RefreshBatch] = []
+    try:
+        with named_lock(conn, lock_name(s, "publish"), lock_timeout, "refresh"):
+            low = read_watermark(conn, s)
+            high = event_upper_bound(conn, s, low, settle_seconds)
+            if high is not None and upper_event_id is not None:
+                high = min(high, upper_event_id) if upper_event_id > low else None
+            if high is None:
+                waiting = scalar(
+                    conn, f"SELECT COUNT(*) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s", (low,)
+                )
+                msg = f"no events after watermark event_id={low}: nothing to do"
+                if waiting:
+                    msg += f" ({waiting} newer event(s) ingested under {settle_seconds:g}s ago wait for the next run)"
+                return RefreshResult(run_id, low, low, 0, 0, (), msg)
+            users = _users_after(conn, s, low, high)
+            with progress_bar(progress) as bar:
+                task = bar.add_task("refreshing users", total=len(users))
+                for batch in batches(users, batch_size):
+                    started = scalar(conn, "SELECT NOW(3)")
+                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, low, high)
+                    _log_refresh(conn, s, run_id, b, model_version, started)
+                    done.append(b)
+                    bar.advance(task, len(batch))
+            newest = max((b.max_event_ts for b in done if b.max_event_ts is not None), default=None)
+            with conn.cursor() as cur:  # only now: every batch up to `high` has committed
+                cur.execute(
+                    f"INSERT INTO `{s.serving_db}`.publish_watermark (name, event_id, max_event_ts, updated_at) "
+                    "VALUES (%s, %s, %s, NOW(3)) ON DUPLICATE KEY UPDATE event_id = VALUES(event_id), "
+                    "max_event_ts = VALUES(max_event_ts), updated_at = NOW(3)",
+                    (WATERMARK_NAME, high, newest),
+                )
+    finally:
+        conn.close()
+    kept = sum(len(b.kept_users) for b in done)
+    msg = (
+        f"refreshed {sum(b.users for b in done)} user(s) for events ({low}, {high}] in {len(done)} batch(es)"
+    )
+    if kept:
+        msg += f"; {kept} user(s) got no rows from the recommender and kept their previous list"
+    return RefreshResult(
+        run_id, low, high, sum(b.users for b in done), sum(b.rows for b in done), tuple(done), msg
+    )
+
+
+def _log_refresh(
+    conn, s: Settings, run_id: str, b: RefreshBatch, model_version: str, started: datetime
+) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO `{s.serving_db}`.publish_log (run_id, kind, users, `rows`, model_version, started_at, "
+            "finished_at, max_event_ts) VALUES (%s, 'refresh', %s, %s, %s, %s, %s, %s)",
+            (run_id, b.users, b.rows, model_version, started, b.committed_at, b.max_event_ts),
+        )

@@ -1,0 +1,71 @@
+"""Task entries of the publisher (Airflow tasks and the CLI): load the champion from the registry, then
+publish it fully (gated by the GX top-N suite) or refresh the users who just acted.
+"""
+
+from __future__ import annotations
+
+from ml.config import Settings
+from ml.publish.common import NoChampion, Recommender, jsonable
+from ml.publish.full import publish_full
+from ml.publish.refresh import publish_refresh
+from ml.quality.topn import gx_topn_validator
+
+
+def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:
+    """The champion recommender and its ``model_version`` from ``ml.registry.store.load_champion``.
+
+    Raises :class:`NoChampion` with a message a person can act on when the registry is not
+    available or holds no champion.
+    """
+    try:
+        from ml.registry.champion import load_champion
+    except ImportError as exc:
+        raise NoChampion(
+            f"no model registry available ({exc}): train and register a champion first (`recsys train`)"
+        ) from None
+    try:
+        recommender = load_champion(settings)
+    except LookupError as exc:
+        raise NoChampion(f"no champion model registered: {exc}") from None
+    version = getattr(recommender, "model_version", None)
+    if recommender is None or not version:
+        raise NoChampion(
+            "the registry returned no champion with a model_version; promote one to the 'champion' alias"
+        )
+    return recommender, str(version)
+
+
+def publish_champion_full(
+    settings: Settings, n: int | None = None, *, gx: bool = True, progress: bool = False
+) -> dict:
+    """Task entry (Airflow, CLI): full publish of the champion, gated by the GX top-N suite.
+
+    Returns a JSON-able summary; raises :class:`PublishError` (``NoChampion``, ``ValidationFailed``...).
+    """
+    recommender, version = load_champion_recommender(settings)
+    validate = gx_topn_validator(settings, n) if gx else None
+    return jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
+
+
+def publish_champion_refresh(
+    settings: Settings,
+    batch_size: int = 1000,
+    n: int | None = None,
+    *,
+    upper_event_id: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Task entry (Airflow, CLI): refresh users with new events using the champion; JSON-able summary.
+
+    Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran."""
+    recommender, version = load_champion_recommender(settings)
+    result = publish_refresh(
+        recommender,
+        version,
+        settings,
+        batch_size=batch_size,
+        n=n,
+        upper_event_id=upper_event_id,
+        progress=progress,
+    )
+    return {**jsonable(result), "noop": result.noop}
