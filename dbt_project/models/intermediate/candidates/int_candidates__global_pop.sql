@@ -19,22 +19,30 @@ target_users as (
     group by user_id
 ),
 
-ranked_global as (
+top_global as (
+    -- the top k as a derived table with LIMIT (never merged into the cross join below: filtering a
+    -- window-ranked catalogue after the join compares every user with every item)
     select
         item_id,
-        popularity_score / nullif(max(popularity_score) over (), 0) as score,
-        row_number() over (order by popularity_score desc, item_id) as rn
+        popularity_score
+    from items
+    where in_stock = 1
+    order by popularity_score desc, item_id
+    limit {{ var('candidates_global_k') | int }}
+),
+
+top_score as (
+    select max(popularity_score) as max_score
     from items
     where in_stock = 1
 ),
 
 popular_global as (
-    -- the top k before the cross join: filtering after it joins every user with the whole catalogue
     select
-        item_id,
-        score
-    from ranked_global
-    where rn <= {{ var('candidates_global_k') | int }}
+        top_global.item_id,
+        top_global.popularity_score / nullif(top_score.max_score, 0) as score
+    from top_global
+    cross join top_score
 ),
 
 final as (
