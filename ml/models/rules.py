@@ -223,6 +223,11 @@ class RuledRecommender:
         self.depth = depth
         self.last_stats = RuleStats()
 
+    @property
+    def rules(self) -> RuleConfig:
+        """The business rules applied (the same attribute as a two-stage recommender's)."""
+        return self.cfg
+
     def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
         raw = self.inner.recommend(user_ids, n * self.depth)
         out, self.last_stats = apply_rules(

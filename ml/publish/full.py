@@ -86,7 +86,7 @@ def publish_full(
             job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
             create_staging(conn, s, job.tables)
             try:
-                result = _build_andswap_tables(
+                result = _build_and_swap(
                     conn, job, recommender, validate, batch_size, lock_timeout, progress
                 )
             except BaseException:
@@ -133,7 +133,7 @@ def _active_users(conn: pymysql.connections.Connection, s: Settings, upper: int)
         return [int(r[0]) for r in cur.fetchall()]
 
 
-def _build_andswap_tables(
+def _build_and_swap(
     conn,
     job: _FullJob,
     recommender: Recommender,

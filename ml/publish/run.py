@@ -43,7 +43,17 @@ def publish_champion_full(
     Returns a JSON-able summary; raises :class:`PublishError` (``NoChampion``, ``ValidationFailed``...).
     """
     recommender, version = load_champion_recommender(settings)
-    validate = gx_topn_validator(settings, n) if gx else None
+    rules = getattr(recommender, "rules", None)  # the business rules the champion was chosen with
+    validate = (
+        gx_topn_validator(
+            settings,
+            n,
+            repeat_buy_category_ids=tuple(getattr(rules, "repeat_buy_categories", ())),
+            exclude_purchased=bool(getattr(rules, "exclude_purchased", True)),
+        )
+        if gx
+        else None
+    )
     return jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
 
 

@@ -84,9 +84,11 @@ def topn_frame(
     *,
     users: Iterable[int],
     repeat_buy_category_ids: Iterable[int] = (),
+    exclude_purchased: bool = True,
 ) -> pd.DataFrame:
     """The top-N rows enriched for the ``serving_topn`` suite: ``in_stock`` (NULL = unknown item),
-    ``already_purchased`` (bought before, and its category is not a repeat-buy one),
+    ``already_purchased`` (bought before, its category is not a repeat-buy one, and the model's
+    rules exclude bought items: rules learned on a re-buying log may allow them),
     ``score_ordered`` (score not above the previous rank's), ``user_rows`` (rows of that user);
     plus one row with ``user_rows = 0`` per expected user who has no rows at all."""
     import numpy as np
@@ -110,7 +112,7 @@ def topn_frame(
     bought = bought.assign(_bought=1)
     df = df.merge(bought, on=["user_id", "item_id"], how="left")
     repeat_ok = df["category_id"].isin(list(repeat_buy_category_ids))
-    df["already_purchased"] = ((df["_bought"] == 1) & ~repeat_ok).astype(int)
+    df["already_purchased"] = ((df["_bought"] == 1) & ~repeat_ok & exclude_purchased).astype(int)
     df = df.sort_values(["user_id", "rank"], kind="stable")
     prev = df.groupby("user_id")["score"].shift(1)
     df["score_ordered"] = np.where(prev.isna() | (df["score"] <= prev + 1e-12), 1, 0)
@@ -213,6 +215,7 @@ def _prepare_topn(
     user_ids: Iterable[int] | None = None,
     active_days: int = 30,
     repeat_buy_category_ids: Iterable[int] = (),
+    exclude_purchased: bool = True,
 ) -> _Plan:
     n = n or s.topn
     if frame is None:
@@ -223,7 +226,13 @@ def _prepare_topn(
     else:
         source = "frame"
     users = list(user_ids) if user_ids is not None else active_users(s, active_days)
-    enriched = topn_frame(frame, s, users=users, repeat_buy_category_ids=repeat_buy_category_ids)
+    enriched = topn_frame(
+        frame,
+        s,
+        users=users,
+        repeat_buy_category_ids=repeat_buy_category_ids,
+        exclude_purchased=exclude_purchased,
+    )
     info = {"source": source, "n": n, "rows": len(frame), "expected_users": len(users)}
     return _Plan(batch_parameters={"dataframe": enriched}, expectation_parameters={"topn_n": n}, info=info)
 

@@ -126,8 +126,15 @@ def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Valida
     return validate
 
 
-def gx_topn_validator(settings: Settings, n: int | None = None) -> Validator:
-    """The Great Expectations top-N suite (``ml.quality.gates`` stage ``topn``) as a pre-swap validator."""
+def gx_topn_validator(
+    settings: Settings,
+    n: int | None = None,
+    *,
+    repeat_buy_category_ids: Sequence[int] = (),
+    exclude_purchased: bool = True,
+) -> Validator:
+    """The Great Expectations top-N suite (``ml.quality.gates`` stage ``topn``) as a pre-swap validator,
+    checking the already-bought rule as the published model applies it."""
 
     def validate(table: str) -> tuple[bool, str]:
         from ml.quality.gates import run_stage
@@ -135,7 +142,15 @@ def gx_topn_validator(settings: Settings, n: int | None = None) -> Validator:
         db, name = table.split(".", 1)
         if db != settings.serving_db:
             raise ValueError(f"GX top-N suite reads the serving database {settings.serving_db}, not {db}")
-        result = run_stage("topn", settings, build_docs=False, table=name, n=n or settings.topn)
+        result = run_stage(
+            "topn",
+            settings,
+            build_docs=False,
+            table=name,
+            n=n or settings.topn,
+            repeat_buy_category_ids=list(repeat_buy_category_ids),
+            exclude_purchased=exclude_purchased,
+        )
         return result.success, result.summary
 
     return validate

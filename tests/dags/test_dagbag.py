@@ -76,8 +76,9 @@ def test_refresh_dag_shape(dagbag):
     assert "recsys_champion_model" in repr(dag.timetable.asset_condition), "a new champion triggers a refresh"
 
 
-def test_parse_is_fast_and_touches_no_database(tmp_path):
-    """Import every DAG file in a fresh interpreter with MySQL and sockets patched to explode."""
+def test_parse_touches_no_database_and_imports_no_ml_library(tmp_path):
+    """Import every DAG file in a fresh interpreter with MySQL and sockets patched to explode; no
+    TensorFlow, MLflow, LightGBM, XGBoost or GX may load while parsing (the scheduler parses often)."""
     script = tmp_path / "parse.py"
     script.write_text(
         "import socket, sys, time, pymysql\n"
@@ -89,10 +90,11 @@ def test_parse_is_fast_and_touches_no_database(tmp_path):
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"t0 = time.perf_counter(); bag = DagBag({str(DAGS)!r}); dt = time.perf_counter() - t0\n"
         "assert not bag.import_errors, bag.import_errors\n"
+        "heavy = sorted(m for m in ('tensorflow', 'mlflow', 'lightgbm', 'xgboost', 'great_expectations') if m in sys.modules)\n"
+        "assert not heavy, f'DAG files imported {heavy} at parse time'\n"
         "print(f'{dt:.3f} {len(bag.dag_ids)}')\n"
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     seconds, n = out.stdout.strip().splitlines()[-1].split()
-    assert int(n) >= 3
-    assert float(seconds) < 2.0, f"DAG parsing took {seconds}s"
+    assert int(n) >= 3  # parse time is measured (printed), not asserted: it depends on the machine's load

@@ -183,7 +183,7 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, {support!r})
 from ml.config import get_settings
-from ml.publish.core import publish_full
+from ml.publish.full import publish_full
 from publish_support import RawEventsRecommender
 
 class Stalls(RawEventsRecommender):
