@@ -27,6 +27,21 @@ TOPN_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "source"
 
 #: Per-source score columns of the ``ml_candidates`` mart (0 when the source did not propose the item).
 CANDIDATE_SCORES: tuple[str, ...] = ("repeat_score", "covisit_score", "intent_pop_score", "global_pop_score")
+#: Typed co-visitation sums of every ``ml_candidates`` row over the user's recent items (view→view,
+#: cart/buy→cart/buy, buy→buy; 0 when the item is no neighbour of them): features, not sources.
+CANDIDATE_COVISIT_VARIANTS: tuple[str, ...] = ("covisit_view_view", "covisit_cart_cart", "covisit_buy_buy")
+#: User × item features of ``int_user_items_aggregated`` beyond the counts: hours since the last
+#: event of each type (NULL when never) and the repeat-purchase rhythm (NULL when undefined).
+USER_ITEM_RECENCY: tuple[str, ...] = (
+    "hours_since_last_browse",
+    "hours_since_last_cart",
+    "hours_since_last_fav",
+    "hours_since_last_purchase",
+    "n_purchase_sessions",
+    "n_purchase_days",
+    "purchase_gap_hours_mean",
+    "purchase_due_ratio",
+)
 #: Activity counts of ``dim_users`` (windows relative to the mart's reference time).
 USER_ACTIVITY_COUNTS: tuple[str, ...] = (
     "n_browse_1d",
@@ -50,6 +65,15 @@ ITEM_FEATURES: tuple[str, ...] = (
     "cart_to_purchase_rate",
     "price_pct_in_category",
     "age_days",
+)
+
+#: Short-scale trends and re-buying of ``dim_items`` (the reranker reads every numeric column; the
+#: TF ranker reads :data:`ITEM_FEATURES`).
+ITEM_TREND_FEATURES: tuple[str, ...] = (
+    "trend_short_1d",
+    "trend_purchase_short_1d",
+    "trend_purchase_1d_7d",
+    "repeat_buyer_rate",
 )
 
 #: The named weight sets of ``vars.event_weights`` (what each is for is said in dbt_project.yml).

@@ -1,6 +1,7 @@
-{#- One row per user x item from a relation/CTE of events (item events only): counts per type and
-    the last time of each. Shared by int_user_items_aggregated (batch, every user) and
-    ml_candidates (realtime, only the users with new events), so both count the same way. -#}
+{#- One row per user x item from a relation/CTE of events (item events only): counts per type, the
+    last time of each, and the purchase occasions (distinct sessions and days with a purchase of the
+    item, first and last purchase) that the repeat-purchase features of int_user_items_aggregated
+    read. -#}
 {% macro user_items_aggregate_sql(events) -%}
 select
     user_id,
@@ -15,6 +16,9 @@ select
     max(case when behavior_type = 'cart' then event_ts end) as last_cart_ts,
     max(case when behavior_type = 'fav' then event_ts end) as last_fav_ts,
     max(case when behavior_type = 'purchase' then event_ts end) as last_purchase_ts,
+    min(case when behavior_type = 'purchase' then event_ts end) as first_purchase_ts,
+    cast(count(distinct case when behavior_type = 'purchase' then session_id end) as signed) as n_purchase_sessions,
+    cast(count(distinct case when behavior_type = 'purchase' then date(event_ts) end) as signed) as n_purchase_days,
     cast(
         max(case when behavior_type = 'cart' then event_ts end) is not null
         and (

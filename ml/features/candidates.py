@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from ml.contracts import CANDIDATE_SCORES
+from ml.contracts import CANDIDATE_COVISIT_VARIANTS, CANDIDATE_SCORES, USER_ITEM_RECENCY
 from ml.features.datasets import CutData
 
 SOURCE_SCORES = list(CANDIDATE_SCORES)
@@ -55,8 +55,12 @@ def _split_ids(text: object) -> list[int]:
 
 
 def union_candidates(base: pd.DataFrame, extra: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
-    """``ml_candidates`` plus extra sources (``{name: (user_id, item_id, score)}``) as ``{name}_score`` columns."""
-    cols = ["user_id", "item_id", *SOURCE_SCORES]
+    """``ml_candidates`` plus extra sources (``{name: (user_id, item_id, score)}``) as ``{name}_score`` columns.
+
+    The typed co-visitation sums of ``ml_candidates`` ride along (0 for a candidate only an extra
+    source proposed: it is no co-visitation neighbour that dbt saw)."""
+    variants = list(CANDIDATE_COVISIT_VARIANTS)
+    cols = ["user_id", "item_id", *SOURCE_SCORES, *variants]
     df = base[[c for c in cols if c in base.columns]].copy()
     for c in SOURCE_SCORES:
         if c not in df:
@@ -66,6 +70,8 @@ def union_candidates(base: pd.DataFrame, extra: Mapping[str, pd.DataFrame]) -> p
         df = df.merge(add, on=["user_id", "item_id"], how="outer")
     score_cols = [c for c in df.columns if c.endswith("_score")]
     df[score_cols] = df[score_cols].astype(float).fillna(0.0)
+    present = [c for c in variants if c in df]
+    df[present] = df[present].astype(float).fillna(0.0)
     df["user_id"] = df["user_id"].astype("int64")
     df["item_id"] = df["item_id"].astype("int64")
     df["n_sources"] = (df[score_cols] > 0).sum(axis=1)
@@ -137,7 +143,10 @@ def _intent_features(
 
 
 def _user_item_features(df: pd.DataFrame, user_items: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-    """The user's own history with the candidate: counts per type, carted-not-bought, hours since last touch."""
+    """The user's own history with the candidate: counts per type, carted-not-bought, hours since last
+    touch, and (computed by dbt, NaN when undefined: never done, fewer than 2 purchases) hours since
+    the last event of each type and the repeat-purchase rhythm (occasions, mean gap, due ratio)."""
+    recency = [c for c in USER_ITEM_RECENCY if c in user_items]
     ui = user_items[
         [
             "user_id",
@@ -148,15 +157,20 @@ def _user_item_features(df: pd.DataFrame, user_items: pd.DataFrame, now: pd.Time
             "n_purchase",
             "carted_not_bought",
             "last_event_ts",
+            *recency,
         ]
     ].copy()
+    ui[recency] = ui[recency].astype(float)
     ui = ui.astype({"user_id": "int64", "item_id": "int64"})
     ui["ui_hours_since_last"] = (now - pd.to_datetime(ui.pop("last_event_ts"))).dt.total_seconds() / 3600.0
     ui = ui.rename(
-        columns={c: f"ui_{c}" for c in ("n_browse", "n_cart", "n_fav", "n_purchase", "carted_not_bought")}
+        columns={
+            c: f"ui_{c}" for c in ("n_browse", "n_cart", "n_fav", "n_purchase", "carted_not_bought", *recency)
+        }
     )
     df = df.merge(ui, on=["user_id", "item_id"], how="left")
     counts = ["ui_n_browse", "ui_n_cart", "ui_n_fav", "ui_n_purchase", "ui_carted_not_bought"]
+    counts += [f"ui_{c}" for c in ("n_purchase_sessions", "n_purchase_days") if c in recency]
     df[counts] = df[counts].astype(float).fillna(0.0)
     df["ui_hours_since_last"] = df["ui_hours_since_last"].astype(float).fillna(24.0 * 365)
     return df

@@ -79,6 +79,7 @@ _USER_COUNTS = list(contracts.USER_ACTIVITY_COUNTS)
 _ITEM_POPS = list(contracts.ITEM_POPULARITY_COUNTS)
 _ITEM_RATES = ["view_to_cart_rate", "cart_to_purchase_rate", "price_pct_in_category"]
 _CANDIDATE_SCORES = list(contracts.CANDIDATE_SCORES)
+_COVISIT_VARIANTS = list(contracts.CANDIDATE_COVISIT_VARIANTS)
 
 
 def dim_users_suite() -> list[dict[str, Any]]:
@@ -122,6 +123,8 @@ def dim_items_suite() -> list[dict[str, Any]]:
         out += [not_null(c), between(c, 0, None, f"{c} is a count")]
     for c in _ITEM_RATES:
         out += [not_null(c), between(c, 0, 1, f"{c} is a rate in [0, 1]")]
+    for c in contracts.ITEM_TREND_FEATURES:
+        out += [not_null(c), between(c, 0, None, f"{c} is a non-negative ratio")]
     out += [
         not_null("trend_1d_7d"),
         not_null("age_days"),
@@ -160,6 +163,8 @@ def ml_candidates_suite() -> list[dict[str, Any]]:
     ]
     for c in _CANDIDATE_SCORES:
         out += [not_null(c), between(c, 0, None, f"{c} is a non-negative score")]
+    for c in _COVISIT_VARIANTS:
+        out += [not_null(c), between(c, 0, None, f"{c} is a non-negative co-visitation sum")]
     out += [
         not_null("sources", "says where a candidate came from"),
         expect(
@@ -186,7 +191,7 @@ def ml_covisitation_suite() -> list[dict[str, Any]]:
             "an item is never its own neighbour",
         ),
     ]
-    for c in ("score", "score_browse", "score_cart", "score_purchase"):
+    for c in ("score", "score_browse", "score_cart", "score_purchase", "score_cart_cart", "score_buy_buy"):
         out += [not_null(c), between(c, 0, None, f"{c} is a non-negative co-visitation weight")]
     out.append(varies("score"))
     return out

@@ -154,6 +154,38 @@ def test_dim_items_rates_trend_and_price_percentile(tiny):
     )
 
 
+def test_user_items_hours_since_each_behaviour(tiny):
+    """Hours from the pair's last event of each type to T0 (NULL when never); one purchase: no rhythm."""
+    ui = {(r["user_id"], r["item_id"]): r for r in rows(tiny, "SELECT * FROM int_user_items_aggregated")}
+    one = ui[1, 2]
+    assert (one["hours_since_last_browse"], one["hours_since_last_cart"]) == pytest.approx((5 / 60, 8 / 60))
+    assert one["hours_since_last_fav"] is None and one["hours_since_last_purchase"] is None
+    assert (one["n_purchase_sessions"], one["purchase_gap_hours_mean"], one["purchase_due_ratio"]) == (
+        0,
+        None,
+        None,
+    )
+    two = ui[2, 4]
+    assert two["hours_since_last_purchase"] == pytest.approx(27 / 60)
+    assert (two["n_purchase_sessions"], two["n_purchase_days"], two["purchase_gap_hours_mean"]) == (
+        1,
+        1,
+        None,
+    )
+    assert ui[2, 1]["hours_since_last_browse"] == 0
+
+
+def test_dim_items_short_trends_and_repeat_buyers(tiny):
+    """trend_short_hours = 1; the log spans 48 h, so the day is 24 h long."""
+    i = {r["item_id"]: r for r in rows(tiny, "SELECT * FROM dim_items")}
+    assert (i[1]["pop_browse_short"], i[1]["pop_browse_1d"]) == (2, 2)  # views 10 and 0 min ago
+    assert i[1]["trend_short_1d"] == pytest.approx(3 / (2 / 24 + 1))
+    assert i[4]["trend_purchase_short_1d"] == pytest.approx(2 / (1 / 24 + 1))
+    assert i[4]["trend_purchase_1d_7d"] == pytest.approx(2 / (1 / 7 + 1))
+    assert i[2]["trend_purchase_short_1d"] == pytest.approx(1.0)
+    assert [i[k]["repeat_buyer_rate"] for k in (1, 2, 3, 4, 5)] == [0, 0, 0, 0, 0]
+
+
 def test_session_intent_of_the_last_session(tiny):
     f = {r["user_id"]: r for r in rows(tiny, "SELECT * FROM fct_session_intent")}
     one = f[1]

@@ -13,13 +13,16 @@
     ('dim_items', 'last_event_ts'),
     ('fct_session_intent', 'last_event_ts'),
     ('ml_covisitation', 'last_event_ts'),
+    ('int_user_covisit_neighbours', 'last_event_ts'),
     ('ml_candidates', 'last_event_ts'),
 ] %}
 
 {#- In a "rest of session" build the realtime models may also see each evaluated user's session
     up to that user's own cut (stg_recsys_pit__session_cuts), and nothing after it. -#}
 {%- set session_cuts = var('session_cuts', false) %}
-{%- set per_user_models = ['fct_session_intent', 'ml_candidates'] if session_cuts else [] %}
+{%- set per_user_models = (
+    ['fct_session_intent', 'int_user_covisit_neighbours', 'ml_candidates'] if session_cuts else []
+) %}
 
 with violations as (
     {%- for model, column in feature_models if model not in per_user_models %}

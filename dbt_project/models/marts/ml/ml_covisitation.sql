@@ -4,7 +4,9 @@
     so the cost stays linear in events). Each pair counts in both directions, weighted by
     exp-decay of its age; the neighbour's behaviour decides which score it feeds, and the pair
     types are weighted by event_weights.covisit (browse = any co-occurrence, cart = the neighbour
-    was carted or faved, purchase = it was bought). -#}
+    was carted or faved, purchase = it was bought). Two typed variants on both sides, as the OTTO
+    solutions use them, are kept beside it: score_cart_cart (both items carted, faved or bought in
+    the session) and score_buy_buy (both bought: bought together). -#}
 {%- set n_items = var('covisit_session_items') | int %}
 {%- set half_life_hours = (var('covisit_half_life_days') | float) * 24 %}
 
@@ -56,6 +58,10 @@ pairs as (
         sum({{ pair_decay }}) as score_browse,
         sum(b.was_carted * {{ pair_decay }}) as score_cart,
         sum(b.was_purchased * {{ pair_decay }}) as score_purchase,
+        sum(
+            greatest(a.was_carted, a.was_purchased) * greatest(b.was_carted, b.was_purchased) * {{ pair_decay }}
+        ) as score_cart_cart,
+        sum(a.was_purchased * b.was_purchased * {{ pair_decay }}) as score_buy_buy,
         max(greatest(a.last_ts, b.last_ts)) as last_event_ts
     from recent_session_items as a
     inner join recent_session_items as b
@@ -71,6 +77,8 @@ scored as (
         score_browse,
         score_cart,
         score_purchase,
+        score_cart_cart,
+        score_buy_buy,
         last_event_ts,
         {{ event_weight('covisit', 'browse') }} * score_browse
         + {{ event_weight('covisit', 'cart') }} * score_cart
@@ -86,6 +94,8 @@ ranked as (
         score_browse,
         score_cart,
         score_purchase,
+        score_cart_cart,
+        score_buy_buy,
         last_event_ts,
         row_number() over (partition by item_id order by score desc, similar_item_id) as rn
     from scored
@@ -100,6 +110,8 @@ final as (
         {{ as_double('score_browse') }} as score_browse,
         {{ as_double('score_cart') }} as score_cart,
         {{ as_double('score_purchase') }} as score_purchase,
+        {{ as_double('score_cart_cart') }} as score_cart_cart,
+        {{ as_double('score_buy_buy') }} as score_buy_buy,
         last_event_ts
     from ranked
     where rn <= {{ var('covisit_top_k') | int }}

@@ -3,7 +3,10 @@
 
 {#- Candidate generation, one row per user x candidate item: the union of the four generators in
     models/intermediate/candidates (repeat, covisit, intent_pop, global_pop), one score column per
-    generator (0 when it did not propose the item) and the list of those that did. The generators
+    generator (0 when it did not propose the item) and the list of those that did, plus the typed
+    co-visitation sums of every candidate, whichever generator proposed it (covisit_view_view,
+    covisit_cart_cart, covisit_buy_buy from int_user_covisit_neighbours; 0 when the item is no
+    neighbour of the user's recent items). The generators
     hold exactly the users of this realtime run (every user on a full build), whose rows are
     replaced here (delete+insert on user_id). -#}
 with repeat_candidates as (
@@ -20,6 +23,10 @@ intent_candidates as (
 
 global_candidates as (
     select * from {{ ref('int_candidates__global_pop') }}
+),
+
+neighbours as (
+    select * from {{ ref('int_user_covisit_neighbours') }}
 ),
 
 all_candidates as (
@@ -64,7 +71,7 @@ all_candidates as (
     from global_candidates
 ),
 
-final as (
+unioned as (
     select
         user_id,
         item_id,
@@ -87,6 +94,24 @@ final as (
         max(last_event_ts) as last_event_ts
     from all_candidates
     group by user_id, item_id
+),
+
+final as (
+    select
+        unioned.user_id,
+        unioned.item_id,
+        unioned.repeat_score,
+        unioned.covisit_score,
+        unioned.intent_pop_score,
+        unioned.global_pop_score,
+        unioned.sources,
+        unioned.n_sources,
+        {{ as_double('coalesce(neighbours.score_view_view, 0)') }} as covisit_view_view,
+        {{ as_double('coalesce(neighbours.score_cart_cart, 0)') }} as covisit_cart_cart,
+        {{ as_double('coalesce(neighbours.score_buy_buy, 0)') }} as covisit_buy_buy,
+        unioned.last_event_ts
+    from unioned
+    left join neighbours on unioned.user_id = neighbours.user_id and unioned.item_id = neighbours.item_id
 )
 
 select * from final
