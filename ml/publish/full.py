@@ -86,9 +86,7 @@ def publish_full(
             job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
             create_staging(conn, s, job.tables)
             try:
-                result = _build_and_swap(
-                    conn, job, recommender, validate, batch_size, lock_timeout, progress
-                )
+                result = _build_and_swap(conn, job, recommender, validate, batch_size, lock_timeout, progress)
             except BaseException:
                 with contextlib.suppress(pymysql.Error):
                     drop_staging(conn, s)
