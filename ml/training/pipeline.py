@@ -98,7 +98,15 @@ def train_pipeline(
     asked = config or TrainConfig()
     choice = choose_task(log_profile(s), asked.n_train_cuts, asked.task, asked.label_hours)
     step(f"task {choice.reason}")
-    cfg = replace(asked, task=choice.task, label_hours=choice.label_hours)
+    # an order history has no "rest of session" (an invoice's lines share one time): no session builds
+    sessions = choice.task != "next_basket"
+    cfg = replace(
+        asked,
+        task=choice.task,
+        label_hours=choice.label_hours,
+        session_task=asked.session_task and sessions,
+        session_train=asked.session_train and sessions,
+    )
     split = make_split(max_event_ts(s), choice.label_hours, cfg.n_train_cuts)
     cuts = load_cuts(s, split, cfg, step, cache)
     if cfg.max_users > 0:

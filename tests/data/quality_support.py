@@ -17,14 +17,17 @@ DDL = {
         avg_price_viewed DOUBLE, hours_since_last_event DOUBLE, n_sessions_30d INT, top_category_id INT)""",
     "dim_items": """(item_id BIGINT PRIMARY KEY, category_id INT, brand VARCHAR(32), price DECIMAL(10,2), in_stock TINYINT,
         pop_browse_1d INT, pop_browse_7d INT, pop_cart_7d INT, pop_purchase_7d INT, trend_1d_7d DOUBLE,
-        view_to_cart_rate DOUBLE, cart_to_purchase_rate DOUBLE, price_pct_in_category DOUBLE, age_days DOUBLE)""",
+        view_to_cart_rate DOUBLE, cart_to_purchase_rate DOUBLE, price_pct_in_category DOUBLE, age_days DOUBLE,
+        trend_short_1d DOUBLE, trend_purchase_short_1d DOUBLE, trend_purchase_1d_7d DOUBLE, repeat_buyer_rate DOUBLE)""",
     "fct_session_intent": """(user_id BIGINT PRIMARY KEY, session_id VARCHAR(64), last_event_ts DATETIME(3),
         intent_category_id INT, intent_strength DOUBLE, query_terms VARCHAR(255), last_items TEXT,
         last_categories TEXT, carted_not_bought TEXT)""",
     "ml_candidates": """(user_id BIGINT, item_id BIGINT, repeat_score DOUBLE, covisit_score DOUBLE,
-        intent_pop_score DOUBLE, global_pop_score DOUBLE, sources VARCHAR(64), PRIMARY KEY (user_id, item_id))""",
+        intent_pop_score DOUBLE, global_pop_score DOUBLE, sources VARCHAR(64), covisit_view_view DOUBLE,
+        covisit_cart_cart DOUBLE, covisit_buy_buy DOUBLE, PRIMARY KEY (user_id, item_id))""",
     "ml_covisitation": """(item_id BIGINT, similar_item_id BIGINT, `rank` INT, score DOUBLE, score_browse DOUBLE,
-        score_cart DOUBLE, score_purchase DOUBLE, PRIMARY KEY (item_id, similar_item_id))""",
+        score_cart DOUBLE, score_purchase DOUBLE, score_cart_cart DOUBLE, score_buy_buy DOUBLE,
+        PRIMARY KEY (item_id, similar_item_id))""",
     "ml_training_set": """(user_id BIGINT, item_id BIGINT, covisit_score DOUBLE, n_browse_30d INT, clicked TINYINT,
         carted TINYINT, purchased TINYINT, label TINYINT, PRIMARY KEY (user_id, item_id))""",
 }
@@ -37,6 +40,7 @@ def _rows() -> dict[str, list[tuple]]:
     ]
     items = [
         (i, c, "acme", p, 1, k, 3 * k + 1, k, k % 2, 0.2 * k, 0.1 * k, 0.05 * k, k / len(ITEMS), 10.0 + k)
+        + (1.0 + 0.1 * k, 1.0, 0.5 * k, 0.1 * (k % 3))
         for k, (i, c, p) in enumerate(ITEMS)
     ]
     intent = [
@@ -54,12 +58,12 @@ def _rows() -> dict[str, list[tuple]]:
         for u in USERS
     ]
     cand = [
-        (u, i, 0.5 * (u % 2), 0.1 * k, 0.2, 0.01 * k, "covisit,global_pop")
+        (u, i, 0.5 * (u % 2), 0.1 * k, 0.2, 0.01 * k, "covisit,global_pop", 0.1 * k, 0.05 * k, 0.0)
         for u in USERS
         for k, (i, _, _) in enumerate(ITEMS)
     ]
     covis = [
-        (a, b, r + 1, 1.0 / (r + 1), 0.5, 0.3, 0.2)
+        (a, b, r + 1, 1.0 / (r + 1), 0.5, 0.3, 0.2, 0.2, 0.1)
         for a, _, _ in ITEMS
         for r, (b, _, _) in enumerate([x for x in ITEMS if x[0] != a][:3])
     ]
