@@ -7,6 +7,7 @@ run's params as plain values and settings from the environment at call time.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,7 +82,7 @@ def train(params: dict[str, Any]) -> dict[str, Any]:
         out["promoted"],
         out["reason"],
     )
-    return out
+    return _jsonable(out)
 
 
 def publish_full(n: int | None = None) -> dict[str, Any]:
@@ -170,4 +171,6 @@ def _jsonable(obj: Any) -> Any:
         return obj.isoformat()
     if isinstance(obj, timedelta):
         return obj.total_seconds()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # XCom is strict JSON: a metric that is undefined (NaN) travels as null
     return obj
