@@ -7,7 +7,9 @@ popularity, as any production fallback would; the ``source`` column says which p
 - ``popular``: recent global popularity (type-weighted, time-decayed events before the cut);
 - ``intent_pop``: popularity inside the category of the user's latest session;
 - ``repeat``: the user's own recent items viewed/carted/faved but not bought, recency- and type-weighted;
-- ``covisit``: items co-visited (dbt ``ml_covisitation``) with the user's recent items.
+- ``covisit``: items co-visited (dbt ``ml_covisitation``) with the user's recent items;
+- ``buy_again``: the user's own purchases by how many of their baskets held them, most recent first
+  on ties (the personal top-frequency baseline of next-basket work, hard to beat where people re-buy).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ml.contracts import TOPN_COLUMNS, event_weights, number_var
 
 REC_COLUMNS = list(TOPN_COLUMNS)
 #: The baselines every model is measured against (and the champion while no model beats them).
-BASELINE_NAMES: tuple[str, ...] = ("popular", "intent_pop", "repeat", "covisit")
+BASELINE_NAMES: tuple[str, ...] = ("popular", "intent_pop", "repeat", "covisit", "buy_again")
 
 
 def popularity_params() -> tuple[dict[str, float], float, int]:
@@ -235,6 +237,37 @@ class CovisitationRecommender:
         return rank_with_backfill(self.scores, user_ids, n, self.name, self.pop)
 
 
+class BuyAgainRecommender:
+    """The user's own purchases, ranked by the number of distinct baskets (sessions) that held each
+    item, ties broken by the latest purchase: no parameter to tune, so nothing chosen by hand."""
+
+    name = "buy_again"
+
+    def __init__(self, history: pd.DataFrame, now: pd.Timestamp, pop: pd.Series | None = None) -> None:
+        bought = history[(history["behavior_type"] == "purchase") & history["item_id"].notna()]
+        self.scores = pd.DataFrame(columns=["user_id", "item_id", "score"])
+        if not bought.empty:
+            frame = pd.DataFrame(
+                {
+                    "user_id": bought["user_id"].astype("int64"),
+                    "item_id": bought["item_id"].astype("int64"),
+                    "session_id": bought["session_id"],
+                    "ts": bought["ts"],
+                }
+            )
+            agg = frame.groupby(["user_id", "item_id"], as_index=False).agg(
+                baskets=("session_id", "nunique"), last_ts=("ts", "max")
+            )
+            # recency in (0, 1]: a tie-break that never outweighs one more basket
+            age_days = (now - agg["last_ts"]).dt.total_seconds().clip(lower=0) / 86400.0
+            agg["score"] = agg["baskets"] + 1.0 / (2.0 + age_days)
+            self.scores = agg[["user_id", "item_id", "score"]]
+        self.pop = popularity_scores(history, now) if pop is None else pop
+
+    def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
+        return rank_with_backfill(self.scores, user_ids, n, self.name, self.pop)
+
+
 def build_baselines(
     history: pd.DataFrame,
     items: pd.DataFrame,
@@ -243,7 +276,7 @@ def build_baselines(
     user_intent: Mapping[int, int],
     user_history: pd.DataFrame | None = None,
 ) -> dict[str, object]:
-    """The four baselines of one cut, by name. ``user_history`` (default: ``history``) is what the
+    """The baselines of one cut (:data:`BASELINE_NAMES`), by name. ``user_history`` (default: ``history``) is what the
     per-user baselines read; a "rest of session" cut adds each user's revealed session start there,
     while popularity stays on ``history`` (events before the cut)."""
     own = history if user_history is None else user_history
@@ -253,4 +286,5 @@ def build_baselines(
         "intent_pop": IntentPopularityRecommender(history, items, now, user_intent),
         "repeat": RepeatRecommender(own, now, pop=pop),
         "covisit": CovisitationRecommender(own, covis, now, pop=pop),
+        "buy_again": BuyAgainRecommender(own, now, pop=pop),
     }

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from ml.models.baselines import (
+    BuyAgainRecommender,
     CovisitationRecommender,
     IntentPopularityRecommender,
     PopularityRecommender,
@@ -59,6 +60,26 @@ def test_repeat_prefers_recent_and_excludes_bought() -> None:
     # item 1 browsed at 50 h = 0.618 ; item 4 was bought: not a repeat candidate (only reachable through backfill)
     assert items[:3] == [3, 2, 1]
     assert out["source"].tolist()[:3] == ["repeat", "repeat", "repeat"]
+
+
+def test_buy_again_ranks_by_baskets_then_recency() -> None:
+    history = _ev(
+        [
+            (1, 1, "o1", "purchase", 300),  # item 1 in two baskets, long ago
+            (1, 1, "o2", "purchase", 200),
+            (1, 1, "o2", "purchase", 200),  # a second line of the same basket counts once
+            (1, 2, "o3", "purchase", 2),  # item 2 in one basket, recent
+            (1, 3, "o1", "purchase", 300),  # item 3 in one basket, old: below item 2
+            (1, 4, "o3", "browse", 1),  # viewed only: not a buy-again item
+            (2, 5, "o4", "purchase", 10),
+        ]
+    )
+    out = BuyAgainRecommender(history, NOW).recommend([1, 3], 4)
+    mine = out[out.user_id == 1]
+    assert mine["item_id"].tolist()[:3] == [1, 2, 3]
+    assert mine["source"].tolist() == ["buy_again"] * 3 + ["popular"]
+    # a user without purchases gets the popularity backfill only
+    assert set(out[out.user_id == 3]["source"]) == {"popular"}
 
 
 def test_intent_from_latest_session_and_intent_popularity() -> None:

@@ -61,7 +61,7 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
 
     store.configure(s)
     run = mlflow.get_run(out["run_id"])
-    for model in ("popular", "intent_pop", "repeat", "covisit", "lightgbm", "xgboost"):
+    for model in ("popular", "intent_pop", "repeat", "covisit", "buy_again", "lightgbm", "xgboost"):
         for metric in (
             "ndcg_at_10",
             "otto_recall_at_20",
@@ -93,6 +93,11 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
         for model in ("repeat", "lightgbm"):
             assert f"ablation.{variant}.{model}" in run.data.metrics
     assert out["rule_ablation"]["chosen"]["lightgbm"] == out["metrics"]["lightgbm"]["ndcg@10"]
+    # the per-stage clock: every step of the run, logged next to the metrics
+    stages = [name for name, _ in out["stage_seconds"]]
+    assert stages[0].startswith("task ") and "fit LightGBM lambdarank" in stages
+    assert abs(run.data.metrics["train_seconds"] - sum(sec for _, sec in out["stage_seconds"])) < 0.01
+    assert "stage_seconds.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"])}
     # the rest-of-session task: same models and baselines, on users cut inside their session
     for model in ("popular", "repeat", "covisit", "lightgbm"):
         assert f"session.{model}.ndcg_at_10" in run.data.metrics
@@ -168,7 +173,7 @@ def test_evaluate_and_promote_commands_reuse_the_registry(trained) -> None:
 
     s, _, _ = trained
     ev = evaluate(s, small_config())
-    assert {"champion", "covisit", "repeat", "popular", "intent_pop"} <= set(ev["metrics"])
+    assert {"champion", "covisit", "repeat", "popular", "intent_pop", "buy_again"} <= set(ev["metrics"])
     assert ev["metrics"]["champion"]["ndcg@10"] > 0
     client = store.configure(s)
     name = store.model_name(s)
