@@ -78,10 +78,8 @@ def run_one(name: str, a: argparse.Namespace) -> dict:
     run_dbt(["build", "--exclude", "tag:pit", "--full-refresh"], settings=s)
     seconds["dbt_build"] = time.perf_counter() - t
     t = time.perf_counter()
-    steps: list[tuple[str, float]] = []
 
     def step(msg: str) -> None:
-        steps.append((msg, time.perf_counter()))
         print(f"  [{name}] {msg}", flush=True)
 
     out = train_pipeline(s, TrainConfig(n_train_cuts=a.n_train_cuts, use_tf=a.tf), step=step)
@@ -103,6 +101,7 @@ def run_one(name: str, a: argparse.Namespace) -> dict:
         "champion": out.get("champion"),
         "published": {k: published[k] for k in ("model_version", "users", "rows")},
         "seconds": seconds,
+        "train_stages": out["stage_seconds"],
     }
 
 
@@ -126,6 +125,8 @@ def _table(r: dict) -> str:
     lines.append("")
     lines.append(f"champion now: {r['champion']}; published {r['published']}")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
+    slow = sorted(r["train_stages"], key=lambda s: -s[1])[:8]
+    lines.append("slowest train stages: " + "; ".join(f"{m} {sec:.0f}" for m, sec in slow))
     return "\n".join(lines)
 
 

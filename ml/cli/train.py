@@ -57,6 +57,16 @@ def _metrics_table(metrics: dict[str, dict[str, float | None]], title: str) -> T
     return table
 
 
+def _stage_table(stages: list[tuple[str, float]]) -> Table:
+    table = Table(title="seconds per stage")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    for name, seconds in stages:
+        table.add_row(name, f"{seconds:.1f}")
+    table.add_row("[bold]total[/]", f"{sum(s for _, s in stages):.1f}")
+    return table
+
+
 def train(
     task: str = _opt("task"),
     label_hours: float = _opt("label_hours"),
@@ -98,6 +108,7 @@ def train(
     console.print(
         f"version {out['version']}: {'[bold green]promoted[/]' if out['promoted'] else '[yellow]not promoted[/]'} — {out['reason']}"
     )
+    console.print(_stage_table(out["stage_seconds"]))
 
 
 def evaluate(

@@ -33,6 +33,7 @@ from ml.training.holdout import (
 from ml.training.promotion import register_and_gate
 from ml.training.rules_choice import choose_rules, describe, rule_ablation
 from ml.training.run_log import log_run
+from ml.training.timing import StageTimer
 
 
 def _shuffled(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -96,6 +97,7 @@ def train_pipeline(
 
     s = settings or get_settings()
     asked = config or TrainConfig()
+    step = timer = StageTimer(step)
     choice = choose_task(log_profile(s), asked.n_train_cuts, asked.task, asked.label_hours)
     step(f"task {choice.reason}")
     # an order history has no "rest of session" (an invoice's lines share one time): no session builds
@@ -192,4 +194,8 @@ def train_pipeline(
                     step,
                 )
             )
+        timer.stop()
+        out["stage_seconds"] = timer.table()
+        mlflow.log_dict({"stages": out["stage_seconds"], "total": timer.total()}, "stage_seconds.json")
+        mlflow.log_metric("train_seconds", timer.total())
     return out

@@ -1,0 +1,24 @@
+"""The training run's per-stage clock (a fake clock: no wall-clock assertions)."""
+
+from __future__ import annotations
+
+from ml.training.timing import StageTimer
+
+
+def test_each_stage_lasts_until_the_next_message() -> None:
+    ticks = iter([0.0, 2.0, 7.5, 8.0])
+    seen: list[str] = []
+    timer = StageTimer(seen.append, clock=lambda: next(ticks))
+    timer("build cuts")
+    timer("fit LightGBM")
+    timer("log to MLflow")
+    timer.stop()
+    assert seen == ["build cuts", "fit LightGBM", "log to MLflow"]  # messages still forwarded
+    assert timer.table() == [("build cuts", 2.0), ("fit LightGBM", 5.5), ("log to MLflow", 0.5)]
+    assert timer.total() == 8.0
+
+
+def test_no_stage_no_rows() -> None:
+    timer = StageTimer(clock=lambda: 1.0)
+    timer.stop()
+    assert timer.table() == [] and timer.total() == 0
