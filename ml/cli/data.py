@@ -153,7 +153,7 @@ def import_cmd(
     from ml.db import init_db
 
     s = get_settings()
-    init_db(s)
+    init_db(s, purpose="deployment")  # databases created for imported logs are never reset
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
         task = progress.add_task(f"importing {path.name}", total=None)
 
