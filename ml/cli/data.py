@@ -156,6 +156,8 @@ def import_cmd(
 
     from ml.config import get_settings
     from ml.data.importers import import_file
+    from ml.data.ingest import RawWriteBusy
+    from ml.data.load import LoadWarning
     from ml.data.online_retail import import_online_retail
     from ml.data.validate import FormatError
     from ml.db import init_db
@@ -173,8 +175,8 @@ def import_cmd(
                 report = import_online_retail(path, s, batch_rows=batch_rows, on_batch=advance)
             else:
                 report = import_file(path, fmt.value, s, batch_rows=batch_rows, on_batch=advance)
-        except (FormatError, FileNotFoundError) as exc:
-            fail(exc)
+        except (FormatError, FileNotFoundError, LoadWarning, RawWriteBusy) as exc:
+            fail(exc)  # earlier batches stay committed; a re-run skips or deduplicates them
     print_load_report(report, f"{fmt.value} {path} → {s.raw_db}")
 
 
