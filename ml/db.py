@@ -4,6 +4,11 @@ Migrations are ``ml/migrations/NNNN_name.sql`` files with ``{raw_db}``, ``{marts
 ``{serving_db}``, ``{reader_user}`` and ``{reader_password}`` placeholders. Each is applied once,
 in order, and recorded in ``{raw_db}.schema_migrations`` with its checksum; every statement is
 written to be idempotent as well, so a half-applied migration can simply be re-run.
+
+Reset safety: :func:`init_db` marks each database it creates (or finds without tables) in
+``{raw_db}.recsys_marker`` with the purpose it was created for. :func:`drop_databases` drops only
+databases that are absent, hold no rows, or are marked ``demo``/``test``, so a reset (``make
+demo``) pointed at someone's server never drops data it did not create for a demo.
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ class MySQLUnavailable(RuntimeError):
 
 class MigrationError(RuntimeError):
     """A migration file changed after it was applied, or is malformed."""
+
+
+class ResetRefused(RuntimeError):
+    """A database to drop holds data and no demo/test marker; the message says what to do."""
+
+
+MARKER_TABLE = "recsys_marker"
+#: what a database can be created for; a reset drops only the resettable ones (or empty ones)
+PURPOSES: tuple[str, ...] = ("demo", "test", "deployment")
+RESETTABLE: tuple[str, ...] = ("demo", "test")
 
 
 def _unreachable_message(s: Settings, exc: Exception) -> str:
@@ -133,16 +148,45 @@ def split_statements(sql: str) -> list[str]:
     return [st for st in parts if st]
 
 
-def init_db(settings: Settings | None = None) -> list[str]:
-    """Create the three databases and apply pending migrations. Returns the names applied."""
+def _table_names(cur, db: str) -> list[str]:
+    cur.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'",
+        (db,),
+    )
+    return [r[0] for r in cur.fetchall()]
+
+
+def _database_exists(cur, db: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,))
+    return cur.fetchone() is not None
+
+
+def init_db(settings: Settings | None = None, *, purpose: str = "demo") -> list[str]:
+    """Create the three databases and apply pending migrations. Returns the names applied.
+    Databases this call creates (or finds without tables) are marked with ``purpose`` (one of
+    :data:`PURPOSES`); existing marks and unmarked databases with tables are left as they are."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be one of {', '.join(PURPOSES)}, got {purpose!r}")
     s = settings or get_settings()
     applied_now: list[str] = []
     conn = connect(settings=s)
     try:
         with conn.cursor() as cur:
+            fresh = [db for db in s.databases.values() if not _table_names(cur, db)]
             for db in s.databases.values():
                 cur.execute(
                     f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS `{s.raw_db}`.{MARKER_TABLE} ("
+                " db_name VARCHAR(64) NOT NULL PRIMARY KEY, purpose VARCHAR(16) NOT NULL,"
+                " created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3))"
+                " COMMENT 'databases `recsys db init` created, and what for (recsys db reset reads it)'"
+            )
+            for db in fresh:
+                cur.execute(
+                    f"INSERT IGNORE INTO `{s.raw_db}`.{MARKER_TABLE} (db_name, purpose) VALUES (%s, %s)",
+                    (db, purpose),
                 )
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS `{s.raw_db}`.schema_migrations ("
@@ -199,12 +243,41 @@ def db_status(settings: Settings | None = None) -> dict[str, object]:
     return {"tables": counts, "last_event_ts": last_event, "schema_version": version}
 
 
-def drop_databases(settings: Settings | None = None) -> None:
-    """Drop the three databases (tests and `recsys db reset`)."""
+def _why_not_droppable(cur, db: str, marks: dict[str, str]) -> str | None:
+    """None when ``db`` may be dropped (absent, marked demo/test, or no rows), else why not."""
+    if not _database_exists(cur, db) or marks.get(db) in RESETTABLE:
+        return None
+    for table in _table_names(cur, db):
+        if table in ("schema_migrations", MARKER_TABLE):  # bookkeeping, not data
+            continue
+        cur.execute(f"SELECT 1 FROM `{db}`.`{table}` LIMIT 1")
+        if cur.fetchone() is not None:
+            mark = f"is marked '{marks[db]}'" if db in marks else "has no demo/test mark of `recsys db init`"
+            return f"{db} holds data ({table}) and {mark}"
+    return None
+
+
+def drop_databases(settings: Settings | None = None, *, force: bool = False) -> None:
+    """Drop the three databases (tests and `recsys db reset`). Unless ``force``, first checks that
+    each is absent, empty or marked demo/test by :func:`init_db`, and raises :class:`ResetRefused`
+    (dropping nothing) otherwise."""
     s = settings or get_settings()
     conn = connect(settings=s)
     try:
         with conn.cursor() as cur:
+            if not force:
+                marks: dict[str, str] = {}
+                if MARKER_TABLE in _table_names(cur, s.raw_db):
+                    cur.execute(f"SELECT db_name, purpose FROM `{s.raw_db}`.{MARKER_TABLE}")
+                    marks = {str(d): str(p) for d, p in cur.fetchall()}
+                reasons = [r for db in s.databases.values() if (r := _why_not_droppable(cur, db, marks))]
+                if reasons:
+                    raise ResetRefused(
+                        f"refusing to drop databases on {s.mysql_host}:{s.mysql_port}: {'; '.join(reasons)}. "
+                        "A reset drops only what `recsys db reset`, the demo or the tests created; use other "
+                        "names (RECSYS_DB_PREFIX or RECSYS_RAW_DB/_MARTS_DB/_SERVING_DB), or drop them yourself "
+                        "if you mean it"
+                    )
             for db in s.databases.values():
                 cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
     finally:

@@ -40,14 +40,17 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def settings(_isolated_home: None):
     """Fresh, migrated test databases for the session."""
     from ml.config import get_settings
-    from ml.db import drop_databases, init_db
+    from ml.db import ResetRefused, drop_databases, init_db
 
     s = get_settings()
     assert s.raw_db.startswith(os.environ["RECSYS_DB_PREFIX"]) and os.environ["RECSYS_DB_PREFIX"], (
         "tests must run in prefixed databases"
     )
-    drop_databases(s)
-    init_db(s)
+    try:
+        drop_databases(s)  # test databases are marked 'test' by init_db below
+    except ResetRefused:  # prefixed test databases from before init_db marked what it created
+        drop_databases(s, force=True)
+    init_db(s, purpose="test")
     return s
 
 
@@ -65,7 +68,7 @@ def clean_db(settings):
                     (db,),
                 )
                 for (t,) in cur.fetchall():
-                    if t != "schema_migrations":
+                    if t not in ("schema_migrations", "recsys_marker"):
                         cur.execute(f"TRUNCATE TABLE `{db}`.`{t}`")
     finally:
         conn.close()

@@ -66,14 +66,18 @@ def simulate_cmd(
     seed: int = typer.Option(42, help="Random seed (same seed and start → same data)."),
     start: str = typer.Option("", help="First day, YYYY-MM-DD (default: DAYS days before today, UTC)."),
     replace: bool = typer.Option(False, "--replace", help="Empty the raw tables first."),
-    append: bool = typer.Option(False, "--append", help="Add to events already in recsys_raw."),
+    append: bool = typer.Option(
+        False,
+        "--append",
+        help="Add to events already in recsys_raw: new users and items, numbered after the loaded ones.",
+    ),
 ) -> None:
     """Simulate shop traffic with planted session intent and load it into recsys_raw."""
     from rich.progress import Progress
 
     from ml.config import get_settings
     from ml.data.sim_config import SimConfig, summarize
-    from ml.data.sim_load import load_simulation
+    from ml.data.sim_load import load_simulation, next_free_ids
     from ml.data.simulate import iter_simulation
     from ml.db import init_db
 
@@ -87,8 +91,12 @@ def simulate_cmd(
         )
     if replace:
         _truncate_raw(s)
+    first_user, first_item = next_free_ids(s)  # 1, 1 on empty tables; after loaded ids on --append
     first_day = datetime.strptime(start, "%Y-%m-%d") if start else _default_start(days)
-    cfg = SimConfig(users=users, items=items, days=days, seed=seed, start=first_day)
+    first = {"first_user_id": first_user, "first_item_id": first_item}
+    cfg = SimConfig(users=users, items=items, days=days, seed=seed, start=first_day, **first)
+    if first_user > 1 or first_item > 1:
+        console.print(f"appending: new users from id {first_user:,}, new items from id {first_item:,}")
     blocks = -(-users // cfg.users_per_block)
     from collections import Counter
 
@@ -148,12 +156,14 @@ def import_cmd(
 
     from ml.config import get_settings
     from ml.data.importers import import_file
+    from ml.data.ingest import RawWriteBusy
+    from ml.data.load import LoadWarning
     from ml.data.online_retail import import_online_retail
     from ml.data.validate import FormatError
     from ml.db import init_db
 
     s = get_settings()
-    init_db(s)
+    init_db(s, purpose="deployment")  # databases created for imported logs are never reset
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
         task = progress.add_task(f"importing {path.name}", total=None)
 
@@ -165,8 +175,8 @@ def import_cmd(
                 report = import_online_retail(path, s, batch_rows=batch_rows, on_batch=advance)
             else:
                 report = import_file(path, fmt.value, s, batch_rows=batch_rows, on_batch=advance)
-        except (FormatError, FileNotFoundError) as exc:
-            fail(exc)
+        except (FormatError, FileNotFoundError, LoadWarning, RawWriteBusy) as exc:
+            fail(exc)  # earlier batches stay committed; a re-run skips or deduplicates them
     print_load_report(report, f"{fmt.value} {path} → {s.raw_db}")
 
 

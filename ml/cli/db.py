@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from ml.cli.common import console
+from ml.cli.common import console, fail
 
 db_app = typer.Typer(
     help="Create and inspect the MySQL databases (recsys_raw, recsys_marts, recsys_serving).",
@@ -14,11 +14,18 @@ db_app = typer.Typer(
 
 
 @db_app.command("init")
-def db_init() -> None:
+def db_init(
+    purpose: str = typer.Option(
+        "deployment",
+        help="What databases this creates are for: deployment (never reset) or demo (`recsys db reset` may drop them).",
+    ),
+) -> None:
     """Create the databases, raw and serving tables, indexes and the read-only reader user (idempotent)."""
-    from ml.db import init_db
+    from ml.db import PURPOSES, init_db
 
-    applied = init_db()
+    if purpose not in ("deployment", "demo"):
+        fail(f"--purpose must be deployment or demo, got {purpose!r} (known: {', '.join(PURPOSES)})")
+    applied = init_db(purpose=purpose)
     if applied:
         console.print(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -44,11 +51,19 @@ def db_status_cmd() -> None:
 
 @db_app.command("reset")
 def db_reset(yes: bool = typer.Option(False, "--yes", help="Confirm dropping all three databases.")) -> None:
-    """Drop the three databases and re-create them empty (asks for --yes)."""
-    from ml.db import drop_databases, init_db
+    """Drop the three databases and re-create them empty for a demo (asks for --yes). Refuses
+    (exit 2, nothing dropped) when one holds data without the demo/test mark of `recsys db init`."""
+    from ml.config import get_settings
+    from ml.db import ResetRefused, drop_databases, init_db
+    from ml.quality.state import forget_databases
 
     if not yes:
         raise typer.BadParameter("refusing to drop databases without --yes")
-    drop_databases()
-    init_db()
+    s = get_settings()
+    try:
+        drop_databases(s)
+    except ResetRefused as exc:
+        fail(exc)
+    forget_databases(s, s.databases.values())  # the gates' watermarks of the dropped databases
+    init_db(s, purpose="demo")
     console.print("databases dropped and re-created")

@@ -6,6 +6,11 @@ Duplicate check against loaded events (natural key, see :mod:`ml.data.validate`)
 event falls inside the batch's time range (the usual case for appends and the live feed) the batch
 goes straight in with LOAD DATA; otherwise it is staged in a temporary table, matched on
 ``(user_id, ts)`` (indexed) plus type and item, and only the new rows are inserted.
+
+Concurrent writers (two imports of one file, an import and the live feed) take turns: each batch
+holds a named lock on its raw database (``GET_LOCK``) from before its first read until after its
+commit, so the duplicate check of a batch always sees every batch committed before it and the same
+event can never be inserted twice (a snapshot read alone would miss an uncommitted twin).
 """
 
 from __future__ import annotations
@@ -94,6 +99,25 @@ def _insert_new_events(conn: pymysql.connections.Connection, raw: str, events: p
     return events.iloc[dup_rows]
 
 
+WRITE_LOCK_TIMEOUT_S = 600  # a batch of 500k rows commits in well under a minute
+
+
+class RawWriteBusy(RuntimeError):
+    """Another writer held the raw database's write lock for longer than the timeout."""
+
+
+def _lock_raw_writes(conn: pymysql.connections.Connection, raw_db: str) -> None:
+    """Take the raw database's write lock on ``conn`` before the transaction reads anything (the
+    lock ends with the connection, after the commit or rollback)."""
+    name = f"recsys_raw_write:{raw_db}"[:64]
+    with conn.cursor() as cur:
+        cur.execute("SELECT GET_LOCK(%s, %s)", (name, WRITE_LOCK_TIMEOUT_S))
+        if cur.fetchone()[0] != 1:
+            raise RawWriteBusy(
+                f"another import or feed kept {raw_db} locked for {WRITE_LOCK_TIMEOUT_S} s; try again when it is done"
+            )
+
+
 def _write_quarantine(conn: pymysql.connections.Connection, raw: str, quarantine: pd.DataFrame) -> None:
     load_frame(conn, f"{raw}.user_behavior_quarantine", quarantine, QUARANTINE_COLUMNS)
 
@@ -114,6 +138,7 @@ def write_batch(
     report = LoadReport(batches=1)
     quarantine = checked.quarantine
     with transaction(settings=settings) as conn:
+        _lock_raw_writes(conn, settings.raw_db)
         if users is not None and not users.empty:
             report.users = load_frame(conn, f"{raw}.users", users, tuple(users.columns), "ignore")
         if items is not None and not items.empty:

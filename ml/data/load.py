@@ -94,7 +94,8 @@ def load_frame(
 ) -> int:
     """LOAD DATA ``df`` into ``table`` (a fully qualified, backquoted name) on ``conn`` without
     committing. ``replace``/``ignore`` decide what happens on a duplicate primary key. Returns the
-    number of rows the server reports as affected."""
+    number of rows the server reports as affected. Raises :class:`LoadWarning` when the server
+    reports a warning (it would otherwise have stored a cut or altered value)."""
     if df.empty:
         return 0
     fd, path = tempfile.mkstemp(prefix="recsys_load_", suffix=".tsv")
@@ -105,10 +106,31 @@ def load_frame(
         names = ", ".join(f"@v{i}" for i in range(len(columns)))
         assign = ", ".join(f"`{c}` = NULLIF(@v{i}, '')" for i, c in enumerate(columns))
         with conn.cursor() as cur:
-            return cur.execute(
+            affected = cur.execute(
                 f"LOAD DATA LOCAL INFILE %s {keyword} INTO TABLE {table} CHARACTER SET utf8mb4 "
                 f"FIELDS TERMINATED BY '\\t' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({names}) SET {assign}",
                 (path,),
             )
+            cur.execute("SHOW WARNINGS")
+            _raise_on_warnings(table, cur.fetchall(), mode)
+            return affected
     finally:
         os.unlink(path)
+
+
+class LoadWarning(RuntimeError):
+    """LOAD DATA LOCAL turned a bad value into a warning (a cut text, a number out of range, a
+    missing field): raised instead, so the caller's transaction rolls back rather than commit
+    altered data."""
+
+
+def _raise_on_warnings(table: str, warnings: tuple, mode: str) -> None:
+    """Warnings and errors of the last statement are failures; notes (a decimal rounded to the
+    column's scale) are not, nor duplicate keys where ``mode`` asked to skip or replace them."""
+    bad = [w for w in warnings if w[0] != "Note" and not (mode != "append" and int(w[1]) == 1062)]
+    if bad:
+        level, code, message = bad[0]
+        raise LoadWarning(
+            f"LOAD DATA into {table}: {len(bad)} warning(s), first: {level} {code}: {message}; "
+            "the batch is rolled back"
+        )

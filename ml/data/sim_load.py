@@ -37,3 +37,26 @@ def load_simulation(data: SimData, settings=None, *, batch_rows: int = 500_000):
         checked = validate_events(data.events.iloc[lo : lo + batch_rows], "simulate")
         report.add(write_batch(checked, "simulate", s))
     return report
+
+
+def next_free_ids(settings) -> tuple[int, int]:
+    """The first user id and item id no loaded row uses (after ``users``/``items``, the events'
+    ids and ids mapped from a source's string keys): where an appended simulation starts, so it adds
+    users and items instead of replacing imported ones with the same ids."""
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            found = []
+            for kind, table in (("user", "users"), ("item", "items")):
+                cur.execute(
+                    f"SELECT GREATEST(COALESCE((SELECT MAX({kind}_id) FROM {table}), 0), "
+                    f"COALESCE((SELECT MAX({kind}_id) FROM user_behavior), 0), "
+                    "COALESCE((SELECT MAX(id) FROM source_keys WHERE kind = %s), 0)) + 1",
+                    (kind,),
+                )
+                found.append(int(cur.fetchone()[0]))
+    finally:
+        conn.close()
+    return found[0], found[1]

@@ -41,6 +41,9 @@ MIN_TS = pd.Timestamp("2000-01-01")
 MAX_PRICE = 1_000_000.0
 _SKEW = pd.Timedelta(minutes=5)
 _MAX_ID = 2**63 - 1
+#: The most of a rejected line quarantine keeps (``raw_row`` is MEDIUMTEXT, migration 0007): longer
+#: lines keep their first bytes, cut on a character boundary, and say so in ``detail``.
+MAX_RAW_BYTES = 4 * 1024 * 1024
 
 
 class FormatError(ValueError):
@@ -61,6 +64,20 @@ def empty_quarantine() -> pd.DataFrame:
     )
 
 
+def cut_utf8(text: pd.Series, max_bytes: int) -> tuple[pd.Series, pd.Series]:
+    """``text`` with each value cut to at most ``max_bytes`` bytes of UTF-8, never inside a
+    character, and a mask of the values that were cut. Only values that could be too long (more
+    than ``max_bytes / 4`` characters) are encoded."""
+    text = text.reset_index(drop=True)
+    cut = pd.Series(False, index=text.index)
+    for i in np.flatnonzero(text.str.len().to_numpy() > max_bytes // 4):
+        data = text.iat[i].encode("utf-8", "surrogatepass")
+        if len(data) > max_bytes:
+            text.iat[i] = data[:max_bytes].decode("utf-8", "ignore")
+            cut.iat[i] = True
+    return text, cut
+
+
 def quarantine_rows(raw_row, reason: str | pd.Series, detail, source: str, line_no) -> pd.DataFrame:
     """Quarantine frame from aligned values (scalars broadcast)."""
     raw = pd.Series(raw_row, dtype=object).reset_index(drop=True)
@@ -73,12 +90,16 @@ def quarantine_rows(raw_row, reason: str | pd.Series, detail, source: str, line_
             else pd.Series([v] * n, dtype=object)
         )
 
-    det = col(detail).astype(str).str.slice(0, 255)
+    det = col(detail).astype(str)
+    text, cut = cut_utf8(raw.astype(str), MAX_RAW_BYTES)
+    if cut.any():  # say so in the row's detail: the stored text is the start of the line only
+        note = f" [raw_row cut to its first {MAX_RAW_BYTES:,} bytes]"
+        det = det.where(~cut, det.str.slice(0, 255 - len(note)) + note)
     return pd.DataFrame(
         {
-            "raw_row": raw.astype(str).str.slice(0, 65000),
+            "raw_row": text,
             "reason": col(reason),
-            "detail": det,
+            "detail": det.str.slice(0, 255),
             "source": source[:255],
             "line_no": col(line_no),
         }

@@ -9,6 +9,7 @@ file, then rename) so a crash never leaves half a file.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,14 @@ def save_state(settings: Settings, state: dict[str, Any]) -> None:
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, indent=2, sort_keys=True, default=str))
     tmp.replace(p)
+
+
+def forget_databases(settings: Settings, names: Iterable[str]) -> None:
+    """Drop what the gates remember about ``names`` (``recsys db reset``: a re-created database
+    starts its event ids at 1 again, so an old raw watermark would hide its first events)."""
+    state = load_state(settings)
+    gone = [n for n in names if n in state]
+    if gone:
+        for n in gone:
+            del state[n]
+        save_state(settings, state)

@@ -102,7 +102,7 @@ def _fresh_shop(settings, data) -> None:
                 (db,),
             )
             for (t,) in cur.fetchall():
-                if t != "schema_migrations":
+                if t not in ("schema_migrations", "recsys_marker"):
                     cur.execute(f"TRUNCATE TABLE `{db}`.`{t}`")
     conn.close()
     load_simulation(data, settings)

@@ -4,8 +4,9 @@ non-ASCII), NULLs, millisecond times and flags arrive unchanged; empty strings l
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
-from ml.data.load import QUARANTINE_COLUMNS, USER_COLUMNS, load_frame
+from ml.data.load import QUARANTINE_COLUMNS, USER_COLUMNS, LoadWarning, load_frame
 from ml.db import connect, transaction
 
 
@@ -46,3 +47,20 @@ def test_text_nulls_and_times_round_trip(clean_db):
     assert [r[2] for r in rows] == [1, 2, None, 4, 5]
     assert got_users[0] == (1, "F", 30, "Zürich", pd.Timestamp("2026-10-01 10:00:00.123").to_pydatetime())
     assert got_users[1][1:4] == (None, None, None)
+
+
+def test_a_value_the_column_would_cut_fails_the_load_and_rolls_back(clean_db):
+    """LOAD DATA LOCAL only warns when it cuts a value (strict mode does not apply to it): the
+    loader raises instead, and the transaction commits nothing."""
+    raw = f"`{clean_db.raw_db}`"
+    users = pd.DataFrame({"user_id": [1, 2], "location": ["Bern", "x" * 65]})  # location is VARCHAR(64)
+    with (
+        pytest.raises(LoadWarning, match=r"users.*1 warning\(s\).*location"),
+        transaction(settings=clean_db) as conn,
+    ):
+        load_frame(conn, f"{raw}.users", users, ("user_id", "location"))
+    conn = connect(clean_db.raw_db, settings=clean_db)
+    with conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM users")
+        assert cur.fetchone()[0] == 0
+    conn.close()
