@@ -47,6 +47,7 @@ def test_contract_tables_and_indexes(settings):
         ("ix_ub_ts", "ts"),
         ("ix_ub_user_ts", "user_id"),
         ("ix_ub_user_ts", "ts"),
+        ("ix_ub_user_ts", "item_id"),  # the staging dedup probe (migration 0008)
         ("ix_ub_item", "item_id"),
     } <= ub
     topn_pk = [i[3] for i in idx if i[1] == "user_topn" and i[2] == "PRIMARY"]
