@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def run_one(name: str, a: argparse.Namespace) -> dict:
         "published": {k: published[k] for k in ("model_version", "users", "rows")},
         "seconds": seconds,
         "train_stages": out["stage_seconds"],
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
     }
 
 
@@ -125,6 +127,7 @@ def _table(r: dict) -> str:
     lines.append("")
     lines.append(f"champion now: {r['champion']}; published {r['published']}")
     lines.append("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items()))
+    lines.append(f"peak memory of the process: {r['peak_rss_gib']} GiB")
     slow = sorted(r["train_stages"], key=lambda s: -s[1])[:8]
     lines.append("slowest train stages: " + "; ".join(f"{m} {sec:.0f}" for m, sec in slow))
     return "\n".join(lines)

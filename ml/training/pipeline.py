@@ -32,7 +32,7 @@ from ml.training.holdout import (
 )
 from ml.training.promotion import register_and_gate
 from ml.training.rules_choice import choose_rules, describe, rule_ablation
-from ml.training.run_log import log_run
+from ml.training.run_log import log_run, row_counts
 from ml.training.timing import StageTimer
 
 
@@ -117,9 +117,17 @@ def train_pipeline(
             for k, c in cuts.items()
         }
     stage, frames = features_with_tf(cuts, cfg, step)
-    train = pd.concat([frames[k] for k in reranker_train_cuts(frames, cfg)], ignore_index=True)
+    counts = row_counts(cuts, frames)
+    train_cuts = reranker_train_cuts(frames, cfg)
+    train = pd.concat([frames[k] for k in train_cuts], ignore_index=True)
     valid = pd.concat([frames[k] for k in ("val", "session_val") if k in frames], ignore_index=True)
     fits = fit_rerankers(train, valid, cfg, step)
+    # only the validation and test cuts are read from here on: free the training cuts and frames
+    # (on a log of 60k+ users they are most of the run's memory)
+    del train, valid
+    for key in [k for k in frames if k.startswith(("train_", "session_train_"))]:
+        del frames[key]
+        cuts.pop(key, None)
     intents = load_intents(s)
     rule_tables: dict[str, pd.DataFrame] = {}
     if cfg.learn_rules:
@@ -143,7 +151,7 @@ def train_pipeline(
     name = store.model_name(s)
     step("log to MLflow")
     with mlflow.start_run(run_name="train") as run:
-        log_run(tasks, choice, fits, frames, cuts, split, cfg, rule_tables)
+        log_run(tasks, choice, fits, counts, train_cuts, split, cfg, rule_tables)
         out: dict[str, Any] = {
             "run_id": run.info.run_id,
             "task": {"task": choice.task, "label_hours": choice.label_hours, "reason": choice.reason},

@@ -14,25 +14,37 @@ from ml.features.datasets import CutData
 from ml.features.protocol import Split, TaskChoice
 from ml.models.rerank import FitResult
 from ml.training.config import TrainConfig
-from ml.training.cuts import reranker_train_cuts
 from ml.training.rules_choice import rules_params
 
 #: MLflow metric prefix of each task (next-day keeps the historical bare ``{model}.{metric}`` keys).
 TASK_PREFIX = {"next_day": "", "session": "session.", "next_basket": "basket."}
 
 
+#: rows of the test frame scored again for the score histograms
+SCORE_PLOT_ROWS = 200_000
+
+
+def row_counts(cuts: dict[str, CutData], frames: dict[str, pd.DataFrame]) -> dict[str, float]:
+    """Rows of every table of every cut, and rows and positives of every candidate frame."""
+    counts = {f"rows_{c}_{k}": float(v) for c, d in cuts.items() for k, v in d.row_counts().items()}
+    counts |= {f"rows_frame_{k}": float(len(f)) for k, f in frames.items()}
+    counts |= {f"positives_frame_{k}": float((f["label"] > 0).sum()) for k, f in frames.items()}
+    return counts
+
+
 def log_run(
     tasks: dict[str, dict[str, Any]],
     choice: TaskChoice,
     fits: dict[str, FitResult],
-    frames: dict[str, pd.DataFrame],
-    cuts: dict[str, CutData],
+    counts: dict[str, float],
+    train_cuts: list[str],
     split: Split,
     cfg: TrainConfig,
     rules: dict[str, pd.DataFrame],
 ) -> None:
-    """Log into the active run. ``tasks``: task → {holdout, candidates, results}; ``rules``: the
-    validation table of the rule choice and the test-cut ablation (either may be empty)."""
+    """Log into the active run. ``tasks``: task → {holdout, candidates, results}; ``counts``: row
+    counts of the cuts and frames (:func:`row_counts`, taken before the training frames were freed);
+    ``rules``: the validation table of the rule choice and the test-cut ablation (either may be empty)."""
     import mlflow
 
     from ml.models import report
@@ -45,14 +57,11 @@ def log_run(
         | {
             "task": choice.task,
             "task_reason": choice.reason[:500],
-            "reranker_train_cuts": ",".join(reranker_train_cuts(frames, cfg)),
+            "reranker_train_cuts": ",".join(train_cuts),
             "tf_score_in_sample": str(cfg.use_tf and cfg.n_train_cuts < 2),
         }
     )
     mlflow.set_tag("task", choice.task)
-    counts = {f"rows_{c}_{k}": float(v) for c, d in cuts.items() for k, v in d.row_counts().items()}
-    counts |= {f"rows_frame_{k}": float(len(f)) for k, f in frames.items()}
-    counts |= {f"positives_frame_{k}": float((f["label"] > 0).sum()) for k, f in frames.items()}
     mlflow.log_metrics(counts)
     for name, fit in fits.items():
         mlflow.log_metrics(
@@ -89,6 +98,10 @@ def log_run(
                 table.to_csv(d / f"{key}.csv")
                 (d / f"{key}.md").write_text(table.to_markdown(floatfmt=".4f"))
         test = tasks[choice.task]["holdout"].frame
+        # the score histogram needs a sample, not the frame: scoring all of a large log's test frame
+        # again (a copy per booster) here pushed a 66k-user Taobao run out of memory
+        if len(test) > SCORE_PLOT_ROWS:
+            test = test.sample(n=SCORE_PLOT_ROWS, random_state=cfg.seed)
         for name, fit in fits.items():
             report.plot_importance(
                 fit.importance, d / f"importance_{name}.png", f"{name} feature importance (gain)"
