@@ -6,4 +6,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/lint.sh
 export RECSYS_DB_PREFIX="${RECSYS_DB_PREFIX:-test_}"
-.venv/bin/python -m pytest tests "$@"
+# two workers (RECSYS_TEST_WORKERS, 0 = none), each with its own databases (tests/conftest.py); a
+# test file stays on one worker, so its module fixtures are built once
+workers="${RECSYS_TEST_WORKERS:-2}"
+xdist=()
+if [ "$workers" != "0" ]; then xdist=(-n "$workers" --dist loadfile); fi
+.venv/bin/python -m pytest "${xdist[@]}" tests "$@"

@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("RECSYS_DB_PREFIX", "test_")
+# pytest-xdist (scripts/test.sh runs two workers): each worker gets its own databases
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["RECSYS_DB_PREFIX"] += f"{os.environ['PYTEST_XDIST_WORKER']}_"
 # Airflow reads its config when first imported (at collection time): point it at a throwaway home
 # with a SQLite metadata DB, never the project's .local/airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-airflow-test-")

@@ -17,7 +17,9 @@ def manifest_path() -> str:
 
 
 def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None = None, **operator_args: Any):
-    """A Cosmos ``DbtTaskGroup`` over the selected models, each model a run task followed by its tests.
+    """A Cosmos ``DbtTaskGroup`` over the selected models, one ``dbt build`` task per model (the model,
+    then its own tests, in one dbt process: half the process start-ups of a run task + a test task,
+    and a model whose tests fail still stops everything downstream of it).
 
     dbt runs as a subprocess of the dbt venv's executable (``RECSYS_DBT_VENV``); the profile is the
     project's ``profiles.yml`` (credentials from ``RECSYS_MYSQL_*`` through ``env_var()``).
@@ -42,7 +44,7 @@ def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None =
         execution_config=ExecutionConfig(
             dbt_executable_path=str(s.dbt_executable),
             invocation_mode=InvocationMode.SUBPROCESS,
-            # a model's own tests run right after it; tests spanning models (relationships) only
+            # a model's own tests run in its build; tests spanning models (relationships) only
             # once all their parents are built, as separate tasks
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
@@ -50,7 +52,7 @@ def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None =
             load_method=LoadMode.DBT_MANIFEST,
             select=select,
             exclude=exclude or [],
-            test_behavior=TestBehavior.AFTER_EACH,
+            test_behavior=TestBehavior.BUILD,
             should_detach_multiple_parents_tests=True,
             emit_datasets=False,
             enable_mock_profile=False,
