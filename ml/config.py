@@ -35,6 +35,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_REFRESH_MINUTES": "5",
     "RECSYS_TF_FORCE_CPU": "0",
     "RECSYS_TF_THREADS": "2",
+    "RECSYS_API_KEYS": "",
+    "RECSYS_API_DOCS": "0",
 }
 
 
@@ -80,6 +82,10 @@ class Settings:
     mlflow_experiment: str
     topn: int
     refresh_minutes: int
+    #: serving reader: accepted ``X-API-Key`` values (empty: no key asked, the local default)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: serving reader: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off unless asked)
+    api_docs: bool = False
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -142,4 +148,6 @@ def get_settings() -> Settings:
         mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
         topn=topn,
         refresh_minutes=refresh,
+        api_keys=tuple(k.strip() for k in _env("RECSYS_API_KEYS").split(",") if k.strip()),
+        api_docs=_env("RECSYS_API_DOCS").strip().lower() in ("1", "true", "yes"),
     )

@@ -87,3 +87,9 @@ def test_dockerfile_builds_both_venvs_and_the_manifest():
     assert "requirements.txt" in text and "requirements-dbt.txt" in text
     assert "dbt.sh parse" in text
     assert Path(PROJECT_ROOT / ".env.example").exists()
+
+
+def test_serving_requires_api_keys_and_keeps_docs_off(compose):
+    env = compose["services"]["serving"]["environment"]
+    assert re.fullmatch(r"\$\{RECSYS_API_KEYS:\?[^}]+\}", env["RECSYS_API_KEYS"])
+    assert env["RECSYS_API_DOCS"] in ("0", "${RECSYS_API_DOCS:-0}")
