@@ -41,7 +41,7 @@ def seed(settings, users: int, items: int) -> None:
 
     drop_databases(settings)
     init_db(settings)
-    conn = connect(settings.raw_db, settings=settings)
+    conn = connect(settings.raw_db, settings=settings, local_infile=True)
     t0 = datetime(2026, 10, 1)
     with conn.cursor() as cur:
         cur.executemany(

@@ -62,7 +62,7 @@ def main() -> None:
 
     def raw_load() -> None:
         for lo in range(0, len(events), batch):
-            with transaction(settings=s) as conn:
+            with transaction(settings=s, local_infile=True) as conn:
                 load_frame(conn, f"{raw}.user_behavior", events.iloc[lo : lo + batch], EVENT_COLUMNS)
 
     def full_load() -> None:

@@ -7,6 +7,7 @@ Airflow tasks can change the environment between calls.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,11 +35,32 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_REFRESH_MINUTES": "5",
     "RECSYS_TF_FORCE_CPU": "0",
     "RECSYS_TF_THREADS": "2",
+    "RECSYS_API_KEYS": "",
+    "RECSYS_API_DOCS": "0",
 }
+
+
+#: What a database or account name from the environment may be: it is written into SQL as an
+#: identifier (backquoted, or quoted as ``'user'@'host'``), so nothing that could close the quoting.
+NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
+class SettingsError(ValueError):
+    """A value in the environment is unusable; the message names the variable."""
 
 
 def _env(name: str) -> str:
     return os.environ.get(name, ENV_DEFAULTS[name])
+
+
+def _name(value: str, variable: str) -> str:
+    """``value`` if it is a safe database/user name, else :class:`SettingsError` naming ``variable``."""
+    if not NAME_RE.match(value):
+        raise SettingsError(
+            f"{variable}={value!r} is not a usable name: use 1-64 letters, digits or underscores "
+            f"(pattern {NAME_RE.pattern})"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,10 @@ class Settings:
     mlflow_experiment: str
     topn: int
     refresh_minutes: int
+    #: serving reader: accepted ``X-API-Key`` values (empty: no key asked, the local default)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: serving reader: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off unless asked)
+    api_docs: bool = False
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -78,14 +104,15 @@ class Settings:
         return {"raw": self.raw_db, "marts": self.marts_db, "serving": self.serving_db}
 
     def sqlalchemy_url(self, database: str | None = None) -> str:
-        """A ``mysql+pymysql://`` URL (used by pandas, MLflow-free readers and GX)."""
+        """A ``mysql+pymysql://`` URL (used by pandas, MLflow-free readers and GX); without
+        ``local_infile``, which only the loader's connections enable (:func:`ml.db.connect`)."""
         from urllib.parse import quote_plus
 
         auth = quote_plus(self.mysql_user)
         if self.mysql_password:
             auth += ":" + quote_plus(self.mysql_password)
         db = f"/{database}" if database else ""
-        return f"mysql+pymysql://{auth}@{self.mysql_host}:{self.mysql_port}{db}?local_infile=1"
+        return f"mysql+pymysql://{auth}@{self.mysql_host}:{self.mysql_port}{db}"
 
 
 def get_settings() -> Settings:
@@ -98,16 +125,22 @@ def get_settings() -> Settings:
         topn = int(_env("RECSYS_TOPN"))
         refresh = int(_env("RECSYS_REFRESH_MINUTES"))
     except ValueError as exc:  # a typo in the environment must say which variable
-        raise ValueError(f"invalid integer in RECSYS_* environment: {exc}") from None
+        raise SettingsError(f"invalid integer in RECSYS_* environment: {exc}") from None
+    if prefix:
+        _name(prefix, "RECSYS_DB_PREFIX")
+    dbs = {
+        var: _name(prefix + _name(_env(var), var), f"{var} (after RECSYS_DB_PREFIX)")
+        for var in ("RECSYS_RAW_DB", "RECSYS_MARTS_DB", "RECSYS_SERVING_DB")
+    }
     return Settings(
         mysql_host=_env("RECSYS_MYSQL_HOST"),
         mysql_port=port,
-        mysql_user=_env("RECSYS_MYSQL_USER"),
+        mysql_user=_name(_env("RECSYS_MYSQL_USER"), "RECSYS_MYSQL_USER"),
         mysql_password=_env("RECSYS_MYSQL_PASSWORD"),
-        raw_db=prefix + _env("RECSYS_RAW_DB"),
-        marts_db=prefix + _env("RECSYS_MARTS_DB"),
-        serving_db=prefix + _env("RECSYS_SERVING_DB"),
-        reader_user=_env("RECSYS_READER_USER"),
+        raw_db=dbs["RECSYS_RAW_DB"],
+        marts_db=dbs["RECSYS_MARTS_DB"],
+        serving_db=dbs["RECSYS_SERVING_DB"],
+        reader_user=_name(_env("RECSYS_READER_USER"), "RECSYS_READER_USER"),
         reader_password=_env("RECSYS_READER_PASSWORD"),
         home=home,
         dbt_venv=Path(_env("RECSYS_DBT_VENV")),
@@ -115,4 +148,6 @@ def get_settings() -> Settings:
         mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
         topn=topn,
         refresh_minutes=refresh,
+        api_keys=tuple(k.strip() for k in _env("RECSYS_API_KEYS").split(",") if k.strip()),
+        api_docs=_env("RECSYS_API_DOCS").strip().lower() in ("1", "true", "yes"),
     )

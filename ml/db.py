@@ -65,8 +65,13 @@ def connect(
     autocommit: bool = True,
     dict_cursor: bool = False,
     connect_timeout: int = 5,
+    local_infile: bool = False,
 ) -> pymysql.connections.Connection:
-    """Open a PyMySQL connection (``local_infile`` on, utf8mb4). Raises :class:`MySQLUnavailable`."""
+    """Open a PyMySQL connection (utf8mb4). Raises :class:`MySQLUnavailable`.
+
+    ``local_infile`` lets the server ask this client for any file it can read (``LOAD DATA LOCAL``):
+    only the bulk loader's connections (:mod:`ml.data.load`) turn it on, so a rogue or hijacked
+    server cannot read files through every other connection."""
     s = settings or get_settings()
     try:
         return pymysql.connect(
@@ -77,7 +82,7 @@ def connect(
             database=database,
             charset="utf8mb4",
             autocommit=autocommit,
-            local_infile=True,
+            local_infile=local_infile,
             connect_timeout=connect_timeout,
             cursorclass=pymysql.cursors.DictCursor if dict_cursor else pymysql.cursors.Cursor,
         )
@@ -95,10 +100,11 @@ def connect(
 
 @contextlib.contextmanager
 def transaction(
-    database: str | None = None, *, settings: Settings | None = None
+    database: str | None = None, *, settings: Settings | None = None, local_infile: bool = False
 ) -> Iterator[pymysql.connections.Connection]:
-    """A connection whose work commits on success and rolls back on any exception."""
-    conn = connect(database, settings=settings, autocommit=False)
+    """A connection whose work commits on success and rolls back on any exception
+    (``local_infile`` as in :func:`connect`: for the loader only)."""
+    conn = connect(database, settings=settings, autocommit=False, local_infile=local_infile)
     try:
         yield conn
         conn.commit()
@@ -121,7 +127,8 @@ class Migration:
             marts_db=s.marts_db,
             serving_db=s.serving_db,
             reader_user=s.reader_user,
-            reader_password=s.reader_password.replace("'", "''"),
+            # a quoted literal under the default sql_mode; _ensure_reader re-applies it with bound values
+            reader_password=s.reader_password.replace("\\", "\\\\").replace("'", "''"),
         )
 
     def checksum(self) -> str:
@@ -159,6 +166,21 @@ def _table_names(cur, db: str) -> list[str]:
 def _database_exists(cur, db: str) -> bool:
     cur.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,))
     return cur.fetchone() is not None
+
+
+READER_HOSTS: tuple[str, ...] = ("%", "localhost")
+
+
+def _ensure_reader(cur, s: Settings) -> None:
+    """The read-only serving account (migration 0003) with the current ``RECSYS_READER_PASSWORD``:
+    created if absent, its password set and its grant given on every ``db init`` (a changed password
+    takes effect; a dropped account comes back). Name and password are bound values, escaped by the
+    driver for the server's sql_mode, never pasted into the statement."""
+    for host in READER_HOSTS:
+        account = (s.reader_user, host)
+        cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*account, s.reader_password))
+        cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (*account, s.reader_password))
+        cur.execute(f"GRANT SELECT ON `{s.serving_db}`.* TO %s@%s", account)
 
 
 def init_db(settings: Settings | None = None, *, purpose: str = "demo") -> list[str]:
@@ -209,6 +231,7 @@ def init_db(settings: Settings | None = None, *, purpose: str = "demo") -> list[
                     (mig.version, mig.name, mig.checksum()),
                 )
                 applied_now.append(mig.path.name)
+            _ensure_reader(cur, s)
     finally:
         conn.close()
     return applied_now

@@ -17,6 +17,7 @@ from ml.cli.dbt import dbt_app
 from ml.cli.publish import publish_app, serve
 from ml.cli.quality import quality_app
 from ml.cli.train import register as register_train_commands
+from ml.config import SettingsError
 from ml.db import MigrationError, MySQLUnavailable
 
 app = typer.Typer(
@@ -35,7 +36,7 @@ def main() -> None:
     """Console-script entry: known operational errors print one line, never a stack trace."""
     try:
         app()
-    except (MySQLUnavailable, MigrationError) as exc:
+    except (MySQLUnavailable, MigrationError, SettingsError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_UNUSABLE)
 

@@ -137,7 +137,7 @@ def write_batch(
     raw = f"`{settings.raw_db}`"
     report = LoadReport(batches=1)
     quarantine = checked.quarantine
-    with transaction(settings=settings) as conn:
+    with transaction(settings=settings, local_infile=True) as conn:
         _lock_raw_writes(conn, settings.raw_db)
         if users is not None and not users.empty:
             report.users = load_frame(conn, f"{raw}.users", users, tuple(users.columns), "ignore")

@@ -4,7 +4,8 @@ A frame is written to a temporary tab-separated file (backslash-escaped tab/newl
 empty field for NULL, so an empty string also loads as NULL; when some text holds a ``"``, text
 fields are enclosed in quotes with the quote doubled, which Arrow's writer needs) and loaded with
 an explicit column list. The caller owns the transaction, so a batch of events and its quarantine
-rows commit or roll back together.
+rows commit or roll back together. Only the loader's connections enable ``local_infile`` (with it a
+server may ask the client for any file), so :func:`load_frame` refuses a connection without it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Literal
 
 import pandas as pd
 import pymysql
+from pymysql.constants import CLIENT
 
 EVENT_COLUMNS: tuple[str, ...] = ("user_id", "item_id", "session_id", "behavior_type", "query_text", "ts")
 #: Optional line detail of an event (migration 0006): written only by loaders whose frames carry them.
@@ -98,6 +100,11 @@ def load_frame(
     reports a warning (it would otherwise have stored a cut or altered value)."""
     if df.empty:
         return 0
+    if not conn.client_flag & CLIENT.LOCAL_FILES:
+        raise ValueError(
+            "load_frame needs a loader connection: open it with local_infile=True "
+            "(ml.db.connect / ml.db.transaction); other connections keep LOAD DATA LOCAL off"
+        )
     fd, path = tempfile.mkstemp(prefix="recsys_load_", suffix=".tsv")
     os.close(fd)
     try:

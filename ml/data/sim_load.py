@@ -26,7 +26,7 @@ def load_simulation(data: SimData, settings=None, *, batch_rows: int = 500_000):
     raw = f"`{s.raw_db}`"
     items = validate_items(data.items, "simulate:items") if not data.items.empty else None
     report = LoadReport()
-    with transaction(settings=s) as conn:
+    with transaction(settings=s, local_infile=True) as conn:
         report.users = load_frame(conn, f"{raw}.users", data.users, USER_COLUMNS, "replace")
         if items is not None:
             report.items = load_frame(conn, f"{raw}.items", items.clean, ITEM_COLUMNS, "replace")

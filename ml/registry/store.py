@@ -87,14 +87,57 @@ def load_spec(client: Any, name: str, version: str) -> dict[str, Any]:
     return spec
 
 
+class UntrustedModelError(ValueError):
+    """A registered version is not what this pipeline logs (a LightGBM ``Booster`` in LightGBM's own
+    text format); refused before any of it is deserialized."""
+
+
+#: the only model class a reranker version may name: MLflow reads it with ``lightgbm.Booster(model_file=)``;
+#: for any other class it unpickles the file (code execution for whoever can register a version)
+BOOSTER_CLASS = "lightgbm.basic.Booster"
+
+
+def booster_from_model_dir(model_dir: Path, what: str) -> Any:
+    """The LightGBM Booster of a downloaded MLflow model folder, after checking its ``MLmodel``:
+    a ``lightgbm`` flavour whose ``model_class`` is :data:`BOOSTER_CLASS` and whose data file lies
+    inside the folder. Raises :class:`UntrustedModelError` otherwise; nothing is unpickled."""
+    import lightgbm as lgb
+    import yaml
+
+    try:
+        meta = yaml.safe_load((model_dir / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UntrustedModelError(f"{what}: no readable MLmodel file ({exc})") from None
+    flavours = meta.get("flavors") if isinstance(meta, dict) else None
+    conf = flavours.get("lightgbm") if isinstance(flavours, dict) else None
+    if not isinstance(conf, dict):
+        found = sorted(flavours) if isinstance(flavours, dict) else []
+        raise UntrustedModelError(f"{what} has no lightgbm flavour (flavours: {found}); refusing to load it")
+    if conf.get("model_class") != BOOSTER_CLASS:
+        raise UntrustedModelError(
+            f"{what} is logged as {conf.get('model_class')!r}, not {BOOSTER_CLASS!r} (MLflow would unpickle "
+            "it); refusing to load it"
+        )
+    root = model_dir.resolve()
+    data = (root / str(conf.get("data") or "")).resolve()
+    if not data.is_relative_to(root) or not data.is_file():
+        raise UntrustedModelError(f"{what}: model data {conf.get('data')!r} is not a file of the model")
+    return lgb.Booster(model_file=str(data))  # LightGBM's text model format, parsed, not unpickled
+
+
 def load_reranker(client: Any, name: str, version: str) -> tuple[Any, dict[str, Any]]:
-    """(LightGBM booster, spec) of one registered reranker version."""
-    import mlflow.lightgbm
+    """(LightGBM booster, spec) of one registered reranker version; the logged model is checked
+    by :func:`booster_from_model_dir` before it is read (never ``mlflow.lightgbm.load_model``)."""
+    import tempfile
+
+    import mlflow.artifacts
 
     spec = load_spec(client, name, version)
     if spec["kind"] != "lightgbm":
         raise ValueError(f"{name} version {version} is a {spec['kind']} version, not a LightGBM reranker")
-    return mlflow.lightgbm.load_model(f"models:/{name}/{version}"), spec
+    with tempfile.TemporaryDirectory(prefix="recsys_model_") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp)
+        return booster_from_model_dir(Path(local), f"{name} version {version}"), spec
 
 
 def log_baseline(client: Any, baseline: str, spec: dict[str, Any], name: str) -> str:

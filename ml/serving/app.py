@@ -11,13 +11,20 @@ recent-intent category (``user_intent_category``, published because this account
 events), then global popularity (``popular_topn`` scope ``global``). Fallback items carry the
 ``model_version`` of the last full publish, which built the popularity tables.
 
-Endpoints are ``async def`` and run their reads inline on the event loop: each is one to three
-indexed point lookups of well under a millisecond, and skipping the thread-pool hop saves about a
-third of the CPU per request (the latency budget is 10 ms p99 on two shared cores). The price is
-that a stalled database stalls the worker, so connections carry short read timeouts; scale out with
-``--workers``. For the same budget the endpoints return their JSON already serialized
-(``pydantic_core.to_json``, the serializer behind FastAPI's own response path, so the bytes are the
-same): the response models document the shape in OpenAPI but are not validated item by item.
+Endpoints are plain ``def``: FastAPI runs them, and so every blocking driver call, in its thread
+pool, so a stalled database holds one pool thread, never the event loop (other requests, ``/health``
+included, are still answered). Each read is bounded: connect and read timeouts of ``timeout_s``
+(default :data:`DB_TIMEOUT_S`), at most one retry, and only while the first attempt failed fast (a
+swap's 1412 or a dropped connection; a timeout is not retried). For the latency budget (10 ms p99 on
+two shared cores) the endpoints return their JSON already serialized (``pydantic_core.to_json``, the
+serializer behind FastAPI's own response path, so the bytes are the same): the response models
+document the shape in OpenAPI but are not validated item by item.
+
+Access (issue 14): with ``RECSYS_API_KEYS`` set (comma-separated), the data endpoints answer 401
+unless the ``X-API-Key`` header holds one of the keys (``/health`` stays open for probes); unset, as in
+the local demo, no key is asked. ``/docs``, ``/redoc`` and ``/openapi.json`` exist only with
+``RECSYS_API_DOCS=1``. A 503 says only that the database is unavailable; the driver's message (hosts,
+accounts, SQL) goes to the server log.
 Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers N]`` (2 by default) or
 ``uvicorn ml.serving.app:create_app --factory``.
 """
@@ -25,6 +32,8 @@ Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers N]`` (2 by default) 
 from __future__ import annotations
 
 import contextlib
+import hmac
+import logging
 import queue
 import threading
 import time
@@ -32,8 +41,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import MySQLdb
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 from pydantic_core import to_json
 
@@ -44,6 +54,9 @@ RETRY_CODES = {1412}  # table definition changed (a swap happened under this rea
 # server gone / lost / commands out of sync / killed (MariaDB 1927) / idle timeout (MySQL 8 4031) / closed
 RECONNECT_CODES = {2006, 2013, 2014, 2055, 1927, 4031, 0}
 META_TTL_S = 5.0
+DB_TIMEOUT_S = 2.0  # connect/read/write timeout of a reader connection, and the pool wait
+UNAVAILABLE = "serving database unavailable"  # the whole 503 detail: nothing of the driver's message
+log = logging.getLogger(__name__)
 
 
 class ServingUnavailable(RuntimeError):
@@ -113,35 +126,44 @@ class ConnectionPool:
 class ServingStore:
     """Reads of the serving tables with retries; one autocommit statement per read."""
 
-    def __init__(self, settings: Settings, pool_size: int = 8, retries: int = 3):
+    def __init__(
+        self, settings: Settings, pool_size: int = 8, retries: int = 1, timeout_s: float = DB_TIMEOUT_S
+    ):
         self.settings = settings
         self.retries = retries
+        self.timeout_s = timeout_s
         self.retried = 0  # 1412/reconnect retries so far (tests and /health report it)
-        self.pool = ConnectionPool(self._connect, pool_size)
+        self.pool = ConnectionPool(self._connect, pool_size, wait_s=timeout_s)
         self._meta: tuple[float, dict[str, Any]] = (0.0, {})
         self._meta_lock = threading.Lock()
 
+    def connect_args(self) -> dict[str, Any]:
+        """MySQLdb.connect arguments: the read-only account, autocommit, whole-second timeouts."""
+        s, wait = self.settings, max(1, round(self.timeout_s))
+        return dict(
+            host=s.mysql_host,
+            port=s.mysql_port,
+            user=s.reader_user,
+            password=s.reader_password,
+            database=s.serving_db,
+            charset="utf8mb4",
+            autocommit=True,
+            connect_timeout=wait,
+            read_timeout=wait,
+            write_timeout=wait,
+            multi_statements=False,
+        )
+
     def _connect(self) -> MySQLdb.Connection:
-        s = self.settings
         try:
-            return MySQLdb.connect(
-                host=s.mysql_host,
-                port=s.mysql_port,
-                user=s.reader_user,
-                password=s.reader_password,
-                database=s.serving_db,
-                charset="utf8mb4",
-                autocommit=True,
-                connect_timeout=3,
-                read_timeout=3,
-                write_timeout=3,
-                multi_statements=False,
-            )
+            return MySQLdb.connect(**self.connect_args())
         except MySQLdb.OperationalError as exc:
             raise ServingUnavailable(f"cannot connect to the serving database: {exc.args[-1]}") from None
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
-        """Run one read; retry on 1412 and on a dropped connection, else raise ServingUnavailable."""
+        """Run one read; retry on 1412 and on a dropped connection when that failure came fast (within
+        ``timeout_s``, at most ``retries`` times), else raise ServingUnavailable."""
+        deadline = time.monotonic() + self.timeout_s
         for attempt in range(self.retries + 1):
             try:
                 with self.pool.connection() as conn:
@@ -156,7 +178,8 @@ class ServingStore:
                         raise
             except (MySQLdb.OperationalError, MySQLdb.InterfaceError, MySQLdb.InternalError) as exc:
                 code = exc.args[0] if exc.args else 0
-                if (code in RETRY_CODES or code in RECONNECT_CODES) and attempt < self.retries:
+                retryable = code in RETRY_CODES or code in RECONNECT_CODES
+                if retryable and attempt < self.retries and time.monotonic() < deadline:
                     self.retried += 1
                     time.sleep(0.002 * (attempt + 1))
                     continue
@@ -258,48 +281,70 @@ class Similar(BaseModel):
     items: list[Item]
 
 
-def create_app(settings: Settings | None = None, pool_size: int = 8) -> FastAPI:
-    """Build the app (uvicorn ``--factory`` entry). Connections open lazily on the first request."""
+def _key_check(keys: tuple[str, ...]) -> Callable[[str | None], None]:
+    """A dependency that answers 401 unless the ``X-API-Key`` header holds one of ``keys``."""
+    header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    encoded = [k.encode() for k in keys]
+
+    def check(key: str | None = Depends(header)) -> None:
+        given = (key or "").encode()
+        # compare with every key (constant time each), so the answer time says nothing about a key
+        if not any([hmac.compare_digest(given, k) for k in encoded]):
+            raise HTTPException(status_code=401, detail="missing or invalid X-API-Key")
+
+    return check
+
+
+def create_app(
+    settings: Settings | None = None, pool_size: int = 8, timeout_s: float = DB_TIMEOUT_S
+) -> FastAPI:
+    """Build the app (uvicorn ``--factory`` entry). Connections open lazily on the first request.
+    ``timeout_s`` bounds each database wait (connect, read, pool); see the module docstring."""
     s = settings or get_settings()
-    store = ServingStore(s, pool_size=pool_size)
+    store = ServingStore(s, pool_size=pool_size, timeout_s=timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
         store.pool.close()
 
-    app = FastAPI(title="recsys serving reader", version="1", lifespan=lifespan)
+    docs = {} if s.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="recsys serving reader", version="1", lifespan=lifespan, **docs)
     app.state.store = store
     max_n = max(1, s.topn)
 
     @app.exception_handler(ServingUnavailable)
-    async def _unavailable(_: Request, exc: ServingUnavailable) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
+    async def _unavailable(request: Request, exc: ServingUnavailable) -> JSONResponse:
+        log.warning("503 for %s: %s", request.url.path, exc)
+        return JSONResponse(status_code=503, content={"detail": UNAVAILABLE})
+
+    guarded = [Depends(_key_check(s.api_keys))] if s.api_keys else []
 
     # The store builds exactly the models' fields with their types (ints, floats, str/None), so the
     # handlers serialize them directly; response_model stays for the OpenAPI schema only.
-    @app.get("/recommendations/{user_id}", response_model=Recommendations)
-    async def recommendations(
+    @app.get("/recommendations/{user_id}", response_model=Recommendations, dependencies=guarded)
+    def recommendations(
         user_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
     ) -> Response:
         """Top-n items for a user: published list, then intent-category and global popularity."""
         return _json({"user_id": user_id, "items": store.recommendations(user_id, n)})
 
-    @app.get("/similar/{item_id}", response_model=Similar)
-    async def similar(
+    @app.get("/similar/{item_id}", response_model=Similar, dependencies=guarded)
+    def similar(
         item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
     ) -> Response:
         """Items co-visited with this one (then global popularity when there are too few)."""
         return _json({"item_id": item_id, "items": store.similar(item_id, n)})
 
     @app.get("/health")
-    async def health() -> JSONResponse:
-        """DB ping and the last publish times; 503 when the database does not answer."""
+    def health() -> JSONResponse:
+        """DB ping and the last publish times; 503 when the database does not answer (open without a key)."""
         try:
             store.query("SELECT 1")
             meta = store.meta()
         except ServingUnavailable as exc:
-            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": str(exc)})
+            log.warning("health: %s", exc)
+            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": UNAVAILABLE})
         return JSONResponse({"status": "ok", "database": s.serving_db, "read_retries": store.retried, **meta})
 
     return app

@@ -87,3 +87,82 @@ def test_dockerfile_builds_both_venvs_and_the_manifest():
     assert "requirements.txt" in text and "requirements-dbt.txt" in text
     assert "dbt.sh parse" in text
     assert Path(PROJECT_ROOT / ".env.example").exists()
+
+
+def test_serving_requires_api_keys_and_keeps_docs_off(compose):
+    env = compose["services"]["serving"]["environment"]
+    assert re.fullmatch(r"\$\{RECSYS_API_KEYS:\?[^}]+\}", env["RECSYS_API_KEYS"])
+    assert env["RECSYS_API_DOCS"] in ("0", "${RECSYS_API_DOCS:-0}")
+
+
+# --- issue 14, item 7: what the stack exposes and which secrets it insists on ------------------------
+
+SECRET_RE = re.compile(r"PASSWORD|SECRET|FERNET|API_KEYS")
+
+
+def _compose_text() -> str:
+    """The compose file without its comment lines."""
+    return "\n".join(ln for ln in COMPOSE.read_text().splitlines() if not ln.lstrip().startswith("#"))
+
+
+def _env_example() -> dict[str, str]:
+    pairs = (ln.split("=", 1) for ln in (PROJECT_ROOT / ".env.example").read_text().splitlines() if "=" in ln)
+    return {k.strip(): v.strip() for k, v in pairs if not k.lstrip().startswith("#")}
+
+
+def test_only_the_serving_reader_is_published_beyond_loopback(compose):
+    """MySQL (and postgres, redis) publish nothing; MLflow and the Airflow UI bind 127.0.0.1 only."""
+    for name in ("mysql", "postgres", "redis"):
+        assert not compose["services"][name].get("ports"), f"{name} publishes a port"
+    for name in ("mlflow", "airflow-apiserver"):
+        assert compose["services"][name]["ports"], name
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            if name != "serving":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+def test_every_secret_reference_is_required():
+    """A secret read as ${VAR} or ${VAR:-x} would start the stack empty or with a default: every
+    reference to a secret must be ${VAR:?message}."""
+    refs = re.findall(r"\$\{([A-Za-z0-9_]+)(:\?|:-|-|\?|\})", _compose_text())
+    secrets = {v for v, _ in refs if SECRET_RE.search(v)}
+    assert {"MYSQL_ROOT_PASSWORD", "RECSYS_READER_PASSWORD", "POSTGRES_PASSWORD"} <= secrets
+    assert {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "RECSYS_API_KEYS"} <= secrets
+    loose = sorted({f"${{{v}{op}" for v, op in refs if v in secrets and op != ":?"})
+    assert not loose, f"secrets not required: {loose}"
+
+
+def test_env_example_does_not_satisfy_the_required_variables():
+    """`cp .env.example .env && docker compose up` must stop at the first unfilled secret: compose's
+    ${VAR:?} fails on an unset or empty value, so every required variable is listed there empty."""
+    required = set(re.findall(r"\$\{([A-Za-z0-9_]+):\?", _compose_text()))
+    example = _env_example()
+    assert required <= set(example), f"not in .env.example: {sorted(required - set(example))}"
+    filled = {v: example[v] for v in sorted(required) if example[v]}
+    assert not filled, f".env.example fills required variables (placeholders would start the stack): {filled}"
+
+
+def test_dotenv_is_ignored_by_git_and_docker():
+    import subprocess
+
+    def ignored(path: str) -> bool:
+        cmd = ["git", "check-ignore", "-q", "--no-index", path]
+        return subprocess.run(cmd, cwd=PROJECT_ROOT).returncode == 0
+
+    assert ignored(".env") and ignored(".env.prod") and not ignored(".env.example")
+    docker = {ln.strip() for ln in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()}
+    assert ".env" in docker
+
+
+def test_serving_runs_with_the_read_only_account_only(compose):
+    env = compose["services"]["serving"]["environment"]
+    assert env["RECSYS_MYSQL_USER"] == env["RECSYS_READER_USER"] != "root"
+    assert env["RECSYS_MYSQL_PASSWORD"].startswith("${RECSYS_READER_PASSWORD:?")
+    assert not [k for k, v in env.items() if "MYSQL_ROOT_PASSWORD" in str(v)]
+
+
+@pytest.mark.parametrize("name", sorted(CODE_SERVICES))
+def test_code_services_refuse_pickled_models(compose, name):
+    env = compose["services"][name]["environment"]
+    assert env.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION") == "false"

@@ -32,7 +32,7 @@ def test_text_nulls_and_times_round_trip(clean_db):
             ),
         }
     )
-    with transaction(settings=clean_db) as conn:
+    with transaction(settings=clean_db, local_infile=True) as conn:
         assert load_frame(conn, f"{raw}.user_behavior_quarantine", q, QUARANTINE_COLUMNS) == 5
         assert load_frame(conn, f"{raw}.users", users, USER_COLUMNS) == 2
     conn = connect(clean_db.raw_db, settings=clean_db)
@@ -56,7 +56,7 @@ def test_a_value_the_column_would_cut_fails_the_load_and_rolls_back(clean_db):
     users = pd.DataFrame({"user_id": [1, 2], "location": ["Bern", "x" * 65]})  # location is VARCHAR(64)
     with (
         pytest.raises(LoadWarning, match=r"users.*1 warning\(s\).*location"),
-        transaction(settings=clean_db) as conn,
+        transaction(settings=clean_db, local_infile=True) as conn,
     ):
         load_frame(conn, f"{raw}.users", users, ("user_id", "location"))
     conn = connect(clean_db.raw_db, settings=clean_db)
