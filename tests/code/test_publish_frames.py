@@ -76,8 +76,11 @@ def test_batches_cover_everything_once():
 
 
 def test_lock_names_fit_mysql_limit(monkeypatch):
-    monkeypatch.setenv("RECSYS_DB_PREFIX", "a_very_long_prefix_for_some_developer_" * 2)
+    # the longest prefix get_settings accepts (its longest database name, recsys_serving, is 64 long)
+    prefix = ("a_very_long_prefix_for_some_developer_" * 2)[: 64 - len("recsys_serving")]
+    monkeypatch.setenv("RECSYS_DB_PREFIX", prefix)
     s = get_settings()
+    assert len(s.serving_db) == 64
     name = lock_name(s, "publish")
     assert len(name) <= 64 and name.startswith("recsys:publish:")
     assert lock_name(s, "full") != name

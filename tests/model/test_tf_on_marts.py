@@ -37,7 +37,7 @@ def _read(settings, sql: str, params: tuple | None = None) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def marts(sim_small, settings):
+def marts(sim_small_module, settings):
     from ml.features.dbt import build_point_in_time
 
     pit = build_point_in_time(CUT, 24, settings)
