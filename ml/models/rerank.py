@@ -38,14 +38,21 @@ class FitResult:
     params: dict[str, Any] = field(default_factory=dict)
 
 
+def group_keys(frame: pd.DataFrame) -> list[str]:
+    """A ranking group is one user's candidates at one cut: frames of several cuts stacked for fitting
+    carry a ``cut`` column (the same user at two cuts is two groups, not one merged list)."""
+    return ["cut", "user_id"] if "cut" in frame else ["user_id"]
+
+
 def ranking_groups(frame: pd.DataFrame, label: str = "label") -> pd.DataFrame:
-    """Rows of users with at least one positive, sorted by user (the group order the libraries need)."""
-    pos = frame.groupby("user_id")[label].transform("max") > 0
-    return frame[pos].sort_values(["user_id", "item_id"], kind="stable").reset_index(drop=True)
+    """Rows of groups with at least one positive, sorted by group (the order the libraries need)."""
+    keys = group_keys(frame)
+    pos = frame.groupby(keys)[label].transform("max") > 0
+    return frame[pos].sort_values([*keys, "item_id"], kind="stable").reset_index(drop=True)
 
 
 def _group_sizes(frame: pd.DataFrame) -> np.ndarray:
-    return frame.groupby("user_id", sort=False).size().to_numpy()
+    return frame.groupby(group_keys(frame), sort=False).size().to_numpy()
 
 
 def _matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ from ml.config import Settings, get_settings
 from ml.features.candidates import feature_columns
 from ml.features.datasets import CutData, load_intents, log_profile, max_event_ts
 from ml.features.protocol import TaskChoice, choose_task, make_split
-from ml.models.rerank import FitResult, fit_lightgbm, fit_xgboost
+from ml.models.rerank import FitResult, fit_lightgbm, fit_xgboost, ranking_groups
 from ml.models.tf.stage import log_tf_stage
 from ml.training.config import Step, TrainConfig, noop
 from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts, sample_users
@@ -119,15 +119,20 @@ def train_pipeline(
     stage, frames = features_with_tf(cuts, cfg, step)
     counts = row_counts(cuts, frames)
     train_cuts = reranker_train_cuts(frames, cfg)
-    train = pd.concat([frames[k] for k in train_cuts], ignore_index=True)
-    valid = pd.concat([frames[k] for k in ("val", "session_val") if k in frames], ignore_index=True)
-    fits = fit_rerankers(train, valid, cfg, step)
-    # only the validation and test cuts are read from here on: free the training cuts and frames
-    # (on a log of 60k+ users they are most of the run's memory)
-    del train, valid
+    # only the validation and test cuts are read after fitting: the training cuts and frames (most of
+    # the memory on a log of 60k+ users) are freed as they are stacked, and only groups with a
+    # positive are kept (the rankers learn nothing from the others); one group per user and cut
+    train = pd.concat([ranking_groups(frames.pop(k).assign(cut=k)) for k in train_cuts], ignore_index=True)
     for key in [k for k in frames if k.startswith(("train_", "session_train_"))]:
         del frames[key]
-        cuts.pop(key, None)
+    for key in [k for k in cuts if k.startswith(("train_", "session_train_"))]:
+        del cuts[key]
+    valid = pd.concat(
+        [ranking_groups(frames[k].assign(cut=k)) for k in ("val", "session_val") if k in frames],
+        ignore_index=True,
+    )
+    fits = fit_rerankers(train, valid, cfg, step)
+    del train, valid
     intents = load_intents(s)
     rule_tables: dict[str, pd.DataFrame] = {}
     if cfg.learn_rules:

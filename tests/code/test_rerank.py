@@ -9,7 +9,14 @@ import pytest
 from ml.features.candidates import build_features, candidate_recall, feature_columns
 from ml.features.datasets import CutData
 from ml.models.evaluate import ndcg_at_k
-from ml.models.rerank import ColumnScorer, TwoStageRecommender, fit_lightgbm, fit_xgboost
+from ml.models.rerank import (
+    ColumnScorer,
+    TwoStageRecommender,
+    _group_sizes,
+    fit_lightgbm,
+    fit_xgboost,
+    ranking_groups,
+)
 from ml.models.rules import Backfill, RuleConfig
 
 
@@ -172,3 +179,27 @@ def test_sample_users_filters_every_user_keyed_frame_consistently():
     assert small.items is cut.items and small.covis is cut.covis  # item-level data untouched
     assert set(sample_users(cut, 4, seed=1).candidates["user_id"]) == kept  # deterministic
     assert sample_users(cut, 50, seed=1) is cut
+
+
+def test_a_user_at_two_cuts_is_two_groups_and_groups_without_a_positive_are_left_out() -> None:
+    frame = pd.DataFrame(
+        {
+            "cut": ["train_0"] * 3 + ["train_1"] * 4,
+            "user_id": [7, 7, 8, 7, 7, 8, 8],
+            "item_id": [1, 2, 1, 1, 3, 2, 1],
+            "label": [1, 0, 0, 0, 2, 0, 1],
+        }
+    )
+    groups = ranking_groups(frame)
+    # user 8 at train_0 has no positive: left out; user 7 is one group per cut, not one merged list
+    assert list(zip(groups["cut"], groups["user_id"], groups["item_id"])) == [
+        ("train_0", 7, 1),
+        ("train_0", 7, 2),
+        ("train_1", 7, 1),
+        ("train_1", 7, 3),
+        ("train_1", 8, 1),
+        ("train_1", 8, 2),
+    ]
+    assert _group_sizes(groups).tolist() == [2, 2, 2]
+    # a single cut's frame (no cut column) is grouped by user
+    assert _group_sizes(ranking_groups(frame.drop(columns="cut"))).tolist() == [4, 3]
