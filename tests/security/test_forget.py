@@ -155,3 +155,4 @@ def test_forget_refuses_a_negative_id_in_one_line(settings):
         timeout=120,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "non-negative" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
