@@ -17,6 +17,7 @@ from ml.cli.dbt import dbt_app
 from ml.cli.publish import publish_app, serve
 from ml.cli.quality import quality_app
 from ml.cli.train import register as register_train_commands
+from ml.cli.user import user_app
 from ml.config import SettingsError
 from ml.db import MigrationError, MySQLUnavailable
 
@@ -30,6 +31,7 @@ app.add_typer(quality_app, name="quality")
 register_train_commands(app)  # recsys train | evaluate | promote
 app.add_typer(publish_app, name="publish")
 app.command("serve")(serve)
+app.add_typer(user_app, name="user")
 
 
 def main() -> None:

@@ -149,6 +149,11 @@ def import_cmd(
     ),
     path: Path = typer.Argument(..., help="The CSV file (or Parquet, for online_retail)."),
     batch_rows: int = typer.Option(200_000, help="Lines per atomic batch."),
+    pseudonymize: bool = typer.Option(
+        False,
+        "--pseudonymize",
+        help="Store keyed pseudonyms (HMAC with RECSYS_PSEUDONYM_KEY) instead of the file's user ids.",
+    ),
 ) -> None:
     """Import a Taobao UserBehavior or RetailRocket events CSV, or a UCI Online Retail Parquet/CSV,
     into recsys_raw (bad rows are quarantined; re-importing an Online Retail file adds nothing)."""
@@ -159,9 +164,16 @@ def import_cmd(
     from ml.data.ingest import RawWriteBusy
     from ml.data.load import LoadWarning
     from ml.data.online_retail import import_online_retail
+    from ml.data.pseudonym import PseudonymKeyMissing, key_from_env
     from ml.data.validate import FormatError
     from ml.db import init_db
 
+    key = None
+    if pseudonymize:
+        try:
+            key = key_from_env()
+        except PseudonymKeyMissing as exc:
+            fail(exc)
     s = get_settings()
     init_db(s, purpose="deployment")  # databases created for imported logs are never reset
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
@@ -172,9 +184,13 @@ def import_cmd(
 
         try:
             if fmt is ImportFormat.online_retail:
-                report = import_online_retail(path, s, batch_rows=batch_rows, on_batch=advance)
+                report = import_online_retail(
+                    path, s, batch_rows=batch_rows, on_batch=advance, pseudonym_key=key
+                )
             else:
-                report = import_file(path, fmt.value, s, batch_rows=batch_rows, on_batch=advance)
+                report = import_file(
+                    path, fmt.value, s, batch_rows=batch_rows, on_batch=advance, pseudonym_key=key
+                )
         except (FormatError, FileNotFoundError, LoadWarning, RawWriteBusy) as exc:
             fail(exc)  # earlier batches stay committed; a re-run skips or deduplicates them
     print_load_report(report, f"{fmt.value} {path} → {s.raw_db}")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ml.config import Settings
 from ml.data.ingest import LoadReport, write_batch
+from ml.data.pseudonym import pseudonymize_fields, withhold_raw
 from ml.data.validate import Checked, FormatError, quarantine_rows, validate_events
 
 SESSION_GAP = pd.Timedelta(minutes=30)
@@ -285,18 +286,26 @@ def import_file(
     batch_rows: int = 200_000,
     now: pd.Timestamp | None = None,
     on_batch: Callable[[LoadReport], None] | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> LoadReport:
     """Import a Taobao or RetailRocket file into ``recsys_raw``, one atomic transaction per batch.
+    With ``pseudonym_key`` user ids are replaced by keyed pseudonyms first (:mod:`ml.data.pseudonym`).
     Raises :class:`FormatError` (nothing written) if the file is not in the format at all."""
     path = Path(path)
     spec = FORMATS[fmt] if isinstance(fmt, str) else fmt
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if pseudonym_key is not None and spec.split is not split_commas:
+        raise ValueError(f"{spec.name}: pseudonymised import needs plain comma-separated lines")
     check_format(path, spec)
     source = f"{spec.name}:{path.name}"
+    user_field = spec.columns.index(next(c for c, to in spec.rename.items() if to == "user_id"))
     sessions = Sessionizer()
     total = LoadReport()
     for batch in read_batches(path, spec, batch_rows):
+        if pseudonym_key is not None:  # before validation: nothing below sees the source id
+            pseudonymize_fields(batch.fields, user_field, pseudonym_key)
+            batch.raw = [",".join(f) for f in batch.fields]
         checked = validate_events(
             _frame(batch, spec),
             source,
@@ -306,6 +315,8 @@ def import_file(
             id_columns=(spec.category_column,) if spec.category_column else (),
         )
         pre = batch.quarantine(source)
+        if pseudonym_key is not None:  # lines that did not split: where the user field is is unknown
+            pre = withhold_raw(pre)
         clean = sessions.assign(checked.clean)
         users, items = _seen_users_items(clean, spec)
         quarantine = (

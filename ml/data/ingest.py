@@ -23,6 +23,7 @@ import pandas as pd
 import pymysql
 
 from ml.config import Settings
+from ml.data.forgotten import drop_forgotten
 from ml.data.load import EVENT_COLUMNS, EVENT_DETAIL_COLUMNS, QUARANTINE_COLUMNS, load_frame
 from ml.data.validate import Checked, quarantine_rows
 from ml.db import transaction
@@ -133,12 +134,19 @@ def write_batch(
 ) -> LoadReport:
     """One atomic batch: insert-if-absent ``users``/``items`` (contract columns they carry),
     the clean events minus duplicates of loaded ones, all quarantine rows, and ``also``:
-    further ``(raw table, frame, columns, mode)`` loads that must commit with the batch."""
+    further ``(raw table, frame, columns, mode)`` loads that must commit with the batch. Rows of
+    users forgotten by ``recsys user forget`` are quarantined instead (:mod:`ml.data.forgotten`)."""
     raw = f"`{settings.raw_db}`"
     report = LoadReport(batches=1)
-    quarantine = checked.quarantine
     with transaction(settings=settings, local_infile=True) as conn:
         _lock_raw_writes(conn, settings.raw_db)
+        with conn.cursor() as cur:
+            clean, quarantine, gone = drop_forgotten(
+                cur, settings.raw_db, checked.clean, checked.quarantine, source
+            )
+        checked = Checked(clean, quarantine)
+        if gone and users is not None:
+            users = users[~users["user_id"].isin(list(gone))]
         if users is not None and not users.empty:
             report.users = load_frame(conn, f"{raw}.users", users, tuple(users.columns), "ignore")
         if items is not None and not items.empty:

@@ -50,6 +50,7 @@ from ml.config import Settings
 from ml.data.importers import LineError, SourceFormat, check_format, first_seen_users, read_batches
 from ml.data.ingest import LoadReport, write_batch
 from ml.data.ledger import Ledger
+from ml.data.pseudonym import pseudonymize_series, withhold_raw
 from ml.data.source_keys import MAX_KEY_LENGTH, item_catalogue
 from ml.data.validate import (
     MAX_PRICE,
@@ -230,9 +231,10 @@ def _import_batch(
     checked = validate_events(events, source, behavior_map=ONLINE_RETAIL.behavior_map, now=now)
     quarantine = pd.concat([q for q in (pre, line_quarantine, checked.quarantine) if len(q)] or [pre])
     quarantine = quarantine.reset_index(drop=True)
-    if lines["raw_row"].isna().any() and len(quarantine):  # Parquet: show the rejected rows as CSV
+    if lines["raw_row"].isna().any() and len(quarantine):  # Parquet, pseudonymised: rejected rows as CSV
         by_line = lines.set_index("line_no")[list(COLUMNS)]
-        quarantine["raw_row"] = _as_csv(by_line.loc[quarantine["line_no"].astype(np.int64)])
+        known = quarantine["line_no"].isin(by_line.index).to_numpy()  # not pre: lines that did not split
+        quarantine.loc[known, "raw_row"] = _as_csv(by_line.loc[quarantine["line_no"][known].astype(np.int64)])
     clean = checked.clean
     also, users, new_items = [], None, 0
     if len(clean):
@@ -261,10 +263,12 @@ def import_online_retail(
     batch_rows: int = 200_000,
     now: pd.Timestamp | None = None,
     on_batch: Callable[[LoadReport], None] | None = None,
+    pseudonym_key: bytes | None = None,
 ) -> LoadReport:
     """Import an Online Retail Parquet or CSV file, one atomic transaction per batch. Lines an
-    earlier import of the same file committed are skipped (``LoadReport.skipped``). Raises
-    :class:`FormatError` (nothing written) if the file is not in the format at all."""
+    earlier import of the same file committed are skipped (``LoadReport.skipped``). With
+    ``pseudonym_key`` CustomerID is replaced by its keyed pseudonym first (:mod:`ml.data.pseudonym`).
+    Raises :class:`FormatError` (nothing written) if the file is not in the format at all."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -276,6 +280,11 @@ def import_online_retail(
     total = LoadReport()
     for lines, pre in batches:
         todo, todo_pre = _uncovered(ledger, lines), _uncovered(ledger, pre)
+        if pseudonym_key is not None:  # before validation; rejected lines are re-rendered from fields
+            todo = todo.assign(
+                customerid=pseudonymize_series(todo["customerid"], pseudonym_key), raw_row=None
+            )
+            todo_pre = withhold_raw(todo_pre)
         skipped = len(lines) + len(pre) - len(todo) - len(todo_pre)
         if len(todo) or len(todo_pre):
             report = _import_batch(todo, todo_pre, settings, ledger, now)

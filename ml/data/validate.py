@@ -34,6 +34,7 @@ REASONS: tuple[str, ...] = (
     "cancelled",  # a cancellation line (Online Retail: invoice "C…" or negative quantity)
     "duplicate_in_batch",  # natural key seen earlier in the same batch
     "duplicate_of_loaded",  # natural key already in user_behavior
+    "forgotten_user",  # a user removed by `recsys user forget` (raw text not kept)
 )
 CONTRACT_BEHAVIORS: dict[str, str] = {b: b for b in contracts.BEHAVIOR_TYPES}
 EVENT_KEY: tuple[str, ...] = ("user_id", "item_id", "behavior_type", "ts")

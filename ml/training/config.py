@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ml.models.rules import RuleConfig
+from ml.models.tf.features import TOKEN_MIN_USERS
 
 Step = Callable[[str], None]
 
@@ -30,6 +31,8 @@ class TrainConfig:
     xgboost: bool = True
     use_tf: bool = True
     tf: dict[str, Any] = field(default_factory=dict)
+    # a search-query token enters the TF vocabularies (logged to MLflow) only if this many users used it
+    token_min_users: int = TOKEN_MIN_USERS
     # sample at most this many users in each training/validation cut (0 = all); the test cut never is
     max_users: int = 0
     # also evaluate OTTO's "rest of session" task on the test cut (ARCHITECTURE.md §3) ...
@@ -90,6 +93,11 @@ OPTIONS: dict[str, Option] = {
         0,
     ),
     "use_tf": Option("Train the TF two-tower + DIN ranker and feed its score to the reranker."),
+    "token_min_users": Option(
+        "Keep a search-query token in the TF vocabularies (part of the model logged to MLflow) only if at "
+        "least this many distinct users searched it (rare queries can identify a person).",
+        1,
+    ),
     "xgboost": Option("Also train XGBoost rank:ndcg for comparison."),
     "session_task": Option(
         "Also evaluate OTTO's rest-of-session task (users cut inside their session) on the test cut."

@@ -132,7 +132,7 @@ def features_with_tf(
     if not cfg.use_tf:
         step("candidates and features")
         return stage, {name: build_features(cut) for name, cut in cuts.items()}
-    tfs = TFSettings(**cfg.tf)
+    tfs = TFSettings(**{"token_min_users": cfg.token_min_users, **cfg.tf})
     stage.retrieve_k = tfs.retrieve_k
     step("fit TF two-tower retrieval")
     stage.two_tower = fit_two_tower_stage(cuts["train_0"], tfs)

@@ -78,7 +78,9 @@ def test_price_buckets_missing_price_gets_its_own_bucket():
 
 
 def test_context_uses_aligned_categories_else_catalogue_map():
-    enc = Encoders.fit(ITEMS, pd.DataFrame({"query_terms": ["red shoe"]}), max_len=3, max_query_tokens=3)
+    enc = Encoders.fit(
+        ITEMS, pd.DataFrame({"query_terms": ["red shoe"]}), max_len=3, max_query_tokens=3, token_min_users=1
+    )
     ctx = pd.DataFrame(
         {
             "last_items": ["11,10", "20,999,10", None],
@@ -109,7 +111,7 @@ def test_unknown_item_brand_and_category_map_to_oov_not_an_error():
 
 def test_encoders_json_round_trip_encodes_identically():
     ctx = pd.DataFrame({"last_items": ["10,20"], "query_terms": ["tv"], "n": [3.0]})
-    enc = Encoders.fit(ITEMS, ctx, user_features=["n"], item_features=["price"])
+    enc = Encoders.fit(ITEMS, ctx, user_features=["n"], item_features=["price"], token_min_users=1)
     again = Encoders.from_json(enc.to_json())
     for a, b in (
         (enc.encode_context(ctx), again.encode_context(ctx)),
@@ -151,7 +153,9 @@ def test_sequences_from_events_mirrors_session_intent_context():
 
 
 def test_query_terms_are_tokenized_like_raw_search_text():
-    enc = Encoders.fit(ITEMS, pd.DataFrame({"query_terms": ["red shoe"]}), max_query_tokens=3)
+    enc = Encoders.fit(
+        ITEMS, pd.DataFrame({"query_terms": ["red shoe"]}), max_query_tokens=3, token_min_users=1
+    )
     x = enc.encode_context(pd.DataFrame({"last_items": ["10"], "query_terms": ["Red  SHOE!"]}))
     assert x["query_tokens"].tolist() == [[*enc.token.lookup(["red", "shoe"]).tolist(), PAD]]
 

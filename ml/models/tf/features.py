@@ -177,6 +177,18 @@ def token_counter(texts: Iterable[list[str]]) -> Counter:
     return c
 
 
+#: A search-query token enters a vocabulary (and so the model logged to MLflow) only when at least
+#: this many distinct users searched it: a rare query can name a person, an address, an order.
+#: Catalogue text (titles, category names) is not user data and is kept whatever its count.
+TOKEN_MIN_USERS = 5
+
+
+def common_query_tokens(query_lists: list[list[str]], users: Sequence, min_users: int) -> set[str]:
+    """The tokens of ``query_lists`` (aligned with ``users``) used by at least ``min_users`` users."""
+    pairs = {(t, u) for toks, u in zip(query_lists, users) for t in toks}
+    return {t for t, n in Counter(t for t, _ in pairs).items() if n >= min_users}
+
+
 def token_vocab(texts: Iterable[list[str]], *, min_count: int = 1, max_size: int = 50_000) -> Vocab:
     """Token vocabulary from lists of tokens (query terms, item titles, category names)."""
     c = token_counter(texts)
@@ -220,14 +232,21 @@ class Encoders:
         token_min_count: int = 1,
         token_max_size: int = 50_000,
         intent_column: str | None = None,
+        token_min_users: int = TOKEN_MIN_USERS,
     ) -> Encoders:
-        """Vocabularies from the catalogue ``items`` and the training ``contexts`` rows."""
+        """Vocabularies from the catalogue ``items`` and the training ``contexts`` rows; a query token
+        is kept only if ``token_min_users`` distinct ``contexts.user_id`` used it (or a title has it)."""
         require_columns(items, ["item_id", "category_id", "brand", "price"], "item catalogue")
         if items["item_id"].duplicated().any():
             raise ValueError("item catalogue has duplicate item_id values")
         if items["category_id"].isna().any():
             raise ValueError("item catalogue has items without category_id")
         query_lists = token_lists(contexts["query_terms"]) if "query_terms" in contexts.columns else []
+        if token_min_users > 1 and any(query_lists):
+            if "user_id" not in contexts.columns:
+                raise ValueError("query_terms without user_id: cannot count the users of each query token")
+            common = common_query_tokens(query_lists, contexts["user_id"].tolist(), token_min_users)
+            query_lists = [[t for t in toks if t in common] for toks in query_lists]
         texts = list(query_lists)
         for col in ("title", "category"):
             if col in items.columns:

@@ -119,6 +119,7 @@ def fit_ranker(
         max_query_tokens=cfg.max_query_tokens,
         price_buckets=cfg.price_buckets,
         intent_column=cfg.intent_column,
+        token_min_users=cfg.token_min_users,
     )
     train_df = _sample_negatives(train_df, cfg)
     x_tr, y_tr = ranker_arrays(train_df, enc, cfg), _labels(train_df, cfg)

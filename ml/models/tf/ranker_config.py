@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ml.contracts import CANDIDATE_SCORES, ITEM_FEATURES, USER_ACTIVITY_COUNTS
+from ml.models.tf.features import TOKEN_MIN_USERS
 
 MULTITASK_HEADS = ("clicked", "carted", "purchased")
 #: Numeric per-row columns of ``ml_training_set`` describing the user or the (user, item) pair.
@@ -66,6 +67,7 @@ class RankerConfig:
     learning_rate: float = 2e-3
     price_buckets: int = 10
     seed: int = 42
+    token_min_users: int = TOKEN_MIN_USERS  # query tokens of fewer users stay out of the vocabulary
 
     def __post_init__(self) -> None:
         if self.task not in ("multitask", "binary"):

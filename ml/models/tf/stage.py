@@ -16,6 +16,7 @@ import pandas as pd
 
 from ml.contracts import CANDIDATE_SCORES, ITEM_FEATURES
 from ml.features.datasets import CutData
+from ml.models.tf.features import TOKEN_MIN_USERS
 
 CONTEXT_COLUMNS = ["user_id", "last_items", "last_categories", "query_terms"]
 PAIR_FEATURES = (
@@ -35,6 +36,7 @@ class TFSettings:
     """Small defaults: the CPU here is shared; a GPU host raises epochs and sizes."""
 
     retrieve_k: int = 50
+    token_min_users: int = TOKEN_MIN_USERS  # both models; a value in two_tower/ranker wins for that model
     two_tower: dict[str, Any] = field(default_factory=lambda: {"epochs": 3, "batch_size": 512})
     ranker: dict[str, Any] = field(
         default_factory=lambda: {"epochs": 4, "patience": 1, "negative_rate": 0.3, "batch_size": 1024}
@@ -112,7 +114,9 @@ def fit_two_tower_stage(first: CutData, cfg: TFSettings) -> Any:
     if len(seqs) < 2:
         raise ValueError(f"too few events before {first.cut_ts} to train the two-tower model")
     catalogue = first.items[["item_id", "category_id", "brand", "price"]]
-    return fit_two_tower(seqs, catalogue, TwoTowerConfig(**cfg.two_tower))
+    return fit_two_tower(
+        seqs, catalogue, TwoTowerConfig(**{"token_min_users": cfg.token_min_users, **cfg.two_tower})
+    )
 
 
 def fit_ranker_stage(
@@ -128,7 +132,7 @@ def fit_ranker_stage(
         user_features=_present(tr, PAIR_FEATURES)
         + tuple(c for c in tr.columns if c.startswith(("u_n_", "ui_"))),
         item_features=_present(tr, ITEM_FEATURES),
-        **cfg.ranker,
+        **{"token_min_users": cfg.token_min_users, **cfg.ranker},
     )
     catalogue = (
         valid[0]

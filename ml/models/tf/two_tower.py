@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from ml.models.tf.features import Encoders
+from ml.models.tf.features import TOKEN_MIN_USERS, Encoders
 from ml.models.tf.parsing import require_columns
 
 QUERY_INPUTS = ("hist_items", "hist_cats", "query_tokens", "user_num", "intent_cat")
@@ -45,6 +45,7 @@ class TwoTowerConfig:
     learning_rate: float = 3e-3
     price_buckets: int = 10
     seed: int = 42
+    token_min_users: int = TOKEN_MIN_USERS  # query tokens of fewer users stay out of the vocabulary
 
     @classmethod
     def from_dict(cls, d: dict) -> TwoTowerConfig:
@@ -281,6 +282,7 @@ def fit_two_tower(
         max_query_tokens=cfg.max_query_tokens,
         price_buckets=cfg.price_buckets,
         intent_column=cfg.intent_column,
+        token_min_users=cfg.token_min_users,
     )
     x = training_arrays(train_sequences, items, enc, cfg.logq_correction)
     n = len(x["item_id"])
