@@ -100,7 +100,7 @@ def refresh_guard() -> dict[str, Any]:
     """Skip the refresh run (and say why) when no champion exists yet or nothing new arrived."""
     from ml.db import connect
     from ml.publish.common import NoChampion
-    from ml.publish.locking import read_watermark
+    from ml.publish.locking import read_gaps, read_watermark
     from ml.publish.run import load_champion_recommender
 
     s = get_settings()
@@ -110,13 +110,13 @@ def refresh_guard() -> dict[str, Any]:
         _skip(f"no champion yet ({exc}); run recsys_train first")
     conn = connect(settings=s)
     try:
-        watermark = read_watermark(conn, s)
+        watermark, gaps = read_watermark(conn, s), read_gaps(conn, s)
         with conn.cursor() as cur:
             cur.execute(f"SELECT COALESCE(MAX(event_id), 0) FROM `{s.raw_db}`.user_behavior")
             newest = int(cur.fetchone()[0])
     finally:
         conn.close()
-    if newest <= watermark:
+    if newest <= watermark and not gaps:  # a gap: ids below it may have committed late
         _skip(f"no new events since event_id {watermark}")
     return {"model_version": version, "watermark": watermark, "newest_event_id": newest}
 

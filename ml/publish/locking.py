@@ -3,8 +3,10 @@
 A MySQL named lock per serving database serialises refresh runs with the swap of a full publish.
 The watermark is a raw ``event_id`` (insertion order), not the event time ``ts``: an event that
 arrives late, with an old ``ts``, still gets a new ``event_id`` and is picked up. Only events
-ingested at least ``settle_seconds`` ago bound the upper end, so a loader transaction still in
-flight (ids are allocated before commit) is not skipped; it must commit within that time.
+ingested at least ``settle_seconds`` ago bound the upper end. A transaction that commits lower ids
+after the watermark passed them (a 500k-row import next to the live feed) is not skipped either: the
+ids missing below the watermark are kept as gaps (``publish_watermark_gaps``, :mod:`ml.data.gaps`)
+and the next refresh rescores whoever their events belong to once they appear.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 import pymysql
 
 from ml.config import Settings
+from ml.data.gaps import Gap
 from ml.publish.common import WATERMARK_NAME, PublishBusy, scalar
 
 
@@ -62,3 +65,41 @@ def read_watermark(conn: pymysql.connections.Connection, s: Settings) -> int:
         conn, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark WHERE name=%s", (WATERMARK_NAME,)
     )
     return int(value) if value is not None else 0
+
+
+def read_gaps(conn: pymysql.connections.Connection, s: Settings) -> list[Gap]:
+    """The event-id ranges below the watermark still missing when the watermark passed them."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT first_event_id, last_event_id, seen_at FROM `{s.serving_db}`.publish_watermark_gaps "
+            "WHERE name = %s ORDER BY first_event_id",
+            (WATERMARK_NAME,),
+        )
+        return [Gap(int(a), int(b), seen) for a, b, seen in cur.fetchall()]
+
+
+def save_watermark(
+    conn: pymysql.connections.Connection, s: Settings, high: int | None, newest: object, gaps: list[Gap]
+) -> None:
+    """In one transaction: the new watermark (unless ``high`` is None) and the gaps below it."""
+    db = s.serving_db
+    conn.begin()
+    try:
+        with conn.cursor() as cur:
+            if high is not None:
+                cur.execute(
+                    f"INSERT INTO `{db}`.publish_watermark (name, event_id, max_event_ts, updated_at) "
+                    "VALUES (%s, %s, %s, NOW(3)) ON DUPLICATE KEY UPDATE event_id = VALUES(event_id), "
+                    "max_event_ts = VALUES(max_event_ts), updated_at = NOW(3)",
+                    (WATERMARK_NAME, high, newest),
+                )
+            cur.execute(f"DELETE FROM `{db}`.publish_watermark_gaps WHERE name = %s", (WATERMARK_NAME,))
+            cur.executemany(
+                f"INSERT INTO `{db}`.publish_watermark_gaps (name, first_event_id, last_event_id, seen_at) "
+                "VALUES (%s, %s, %s, %s)",
+                [(WATERMARK_NAME, g.first, g.last, g.seen_at) for g in gaps],
+            )
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise

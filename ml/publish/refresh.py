@@ -12,10 +12,10 @@ from datetime import datetime
 import pymysql
 
 from ml.config import Settings
+from ml.data.gaps import Gap, closable, find_gaps, in_gaps_sql, remaining, server_now
 from ml.db import connect
 from ml.publish.common import (
     SETTLE_SECONDS,
-    WATERMARK_NAME,
     Recommender,
     RefreshBatch,
     RefreshResult,
@@ -25,18 +25,30 @@ from ml.publish.common import (
     progress_bar,
     scalar,
 )
-from ml.publish.locking import event_upper_bound, lock_name, named_lock, read_watermark
+from ml.publish.locking import (
+    event_upper_bound,
+    lock_name,
+    named_lock,
+    read_gaps,
+    read_watermark,
+    save_watermark,
+)
 from ml.publish.tables import intent_rows
 from ml.quality.topn import check_topn_frame
 
 log = logging.getLogger(__name__)
 
 
-def _users_after(conn: pymysql.connections.Connection, s: Settings, low: int, high: int) -> list[int]:
+def _changed(low: int, high: int | None, gaps: list[Gap]) -> str:
+    """SQL condition on event_id: the new range ``(low, high]`` or inside a gap below ``low``."""
+    new = f"(event_id > {int(low)} AND event_id <= {int(high)})" if high is not None else "FALSE"
+    return f"({new} OR {in_gaps_sql(gaps)})"
+
+
+def _users_where(conn: pymysql.connections.Connection, s: Settings, changed: str) -> list[int]:
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT DISTINCT user_id FROM `{s.raw_db}`.user_behavior WHERE event_id > %s AND event_id <= %s ORDER BY user_id",
-            (low, high),
+            f"SELECT DISTINCT user_id FROM `{s.raw_db}`.user_behavior WHERE {changed} ORDER BY user_id"
         )
         return [int(r[0]) for r in cur.fetchall()]
 
@@ -52,8 +64,7 @@ def _refresh_batch(
     model_version: str,
     n: int,
     batch: list[int],
-    low: int,
-    high: int,
+    changed: str,
 ) -> RefreshBatch:
     """Rescore one batch of users and replace their rows in a single transaction."""
     try:
@@ -71,8 +82,7 @@ def _refresh_batch(
     ids = in_list(batch)
     max_ts = scalar(
         conn,
-        f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s AND event_id <= %s AND user_id IN ({ids})",
-        (low, high),
+        f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE {changed} AND user_id IN ({ids})",
     )
     intent = intent_rows(conn, s, batch)
     generated_at = scalar(conn, "SELECT NOW(3)")
@@ -144,7 +154,10 @@ def publish_refresh(
     Each batch is one transaction (DELETE + INSERT of those users' rows and intent rows) followed
     by a ``publish_log`` row (kind ``refresh``; ``max_event_ts`` → ``finished_at`` is the
     freshness). The watermark advances only after every batch has committed, so a crash means the
-    next run redoes the same users — replacing rows is idempotent. Nothing new → a no-op.
+    next run redoes the same users — replacing rows is idempotent. Ids in ``(low, high]`` without a
+    visible event (a transaction still open) are stored as gaps with the watermark; each run also
+    rescores the users of events that have since appeared in a gap (:mod:`ml.data.gaps`). Nothing
+    new → a no-op.
     """
     s, n = settings, n or settings.topn
     run_id = run_id or new_run_id("refresh")
@@ -152,45 +165,58 @@ def publish_refresh(
     done: list[RefreshBatch] = []
     try:
         with named_lock(conn, lock_name(s, "publish"), lock_timeout, "refresh"):
-            low = read_watermark(conn, s)
+            low, old_gaps = read_watermark(conn, s), read_gaps(conn, s)
+            closed = closable(conn, old_gaps, server_now(conn))  # before their events are read
             high = event_upper_bound(conn, s, low, settle_seconds)
             if high is not None and upper_event_id is not None:
                 high = min(high, upper_event_id) if upper_event_id > low else None
-            if high is None:
+            # what is missing now, read before the users: an id appearing later stays in a gap
+            gaps = remaining(conn, s.raw_db, old_gaps, closed)
+            if high is not None:
+                gaps += find_gaps(conn, s.raw_db, low, high, server_now(conn))
+            changed = _changed(low, high, old_gaps)
+            users = _users_where(conn, s, changed)
+            if not users:  # then high is None too (an event at `high` has a user)
+                if gaps != old_gaps:
+                    save_watermark(conn, s, None, None, gaps)  # closed gaps go
                 waiting = scalar(
                     conn, f"SELECT COUNT(*) FROM `{s.raw_db}`.user_behavior WHERE event_id > %s", (low,)
                 )
                 msg = f"no events after watermark event_id={low}: nothing to do"
                 if waiting:
                     msg += f" ({waiting} newer event(s) ingested under {settle_seconds:g}s ago wait for the next run)"
-                return RefreshResult(run_id, low, low, 0, 0, (), msg)
-            users = _users_after(conn, s, low, high)
+                return RefreshResult(run_id, low, low if high is None else high, 0, 0, (), msg)
             with progress_bar(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))
                 for batch in batches(users, batch_size):
                     started = scalar(conn, "SELECT NOW(3)")
-                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, low, high)
+                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed)
                     _log_refresh(conn, s, run_id, b, model_version, started)
                     done.append(b)
                     bar.advance(task, len(batch))
             newest = max((b.max_event_ts for b in done if b.max_event_ts is not None), default=None)
-            with conn.cursor() as cur:  # only now: every batch up to `high` has committed
-                cur.execute(
-                    f"INSERT INTO `{s.serving_db}`.publish_watermark (name, event_id, max_event_ts, updated_at) "
-                    "VALUES (%s, %s, %s, NOW(3)) ON DUPLICATE KEY UPDATE event_id = VALUES(event_id), "
-                    "max_event_ts = VALUES(max_event_ts), updated_at = NOW(3)",
-                    (WATERMARK_NAME, high, newest),
-                )
+            save_watermark(conn, s, high, newest, gaps)  # only now: every batch has committed
     finally:
         conn.close()
     kept = sum(len(b.kept_users) for b in done)
     msg = (
-        f"refreshed {sum(b.users for b in done)} user(s) for events ({low}, {high}] in {len(done)} batch(es)"
+        f"refreshed {sum(b.users for b in done)} user(s) for events ({low}, {high if high is not None else low}]"
+        f" in {len(done)} batch(es)"
     )
+    if old_gaps:
+        msg += f"; rechecked {len(old_gaps)} gap(s) of ids below the watermark for late commits"
+    if gaps:
+        msg += f"; {len(gaps)} gap(s) of ids not committed yet stay watched"
     if kept:
         msg += f"; {kept} user(s) got no rows from the recommender and kept their previous list"
     return RefreshResult(
-        run_id, low, high, sum(b.users for b in done), sum(b.rows for b in done), tuple(done), msg
+        run_id,
+        low,
+        high if high is not None else low,
+        sum(b.users for b in done),
+        sum(b.rows for b in done),
+        tuple(done),
+        msg,
     )
 
 

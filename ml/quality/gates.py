@@ -10,7 +10,8 @@ Stages (checkpoints under ``expectations/gx/checkpoints``; suites registered in
   loader's frame in contract columns, before the raw table's constraints could reject rows);
   without it, the events landed after the last validated ``event_id`` (the raw watermark kept in
   the state file; ``since_event_id=`` overrides; the first run takes the newest ``max_rows``) are
-  read, at most ``max_rows`` per run (the next run continues where this one stopped).
+  read, at most ``max_rows`` per run (the next run continues where this one stopped), together with
+  the events that committed late in the gaps of ids below the watermark (:mod:`ml.data.gaps`).
 - ``marts`` / ``realtime``: the dbt marts (all, or the two incremental ``realtime`` ones), with
   row counts compared with the previous successful run (``max_drop``, ``max_growth``).
 - ``training``: ``ml_training_set`` in ``{prefix}recsys_pit`` (``database="marts"`` for marts).
@@ -37,9 +38,9 @@ from typing import TYPE_CHECKING, Any
 from ml import contracts
 from ml.config import Settings, get_settings
 from ml.quality.context import get_context, prune_history
-from ml.quality.reads import active_users, existing_tables, landed_events, read_frame
+from ml.quality.reads import active_users, existing_tables, landed_batch, read_frame
 from ml.quality.results import collect, row_counts, summarise
-from ml.quality.state import load_state, save_state
+from ml.quality.state import gaps_json, load_state, raw_gaps, save_state
 from ml.quality.suites import COUNTED_TABLES, STAGES, VALIDATIONS
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class _Plan:
     info: dict[str, Any] = field(default_factory=dict)
     training_db: str | None = None
     skip_reason: str | None = None
+    raw_gaps: list[Any] | None = None  # raw: the gaps below the new watermark (ml.data.gaps)
 
 
 def _prepare_raw(
@@ -148,20 +150,20 @@ def _prepare_raw(
 
     plan = _Plan()
     if frame is None:
-        since = (
-            since_event_id
-            if since_event_id is not None
-            else load_state(s).get(s.raw_db, {}).get("raw_watermark")
-        )
+        entry = load_state(s).get(s.raw_db, {})
+        since = since_event_id if since_event_id is not None else entry.get("raw_watermark")
         if since is None:  # first gate on this database: the newest max_rows events are the batch
             newest = read_frame(f"SELECT COALESCE(MAX(event_id), 0) AS m FROM `{s.raw_db}`.user_behavior", s)[
                 "m"
             ][0]
             since = max(0, int(newest) - max_rows)
         since = int(since)
-        frame = landed_events(s, since, max_rows)
+        gaps = raw_gaps(entry)
+        frame, plan.raw_gaps = landed_batch(s, since, max_rows, gaps)
         plan.info.update(source=f"{s.raw_db}.user_behavior event_id > {since}", since_event_id=since)
-        if not frame.empty:
+        if gaps:
+            plan.info["source"] += f" or in {len(gaps)} gap(s) below it"
+        if not frame.empty and frame["event_id"].max() > since:
             plan.info["max_event_id"] = int(frame["event_id"].max())
     else:
         plan.info["source"] = "frame"
@@ -258,6 +260,7 @@ def run_stage(
     else:
         plan = _prepare_topn(s, **params)
     if plan.skip_reason:
+        _remember(s, stage, True, [], plan)  # raw: gaps that closed are dropped
         summary = f"quality {stage}: PASSED — {plan.skip_reason} [{plan.info.get('source', '')}]"
         return QualityResult(
             stage, True, summary, {"validations": [], **plan.info, "skipped": plan.skip_reason}
@@ -299,9 +302,12 @@ def _remember(s: Settings, stage: str, success: bool, validations: list[dict[str
         entry.setdefault("row_counts", {}).update(row_counts(validations))
         entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         save_state(s, state)
-    elif stage == "raw" and "max_event_id" in plan.info:
+    elif stage == "raw" and plan.raw_gaps is not None:
         state = load_state(s)
-        state.setdefault(s.raw_db, {})["raw_watermark"] = plan.info["max_event_id"]
+        entry = state.setdefault(s.raw_db, {})
+        if "max_event_id" in plan.info:
+            entry["raw_watermark"] = plan.info["max_event_id"]
+        entry["raw_gaps"] = gaps_json(plan.raw_gaps)
         save_state(s, state)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ml.config import Settings
+from ml.data.gaps import Gap, closable, gaps_in, in_gaps_sql, remaining, server_now
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,6 +39,36 @@ def landed_events(settings: Settings, since_event_id: int, max_rows: int) -> pd.
         settings,
         (since_event_id, max_rows),
     )
+
+
+def landed_batch(
+    settings: Settings, since: int, max_rows: int, gaps: list[Gap]
+) -> tuple[pd.DataFrame, list[Gap]]:
+    """The events after ``since`` plus those that appeared since in ``gaps`` (ids below the watermark
+    still uncommitted when it advanced), and the gaps to watch next (see :mod:`ml.data.gaps`)."""
+    import pandas as pd
+
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        closed = closable(conn, gaps, server_now(conn))  # before their events are read
+        frame = landed_events(settings, since, max_rows)
+        seen_at = server_now(conn)
+        left = remaining(conn, settings.raw_db, gaps, closed)  # before the late events are read
+    finally:
+        conn.close()
+    if not frame.empty:
+        left += gaps_in(frame["event_id"], since, int(frame["event_id"].max()), seen_at)
+    if gaps:
+        late = read_frame(
+            "SELECT event_id, user_id, item_id, session_id, behavior_type, query_text, ts, ingested_at "
+            f"FROM `{settings.raw_db}`.user_behavior WHERE {in_gaps_sql(gaps)} ORDER BY event_id",
+            settings,
+        )
+        if not late.empty:
+            frame = late if frame.empty else pd.concat([late, frame], ignore_index=True)
+    return frame, left
 
 
 def active_users(settings: Settings, active_days: int) -> list[int]:

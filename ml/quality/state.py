@@ -1,5 +1,6 @@
 """What a quality gate remembers between runs: the previous mart row counts (the next run's
-allowed range) and the raw watermark (the last validated ``event_id``), in
+allowed range) and the raw watermark (the last validated ``event_id``, with the gaps of ids below it
+that were not committed yet when it advanced: ``raw_gaps``, see :mod:`ml.data.gaps`), in
 ``$RECSYS_HOME/gx/state.json``, keyed by database name so prefixed databases never mix.
 
 A module of its own because it is the gates' only persistent state; written atomically (temporary
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ml.config import Settings
+from ml.data.gaps import Gap
 
 
 def _state_path(settings: Settings) -> Path:
@@ -43,3 +46,12 @@ def forget_databases(settings: Settings, names: Iterable[str]) -> None:
         for n in gone:
             del state[n]
         save_state(settings, state)
+
+
+def raw_gaps(entry: dict[str, Any]) -> list[Gap]:
+    """The ``raw_gaps`` of a raw database's state entry."""
+    return [Gap(int(a), int(b), datetime.fromisoformat(seen)) for a, b, seen in entry.get("raw_gaps", [])]
+
+
+def gaps_json(gaps: list[Gap]) -> list[list[Any]]:
+    return [[g.first, g.last, g.seen_at.isoformat()] for g in gaps]

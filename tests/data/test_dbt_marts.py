@@ -146,6 +146,63 @@ def test_incremental_realtime_run_equals_full_refresh(sim, settings, extra_event
             cur.execute("DELETE FROM users WHERE user_id = 10001")
 
 
+def test_backdated_event_reaches_the_realtime_marts(sim, settings, extra_events):
+    """The realtime watermark is the event id (ingestion order), not the event time: an event
+    backfilled with an old timestamp after an incremental build is picked up by the next one, and
+    the user's realtime rows then equal a full refresh's (issue 14, item 4)."""
+    from ml.features.dbt import run_dbt
+
+    run_dbt(["run", "--select", "tag:realtime", "--full-refresh"], settings=settings)  # sets the watermark
+    fct = _table(settings, "fct_session_intent", ["user_id"]).set_index("user_id")
+    newest = fct["last_event_ts"].max()
+    user = int(fct.index[fct["last_event_ts"] < newest - pd.Timedelta(days=2)][0])  # well below it
+    row = fct.loc[user]
+    touched = set(
+        _query(settings, f"SELECT item_id FROM user_behavior WHERE user_id = {user}", settings.raw_db)[
+            "item_id"
+        ]
+    )
+    item = int(next(i for i in sim.items["item_id"] if i not in touched))
+    backdated = pd.Timestamp(row["last_event_ts"]).to_pydatetime() - timedelta(seconds=1)
+    extra_events([(user, item, row["session_id"], "cart", None, backdated)])
+
+    run_dbt(["build", "--select", "tag:realtime"], settings=settings)
+    recomputed = _query(settings, "SELECT DISTINCT user_id FROM int_realtime_user_events")
+    assert set(recomputed["user_id"] if not recomputed.empty else []) == {user}
+    incremental = {m: _table(settings, m, k) for m, k in REALTIME_MODELS.items()}
+    mine = incremental["fct_session_intent"].set_index("user_id").loc[user]
+    assert str(item) in mine["carted_not_bought"].split(",") and str(item) in mine["last_items"].split(",")
+    assert mine["session_events"] == row["session_events"] + 1
+    run_dbt(["build", "--select", "tag:realtime", "--full-refresh"], settings=settings)
+    for model, keys in REALTIME_MODELS.items():
+        full = _table(settings, model, keys)
+        pd.testing.assert_frame_equal(incremental[model], full, check_exact=False, rtol=1e-9)
+
+
+def test_a_mart_that_missed_a_run_catches_up_on_the_next(sim, settings, extra_events):
+    """The incremental run starts from the older mart watermark (an event id): when ml_candidates
+    did not run after fct_session_intent took in new events, the next run recomputes those users."""
+    from ml.features.dbt import run_dbt
+
+    run_dbt(["run", "--select", "tag:realtime", "--full-refresh"], settings=settings)
+    users = sorted(sim.events["user_id"].drop_duplicates().sample(3, random_state=2).tolist())
+    last_ts = pd.Timestamp(sim.events["ts"].max()).to_pydatetime()
+    extra_events(_new_events(sim, last_ts + timedelta(minutes=5), users))
+    run_dbt(["run", "--select", "int_realtime_user_events", "fct_session_intent"], settings=settings)
+    state = _query(settings, "SELECT model_name, watermark_event_id AS w FROM realtime_watermarks")
+    marks = dict(zip(state["model_name"], state["w"], strict=True))
+    assert marks["fct_session_intent"] > marks["ml_candidates"]  # candidates missed that run
+
+    run_dbt(["run", "--select", "tag:realtime"], settings=settings)
+    assert set(_query(settings, "SELECT DISTINCT user_id FROM int_realtime_user_events")["user_id"]) == set(
+        users
+    )
+    incremental = _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"])
+    run_dbt(["run", "--select", "tag:realtime", "--full-refresh"], settings=settings)
+    full = _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"])
+    pd.testing.assert_frame_equal(incremental, full, check_exact=False, rtol=1e-9)
+
+
 def _compare_incremental_with_full_refresh(sim, settings, before: dict, changed: list[int]) -> None:
     from ml.features.dbt import run_dbt
 
@@ -186,13 +243,13 @@ def test_realtime_watermark_is_explicit_state_and_guards_a_partial_rebuild(sim, 
 
     run_dbt(["run", "--select", "tag:realtime", "--full-refresh"], settings=settings)  # the shop as loaded
     run_dbt(["run", "--select", "tag:realtime"], settings=settings)  # incremental, nobody new
-    state = _query(settings, "SELECT model_name, watermark_ts FROM realtime_watermarks").set_index(
+    state = _query(settings, "SELECT model_name, watermark_event_id FROM realtime_watermarks").set_index(
         "model_name"
     )
-    newest = _query(settings, "SELECT MAX(last_event_ts) AS ts FROM fct_session_intent")["ts"][0]
-    assert state.loc["fct_session_intent", "watermark_ts"] == newest
-    assert state.loc["ml_candidates", "watermark_ts"] == newest
-    assert state.loc["int_realtime_user_events", "watermark_ts"] == newest  # the watermark that run used
+    newest = _query(settings, "SELECT MAX(event_id) AS id FROM user_behavior", settings.raw_db)["id"][0]
+    assert state.loc["fct_session_intent", "watermark_event_id"] == newest  # the newest event id
+    assert state.loc["ml_candidates", "watermark_event_id"] == newest
+    assert state.loc["int_realtime_user_events", "watermark_event_id"] == newest  # the one that run used
 
     before = _table(settings, "ml_candidates", REALTIME_MODELS["ml_candidates"])
     with pytest.raises(DbtError, match="built from scratch"):
@@ -204,8 +261,8 @@ def test_realtime_watermark_is_explicit_state_and_guards_a_partial_rebuild(sim, 
     assert pd.isna(
         _query(
             settings,
-            "SELECT watermark_ts FROM realtime_watermarks WHERE model_name = 'int_realtime_user_events'",
-        )["watermark_ts"][0]
+            "SELECT watermark_event_id FROM realtime_watermarks WHERE model_name = 'int_realtime_user_events'",
+        )["watermark_event_id"][0]
     )
     pd.testing.assert_frame_equal(
         before,

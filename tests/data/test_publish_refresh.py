@@ -18,10 +18,11 @@ from publish_support import (
     topn,
 )
 
+from ml.data.gaps import Gap, closable, oldest_open_transaction, server_now
 from ml.db import connect
 from ml.publish.common import PublishBusy
 from ml.publish.full import publish_full
-from ml.publish.locking import lock_name, read_watermark
+from ml.publish.locking import lock_name, read_gaps, read_watermark
 from ml.publish.refresh import publish_refresh
 
 
@@ -239,3 +240,64 @@ def test_upper_event_id_leaves_later_events_for_the_next_run(published):
     assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5, upper_event_id=features_built_at).noop
     second = publish_refresh(RawEventsRecommender(s), "v3", s, n=5)
     assert second.users == 1 and {r[5] for r in topn(s, 4)} == {"v3"} and {r[5] for r in topn(s, 3)} == {"v2"}
+
+
+def _open_transaction_with_events(s, rows: list[tuple]):
+    """A second connection holding ``rows`` (user, item, behavior, ts) inserted but not committed,
+    like an import's 500k-row batch; its ids are allocated now, below the feed's next ones."""
+    conn = connect(s.raw_db, settings=s, autocommit=False)
+    conn.begin()
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, query_text, ts, ingested_at) "
+            "VALUES (%s, %s, %s, %s, NULL, %s, NOW(3) - INTERVAL 60 SECOND)",
+            [(u, i, f"import-{u}", b, ts) for u, i, b, ts in rows],
+        )
+    return conn
+
+
+def _gaps(s):
+    conn = connect(settings=s)
+    try:
+        return read_gaps(conn, s)
+    finally:
+        conn.close()
+
+
+def test_a_gap_stays_open_while_a_transaction_older_than_it_is_open(published):
+    s = published
+    conn = connect(settings=s)
+    long_tx = _open_transaction_with_events(s, [(7, 2, "cart", T0)])
+    try:
+        seen = server_now(conn)
+        assert closable(conn, [Gap(1, 1, seen)], seen) == []
+        long_tx.rollback()  # the holder is gone: nothing can fill a gap seen before this point
+        gone = closable(conn, [Gap(1, 1, seen)], seen)
+        readable, oldest = oldest_open_transaction(conn)
+        assert not readable or gone or (oldest is not None and oldest <= seen)  # else another session's
+    finally:
+        long_tx.close()
+        conn.close()
+
+
+def test_ids_committed_after_the_watermark_passed_them_are_rescored(published):
+    """A long transaction holds low ids; the feed commits higher ones; a refresh runs and advances
+    past them; the transaction commits: the next refresh rescores its user (issue 14, item 3)."""
+    s = published
+    long_tx = _open_transaction_with_events(s, [(7, 2, "cart", T0 + timedelta(days=1)) for _ in range(3)])
+    try:
+        add_events(s, [(3, 14, "cart", T0 + timedelta(days=1))])  # the live feed, committed
+        first = publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+        assert (
+            first.users == 1 and {r[5] for r in topn(s, 3)} == {"v2"} and {r[5] for r in topn(s, 7)} == {"v1"}
+        )
+        held = scalar(s, f"SELECT COUNT(*) FROM `{s.raw_db}`.user_behavior WHERE user_id = 7 AND item_id = 2")
+        gaps = [(g.first, g.last) for g in _gaps(s)]
+        assert held == 0 and gaps and first.to_event_id > max(b for _, b in gaps)  # its ids: a watched gap
+        long_tx.commit()
+    finally:
+        long_tx.close()
+    second = publish_refresh(RawEventsRecommender(s), "v3", s, n=5)
+    assert second.users == 1 and {r[5] for r in topn(s, 7)} == {"v3"}, second.message
+    assert 2 in {r[2] for r in topn(s, 7)}  # the late events' item, from the recommender that read them
+    assert {r[5] for r in topn(s, 3)} == {"v2"}

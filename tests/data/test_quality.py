@@ -127,6 +127,46 @@ def test_landed_future_events_fail_the_sql_batch(settings, raw_sim):
         conn.close()
 
 
+def test_events_committed_after_the_raw_watermark_passed_them_are_validated(settings, raw_sim):
+    """A long transaction holds low ids (future timestamps); the feed commits good events with higher
+    ids; the gate passes and advances its watermark past both; the transaction commits: the next gate
+    validates its events and fails on them (issue 14, item 3)."""
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    long_tx = connect(settings.raw_db, settings=settings, autocommit=False)
+    insert = (
+        "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, ts) "
+        "VALUES (%s, %s, 'gx-late', 'browse', %s)"
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(MAX(event_id), 0) FROM user_behavior")
+            before = int(cur.fetchone()[0])
+        future = (datetime.utcnow() + timedelta(days=3)).strftime("%Y-%m-%d %H:%M:%S")
+        long_tx.begin()
+        with long_tx.cursor() as cur:
+            cur.executemany(insert, [(1, 2000 + k, future) for k in range(20)])
+        past = (datetime.utcnow() - timedelta(days=1)).strftime("%Y-%m-%d %H:%M:%S")
+        with conn.cursor() as cur:  # the live feed, committed with higher ids
+            cur.executemany(insert, [(2, 3000 + k, past) for k in range(5)])
+            cur.execute("SELECT MAX(event_id) FROM user_behavior")
+            fed = int(cur.fetchone()[0])
+        first = run_stage("raw", settings, since_event_id=before, build_docs=False)
+        assert first.success and first.details["rows"] == 5, first.summary
+        assert load_state(settings)[settings.raw_db]["raw_watermark"] == fed
+        long_tx.commit()
+        second = run_stage("raw", settings, build_docs=False)
+        assert not second.success and failed(second) == {("raw_user_behavior", "ts")}, second.summary
+        assert second.details["rows"] == 20
+    finally:
+        long_tx.rollback()
+        long_tx.close()
+        with conn.cursor() as cur:
+            cur.execute("DELETE FROM user_behavior WHERE event_id > %s", (before,))
+        conn.close()
+
+
 def test_require_stage_raises_with_the_summary(settings, events):
     events["user_id"] = None
     with pytest.raises(QualityGateFailed, match="user_id") as info:

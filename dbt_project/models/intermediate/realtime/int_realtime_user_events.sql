@@ -12,7 +12,9 @@
     Which users: on a full build (first run, --full-refresh, or a point-in-time build) every user;
     otherwise the users with an event after the realtime watermark, i.e. the older of the realtime
     marts' watermarks in the state table recsys_state.realtime_watermarks (macros/realtime_state.sql),
-    so a mart whose last run failed catches up on the next one. The post-hook records the watermark
+    so a mart whose last run failed catches up on the next one. The watermark is a raw event_id
+    (ingestion order), not an event time: an event backfilled with an old timestamp still has a new
+    id, and one from a fast clock hides nobody's later events. The post-hook records the watermark
     this build used (NULL: every user). -#}
 /* depends_on: {{ ref('int_session_prefix_events') }} */
 {%- set watermark = realtime_watermark(source('recsys_state', 'realtime_watermarks')) %}
@@ -35,14 +37,18 @@ items as (
     from {{ ref('stg_recsys__items') }}
 ),
 
--- the users to recompute and their last event (on an incremental run it is among the new ones)
+-- the users to recompute and their last event (over all their events: a new event may be backdated)
 changed_users as (
     select
         user_id,
         max(event_ts) as user_last_event_ts
     from events
     {%- if watermark is not none %}
-    where event_ts > '{{ watermark }}'
+    where
+        user_id in (
+            select new_events.user_id from events as new_events
+            where new_events.event_id > {{ watermark | int }}
+        )
     {%- endif %}
     group by user_id
 ),
