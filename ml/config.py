@@ -37,6 +37,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_TF_THREADS": "2",
     "RECSYS_API_KEYS": "",
     "RECSYS_API_DOCS": "0",
+    # keyed hash of `recsys data import --pseudonymize` (ml/data/pseudonym.py); empty = not configured
+    "RECSYS_PSEUDONYM_KEY": "",
 }
 
 

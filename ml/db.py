@@ -271,7 +271,11 @@ def _why_not_droppable(cur, db: str, marks: dict[str, str]) -> str | None:
     if not _database_exists(cur, db) or marks.get(db) in RESETTABLE:
         return None
     for table in _table_names(cur, db):
-        if table in ("schema_migrations", MARKER_TABLE):  # bookkeeping, not data
+        if table in (
+            "schema_migrations",
+            MARKER_TABLE,
+            "forget_salt",
+        ):  # bookkeeping written by init, not data
             continue
         cur.execute(f"SELECT 1 FROM `{db}`.`{table}` LIMIT 1")
         if cur.fetchone() is not None:

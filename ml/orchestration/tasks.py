@@ -98,6 +98,7 @@ def publish_full(n: int | None = None) -> dict[str, Any]:
 
 def refresh_guard() -> dict[str, Any]:
     """Skip the refresh run (and say why) when no champion exists yet or nothing new arrived."""
+    from ml.data.gaps import in_gaps_sql
     from ml.db import connect
     from ml.publish.common import NoChampion
     from ml.publish.locking import read_gaps, read_watermark
@@ -114,10 +115,15 @@ def refresh_guard() -> dict[str, Any]:
         with conn.cursor() as cur:
             cur.execute(f"SELECT COALESCE(MAX(event_id), 0) FROM `{s.raw_db}`.user_behavior")
             newest = int(cur.fetchone()[0])
+            # a gap below the watermark matters once an event has committed late inside it
+            cur.execute(f"SELECT EXISTS(SELECT 1 FROM `{s.raw_db}`.user_behavior WHERE {in_gaps_sql(gaps)})")
+            late = bool(cur.fetchone()[0])
     finally:
         conn.close()
-    if newest <= watermark and not gaps:  # a gap: ids below it may have committed late
-        _skip(f"no new events since event_id {watermark}")
+    if newest <= watermark and not late:
+        _skip(
+            f"no new events since event_id {watermark}" + (f" ({len(gaps)} gaps still empty)" if gaps else "")
+        )
     return {"model_version": version, "watermark": watermark, "newest_event_id": newest}
 
 

@@ -28,6 +28,7 @@ LIVE = {
     "user_intent_category",
     "publish_log",
     "publish_watermark",
+    "publish_watermark_gaps",
 }
 
 
