@@ -12,14 +12,15 @@ from ml.orchestration import tasks
 from ml.orchestration.cosmos import dbt_task_group
 
 MINUTES = int(os.environ.get("RECSYS_REFRESH_MINUTES", "5"))
-CHAMPION, USER_TOPN = Asset("recsys_champion_model"), Asset("recsys_user_topn")
+USER_TOPN, PUBLISHED = Asset("recsys_user_topn"), Asset("recsys_published_champion")
 
 
 @dag(
     dag_id="recsys_refresh",
-    # every MINUTES minutes, and right after a new champion is registered
+    # every MINUTES minutes, and right after a champion's full publish passed (not when it is only
+    # registered: its lists have not passed the GX top-N check yet)
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(f"*/{MINUTES} * * * *", timezone="UTC"), assets=CHAMPION
+        timetable=CronTriggerTimetable(f"*/{MINUTES} * * * *", timezone="UTC"), assets=PUBLISHED
     ),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -33,7 +34,8 @@ CHAMPION, USER_TOPN = Asset("recsys_champion_model"), Asset("recsys_user_topn")
         "retry_delay": timedelta(seconds=20),
     },
     doc_md=__doc__
-    + "\n\nSkips (and says why) when no champion exists yet or no event arrived after the watermark.",
+    + "\n\nSkips (and says why) when no champion exists yet, when the champion's full publish has not"
+    " passed yet, or when no event arrived after the watermark.",
 )
 def recsys_refresh():
     @task(doc_md="Skip unless a champion exists and events arrived after the watermark.")

@@ -12,6 +12,8 @@ from ml.orchestration.cosmos import dbt_task_group
 from ml.training.config import OPTIONS, param_specs
 
 MARTS, CHAMPION, USER_TOPN = Asset("recsys_marts"), Asset("recsys_champion_model"), Asset("recsys_user_topn")
+# emitted only once the champion's full publish passed its GX check and swapped in
+PUBLISHED = Asset("recsys_published_champion")
 DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponential_backoff": True}
 
 
@@ -69,8 +71,8 @@ def recsys_train():
         return tasks.train({k: params[k] for k in OPTIONS})
 
     @task(
-        outlets=[USER_TOPN],
-        doc_md="Score all active users with the champion; GX top-N check on `*_new`; one atomic RENAME.",
+        outlets=[USER_TOPN, PUBLISHED],
+        doc_md="Score all active users with the champion; GX top-N check on `*_new`; one atomic RENAME. Triggers a refresh once it passed.",
     )
     def publish(params=None):
         return tasks.publish_full(int(params["topn"]))

@@ -22,6 +22,7 @@ timed recsys data simulate --users "$DEMO_USERS" --items "$DEMO_ITEMS" --days "$
 
 step "3/6 Airflow: recsys_train (freshness → dbt via Cosmos → GX → train/evaluate/gate → GX-checked publish)"
 scripts/airflow.sh pools set gpu 1 "GPU training slots" >/dev/null
+scripts/airflow.sh pools set recsys_dbt 1 "one dbt task at a time across the train and refresh DAGs" >/dev/null
 scripts/airflow.sh dags test recsys_train -c "{\"use_tf\": ${DEMO_USE_TF}}" > .local/demo_train.log 2>&1 \
   || { tail -40 .local/demo_train.log; echo "recsys_train failed (log: .local/demo_train.log)"; exit 1; }
 show "train: run|DagRun Finished" .local/demo_train.log

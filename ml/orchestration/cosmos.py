@@ -11,6 +11,9 @@ from typing import Any
 
 from ml.config import get_settings
 
+#: Airflow pool (1 slot) of every dbt task of every DAG; created by scripts/demo.sh and compose's airflow-init.
+DBT_POOL = "recsys_dbt"
+
 
 def manifest_path() -> str:
     return str(get_settings().dbt_project_dir / "target" / "cosmos" / "manifest.json")
@@ -59,6 +62,9 @@ def dbt_task_group(group_id: str, select: list[str], exclude: list[str] | None =
         ),
         operator_args={
             "install_deps": False,
+            # one dbt task at a time across DAGs: the train DAG's and the refresh DAG's groups both
+            # build the realtime tables, and two builds of one table at once would race
+            "pool": DBT_POOL,
             "retries": 2,
             "retry_delay": timedelta(seconds=30),
             "retry_exponential_backoff": True,

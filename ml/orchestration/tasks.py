@@ -97,18 +97,22 @@ def publish_full(n: int | None = None) -> dict[str, Any]:
 
 
 def refresh_guard() -> dict[str, Any]:
-    """Skip the refresh run (and say why) when no champion exists yet or nothing new arrived."""
+    """Skip the refresh run (and say why) when no champion exists yet, when its full publish has not
+    passed yet, or when nothing new arrived."""
     from ml.data.gaps import in_gaps_sql
     from ml.db import connect
-    from ml.publish.common import NoChampion
+    from ml.publish.common import ChampionNotPublished, NoChampion
     from ml.publish.locking import read_gaps, read_watermark
-    from ml.publish.run import load_champion_recommender
+    from ml.publish.run import load_champion_recommender, require_published
 
     s = get_settings()
     try:
         _, version = load_champion_recommender(s)
+        require_published(s, version)
     except NoChampion as exc:
         _skip(f"no champion yet ({exc}); run recsys_train first")
+    except ChampionNotPublished as exc:
+        _skip(str(exc))
     conn = connect(settings=s)
     try:
         watermark, gaps = read_watermark(conn, s), read_gaps(conn, s)

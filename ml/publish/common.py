@@ -52,6 +52,11 @@ class NoChampion(PublishError):
     """No registered champion model to publish from."""
 
 
+class ChampionNotPublished(PublishError):
+    """The champion's full publish has not passed yet: a refresh would mix its rows into another
+    version's lists before its own lists passed the GX top-N check."""
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """What a full publish swapped in."""

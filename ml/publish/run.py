@@ -5,7 +5,8 @@ publish it fully (gated by the GX top-N suite) or refresh the users who just act
 from __future__ import annotations
 
 from ml.config import Settings
-from ml.publish.common import NoChampion, Recommender, jsonable
+from ml.db import connect
+from ml.publish.common import ChampionNotPublished, NoChampion, Recommender, jsonable
 from ml.publish.full import publish_full
 from ml.publish.refresh import publish_refresh
 from ml.quality.topn import gx_topn_validator
@@ -57,6 +58,28 @@ def publish_champion_full(
     return jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
 
 
+def last_full_publish(settings: Settings) -> str | None:
+    """``model_version`` of the newest full publish that swapped in (only a passed one is logged)."""
+    conn = connect(settings.serving_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT model_version FROM publish_log WHERE kind = 'full' ORDER BY id DESC LIMIT 1")
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    return None if row is None else str(row[0])
+
+
+def require_published(settings: Settings, version: str) -> None:
+    """Raise :class:`ChampionNotPublished` unless ``version``'s full publish is the one serving."""
+    serving = last_full_publish(settings)
+    if serving != version:
+        raise ChampionNotPublished(
+            f"champion {version} has no passed full publish yet (serving: {serving or 'nothing'}); "
+            "refresh waits for it (`recsys publish full`, or the train DAG's publish task)"
+        )
+
+
 def publish_champion_refresh(
     settings: Settings,
     batch_size: int = 1000,
@@ -67,8 +90,10 @@ def publish_champion_refresh(
 ) -> dict:
     """Task entry (Airflow, CLI): refresh users with new events using the champion; JSON-able summary.
 
-    Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran."""
+    Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran. Only a
+    champion whose full publish passed refreshes (:func:`require_published`)."""
     recommender, version = load_champion_recommender(settings)
+    require_published(settings, version)
     result = publish_refresh(
         recommender,
         version,

@@ -38,14 +38,15 @@ def _airflow_db() -> None:
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-2000:]
-    out = subprocess.run(
-        [sys.executable, "-m", "airflow", "pools", "set", "gpu", "1", "GPU training slots"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
+    for pool, slots in (("gpu", "1"), ("recsys_dbt", "1")):
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", "pools", "set", pool, slots, "test pool"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
 
 
 def _dags():

@@ -73,7 +73,30 @@ def test_refresh_dag_shape(dagbag):
     assert not any("dim_users" in i or "ml_covisitation" in i for i in dbt), "only realtime models"
     assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
     assert dag.timetable.timetable.expression == "*/5 * * * *"  # RECSYS_REFRESH_MINUTES default
-    assert "recsys_champion_model" in repr(dag.timetable.asset_condition), "a new champion triggers a refresh"
+    # a new champion triggers a refresh only once its full publish passed the GX top-N check
+    assert "recsys_published_champion" in repr(dag.timetable.asset_condition)
+    assert "recsys_champion_model" not in repr(dag.timetable.asset_condition)
+    train = dagbag.dags["recsys_train"]
+    emits = {t.task_id for t in train.tasks if any(a.name == "recsys_published_champion" for a in t.outlets)}
+    assert emits == {"publish"}
+
+
+def test_dbt_tasks_of_both_dags_share_one_pool_that_every_setup_creates(dagbag):
+    """The train and refresh DAGs both build the realtime tables: their dbt tasks take turns in one
+    1-slot pool, and every pool a task names is created by the demo and by compose's airflow-init."""
+    from ml.orchestration.cosmos import DBT_POOL
+
+    pools = set()
+    for name in ("recsys_train", "recsys_refresh"):
+        dbt = [t for t in dagbag.dags[name].tasks if t.task_id.startswith("dbt_")]
+        assert dbt and {t.pool for t in dbt} == {DBT_POOL}, name
+        pools |= {t.pool for t in dagbag.dags[name].tasks if t.pool != "default_pool"}
+    assert pools == {DBT_POOL, "gpu"}
+    demo = (DAGS.parent / "scripts" / "demo.sh").read_text()
+    compose = (DAGS.parent / "docker-compose.yml").read_text()
+    for pool in pools:
+        assert f"pools set {pool} 1 " in demo, pool
+        assert f"airflow pools set {pool} 1 " in compose, pool
 
 
 def test_parse_touches_no_database_and_imports_no_ml_library(tmp_path):

@@ -301,3 +301,29 @@ def test_ids_committed_after_the_watermark_passed_them_are_rescored(published):
     assert second.users == 1 and {r[5] for r in topn(s, 7)} == {"v3"}, second.message
     assert 2 in {r[2] for r in topn(s, 7)}  # the late events' item, from the recommender that read them
     assert {r[5] for r in topn(s, 3)} == {"v2"}
+
+
+def test_refresh_waits_until_the_champions_full_publish_passed(published, monkeypatch):
+    """A new champion (v2) registered while serving still holds v1's full publish: the refresh refuses
+    (and the DAG's guard skips) until v2's own full publish swapped in."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ml.orchestration import tasks
+    from ml.publish import run
+    from ml.publish.common import ChampionNotPublished
+
+    s = published
+    add_events(s, [(2, 3, "cart", T0 + timedelta(days=1))])
+    seed_serving_marts(s)
+    monkeypatch.setattr(run, "load_champion_recommender", lambda _s: (RawEventsRecommender(s), "v2"))
+    before, mark = topn(s), _watermark(s)
+    with pytest.raises(ChampionNotPublished, match="champion v2 has no passed full publish yet .serving: v1"):
+        run.publish_champion_refresh(s, n=5)
+    assert topn(s) == before and _watermark(s) == mark  # nothing written
+    with pytest.raises(AirflowSkipException, match="champion v2 has no passed full publish"):
+        tasks.refresh_guard()
+    publish_full(RawEventsRecommender(s), "v2", s, n=5)
+    add_events(s, [(2, 6, "cart", T0 + timedelta(days=1, minutes=1))])
+    seed_serving_marts(s)
+    out = run.publish_champion_refresh(s, n=5)
+    assert out["noop"] is False and {row[5] for row in topn(s, 2)} == {"v2"}
