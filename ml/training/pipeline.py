@@ -123,10 +123,9 @@ def train_pipeline(
     # the memory on a log of 60k+ users) are freed as they are stacked, and only groups with a
     # positive are kept (the rankers learn nothing from the others); one group per user and cut
     train = pd.concat([ranking_groups(frames.pop(k).assign(cut=k)) for k in train_cuts], ignore_index=True)
-    for key in [k for k in frames if k.startswith(("train_", "session_train_"))]:
-        del frames[key]
-    for key in [k for k in cuts if k.startswith(("train_", "session_train_"))]:
+    for key in [k for k in cuts if k.startswith(("train_", "session_train_"))]:  # frames are keyed by cut
         del cuts[key]
+        frames.pop(key, None)
     valid = pd.concat(
         [ranking_groups(frames[k].assign(cut=k)) for k in ("val", "session_val") if k in frames],
         ignore_index=True,

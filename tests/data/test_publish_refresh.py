@@ -34,12 +34,17 @@ def published(clean_db):
     return clean_db
 
 
-def _watermark(s) -> int:
+def _state(s, read):
+    """``read(conn, settings)`` on a fresh connection (the refresh's watermark or its gaps)."""
     conn = connect(settings=s)
     try:
-        return read_watermark(conn, s)
+        return read(conn, s)
     finally:
         conn.close()
+
+
+def _watermark(s) -> int:
+    return _state(s, read_watermark)
 
 
 def test_refresh_after_new_events_changes_only_that_user(published):
@@ -257,11 +262,7 @@ def _open_transaction_with_events(s, rows: list[tuple]):
 
 
 def _gaps(s):
-    conn = connect(settings=s)
-    try:
-        return read_gaps(conn, s)
-    finally:
-        conn.close()
+    return _state(s, read_gaps)
 
 
 def test_a_gap_stays_open_while_a_transaction_older_than_it_is_open(published):
