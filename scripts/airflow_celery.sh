@@ -15,7 +15,7 @@
 # start its @daily run with default Params next to the triggered one, and the refresh DAG's cron
 # runs would race the triggered refresh for the new events. The run checks instead that the publish
 # task emitted the asset the refresh DAG is scheduled on.
-#   scripts/airflow_celery.sh                   # ~15 min on this 2-core box (docs/scaling.md)
+#   scripts/airflow_celery.sh                   # 10-15 min on this 2-core box (docs/scaling.md)
 #   CELERY_FRESH=0 scripts/airflow_celery.sh    # keep the metadata DB (run history) of the last run
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
