@@ -103,10 +103,12 @@ def check_search_frame(
 
     With ``user_ids`` the frame holds personalised lists (``USER_QUERY_TOPN_COLUMNS``, one list per
     user and query), else query lists (``QUERY_TOPN_COLUMNS``, only the ``queries`` asked for). On
-    top of the ranked-list rules of :func:`check_topn_frame`: every ``query_norm`` is already in
+    top of the ranked-list rules of :func:`check_topn_frame`: ``query_norm`` is put in
     :func:`ml.search.text.normalize_query` form (the serving key; it also keeps tabs and newlines
-    out of the LOAD DATA file), and with ``in_stock`` every item is one of those ids.
+    out of the LOAD DATA file) and must not be empty, no two queries of one list set may share a
+    key under the serving collation, and with ``in_stock`` every item is one of those ids.
     """
+    from ml.search.lists import fold_key
     from ml.search.text import normalize_query
 
     personal = user_ids is not None
@@ -115,10 +117,18 @@ def check_search_frame(
     df = _typed(frame, columns, ("user_id", "rank", "item_id") if personal else ("rank", "item_id"))
     if df.empty:
         return df
-    df["query_norm"] = df["query_norm"].astype(str)
-    odd = [q for q in df["query_norm"].unique().tolist() if not q or normalize_query(q) != q]
-    if odd:
-        raise ValueError(f"query_norm must be normalize_query's non-empty form: {odd[:3]}")
+    df["query_norm"] = df["query_norm"].astype(str).map(normalize_query)
+    if (df["query_norm"] == "").any():
+        raise ValueError("a query_norm normalises to nothing (no letters or digits)")
+    folded = df.assign(fold=df["query_norm"].map(fold_key)).drop_duplicates(
+        [*keys[:-1], "fold", "query_norm"]
+    )
+    clash = folded.duplicated([*keys[:-1], "fold"], keep=False)
+    if clash.any():
+        raise ValueError(
+            f"queries {sorted(folded.loc[clash, 'query_norm'].unique().tolist())[:3]} share one serving key "
+            "(the utf8mb4_unicode_ci collation compares case, width and accents equal): keep one of them"
+        )
     if personal:
         unknown = set(df["user_id"].unique().tolist()) - {int(u) for u in user_ids}
         if unknown:

@@ -36,9 +36,9 @@ def test_good_query_lists_are_sorted_and_typed():
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ([("Phone", 1, 10, 1.0, "x")], "normalize_query's non-empty form: \\['Phone'\\]"),
-        ([("phone\tcase", 1, 10, 1.0, "x")], "normalize_query's non-empty form"),
-        ([("", 1, 10, 1.0, "x")], "normalize_query's non-empty form"),
+        ([("!!!", 1, 10, 1.0, "x")], "normalises to nothing"),
+        ([("", 1, 10, 1.0, "x")], "normalises to nothing"),
+        ([("phone\tcase", 1, 10, 1.0, "x")], "not asked for: \\['phone case'\\]"),
         ([("tv", 1, 10, 1.0, "x")], "queries that were not asked for: \\['tv'\\]"),
         ([("phone", 1, 30, 1.0, "x")], "unknown or out of stock: \\[30\\]"),
         ([("phone", 1, 10, 1.0, "x"), ("phone", 3, 11, 0.5, "x")], "query 'phone' are not 1..k contiguous"),
@@ -62,6 +62,17 @@ def test_user_lists_are_keyed_by_user_and_query():
     rising = [(1, "phone", 1, 10, 1.0, "x"), (1, "phone", 2, 11, 2.0, "x")]
     with pytest.raises(ValueError, match="scores rise with rank for user 1, query 'phone'"):
         check_search_frame(pd.DataFrame(rising, columns=USER_QUERY_TOPN_COLUMNS), 5, user_ids=[1])
+
+
+def test_query_norm_is_put_in_normal_form_and_keys_must_not_clash():
+    df = check_search_frame(_queries([("PHONE!", 1, 10, 1.0, "x")]), 5, queries=["phone"])
+    assert df["query_norm"].tolist() == ["phone"]
+    rows = [(1, "Café", 1, 10, 1.0, "x"), (1, "cafe", 1, 11, 1.0, "x"), (2, "cafe", 1, 10, 1.0, "x")]
+    with pytest.raises(ValueError, match="\\['cafe', 'café'\\] share one serving key"):
+        check_search_frame(pd.DataFrame(rows, columns=USER_QUERY_TOPN_COLUMNS), 5, user_ids=[1, 2])
+    # two users may each have their own spelling
+    ok = [(1, "Café", 1, 10, 1.0, "x"), (2, "cafe", 1, 11, 1.0, "x")]
+    assert len(check_search_frame(pd.DataFrame(ok, columns=USER_QUERY_TOPN_COLUMNS), 5, user_ids=[1, 2])) == 2
 
 
 def test_empty_answers_are_allowed():
