@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "ml.features": 2,
     "ml.quality": 2,
     "ml.models": 2,
+    "ml.search": 2,
     "ml.registry": 3,
     "ml.training": 4,
     "ml.publish": 4,
