@@ -203,17 +203,18 @@ def _path(q: str, user: int | None) -> str:
 def _store_latency(settings, work, count: int = 2000) -> dict:
     """The same reads without HTTP: ServingStore.search in a loop (DB + BM25 + Python only)."""
     from ml.search.text import normalize_query
-    from ml.serving.app import LexicalCache, ServingStore
+    from ml.serving.app import ServingStore
+    from ml.serving.search import SearchReader
 
     store = ServingStore(settings, pool_size=1)
-    lexical = LexicalCache(store)
-    lexical.get()  # build once, outside the timing
+    searcher = SearchReader(store)
+    searcher.lexical.get()  # build once, outside the timing
     out = {}
     for kind in ("known", "unseen"):
         lat = []
         for q, user in _requests(kind, work, count, 7):
             t0 = time.perf_counter()
-            store.search(normalize_query(q), user, 20, lexical)
+            searcher.search(normalize_query(q), user, 20)
             lat.append(time.perf_counter() - t0)
         ms = np.array(lat) * 1000
         out[kind] = {f"p{p}": round(float(np.percentile(ms, p)), 3) for p in (50, 99)}

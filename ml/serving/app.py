@@ -1,8 +1,9 @@
-"""Reference serving reader (FastAPI): top-N per user, similar items, search, health.
+"""Reference serving reader (FastAPI): top-N per user, similar items, search (:mod:`ml.serving.search`),
+health.
 
 Reads only ``recsys_serving`` with the read-only account (``RECSYS_READER_USER``), through a
-small pool of autocommit mysqlclient connections (``MySQLdb``, the C driver: about a fifth of
-PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
+small pool of autocommit mysqlclient connections (:mod:`ml.serving.pool`; ``MySQLdb``, the C
+driver: about a fifth of PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
 (old or new) across atomic swaps and refresh transactions. Right after a swap a read can fail with
 error 1412 ("table definition has changed"); it is retried.
 
@@ -20,15 +21,6 @@ two shared cores) the endpoints return their JSON already serialized (``pydantic
 serializer behind FastAPI's own response path, so the bytes are the same): the response models
 document the shape in OpenAPI but are not validated item by item.
 
-Search (issue 15): ``GET /search?q=&user_id=&n=`` normalises ``q`` (:func:`ml.search.text.normalize_query`)
-and answers from the user's own list for that query (``user_query_topn``, source ``user``), else from
-the query's published list (``query_topn``) with the items of the user's intent category
-(``user_intent_category``) moved up at read time (source ``query+intent``; ``query`` without a user
-or intent), else with BM25 over the titles of the in-stock catalogue (``search_items``, source
-``lexical``) from an index built in this process at startup and rebuilt in the background after a
-full publish (the newest full ``publish_log`` id, checked every :data:`LEXICAL_CHECK_S` seconds).
-A query that normalises to nothing ("!!!") gets an empty list; a missing, empty or over-long one 422.
-
 Access (issue 14): with ``RECSYS_API_KEYS`` set (comma-separated), the data endpoints answer 401
 unless the ``X-API-Key`` header holds one of the keys (``/health`` stays open for probes); unset, as in
 the local demo, no key is asked. ``/docs``, ``/redoc`` and ``/openapi.json`` exist only with
@@ -43,10 +35,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import MySQLdb
@@ -57,82 +48,15 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from ml.config import Settings, get_settings
-from ml.search.text import normalize_query
+from ml.serving.pool import RECONNECT_CODES, ConnectionPool, ServingUnavailable
+from ml.serving.search import add_search_route
 
 MAX_ID = 2**63 - 1  # BIGINT: larger ids are a client error, not a database error
 RETRY_CODES = {1412}  # table definition changed (a swap happened under this read)
-# server gone / lost / commands out of sync / killed (MariaDB 1927) / idle timeout (MySQL 8 4031) / closed
-RECONNECT_CODES = {2006, 2013, 2014, 2055, 1927, 4031, 0}
 META_TTL_S = 5.0
 DB_TIMEOUT_S = 2.0  # connect/read/write timeout of a reader connection, and the pool wait
 UNAVAILABLE = "serving database unavailable"  # the whole 503 detail: nothing of the driver's message
-MAX_QUERY_CHARS_IN = 200  # a longer q is a client error (422); normalisation keeps 100 characters
-LEXICAL_CHECK_S = 5.0  # how often the reader asks whether a full publish replaced search_items
 log = logging.getLogger(__name__)
-
-
-class ServingUnavailable(RuntimeError):
-    """The serving database cannot answer now (→ HTTP 503)."""
-
-
-class ConnectionPool:
-    """A bounded, thread-safe LIFO pool of MySQLdb connections; broken ones are discarded."""
-
-    def __init__(self, factory: Callable[[], MySQLdb.Connection], size: int = 8, wait_s: float = 2.0):
-        self._factory, self._size, self._wait_s = factory, size, wait_s
-        self._idle: queue.LifoQueue[MySQLdb.Connection] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self._open = 0
-
-    def _take(self) -> MySQLdb.Connection:
-        with contextlib.suppress(queue.Empty):
-            return self._idle.get_nowait()
-        with self._lock:
-            grow = self._open < self._size
-            if grow:
-                self._open += 1
-        if grow:
-            try:
-                return self._factory()
-            except BaseException:
-                with self._lock:
-                    self._open -= 1
-                raise
-        try:
-            return self._idle.get(timeout=self._wait_s)
-        except queue.Empty:
-            raise ServingUnavailable(
-                f"all {self._size} database connections busy for {self._wait_s}s"
-            ) from None
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[MySQLdb.Connection]:
-        conn = self._take()
-        healthy = True
-        try:
-            yield conn
-        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
-            healthy = bool(exc.args) and exc.args[0] not in RECONNECT_CODES
-            raise
-        finally:
-            if healthy:
-                self._idle.put(conn)
-            else:
-                with self._lock:
-                    self._open -= 1
-                with contextlib.suppress(Exception):
-                    conn.close()
-
-    def close(self) -> None:
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            with contextlib.suppress(Exception):
-                conn.close()
-            with self._lock:
-                self._open -= 1
 
 
 class ServingStore:
@@ -270,111 +194,6 @@ class ServingStore:
             )
         return items
 
-    def search(self, query_norm: str, user_id: int | None, n: int, lexical: LexicalCache) -> dict[str, Any]:
-        """The user's list for the query, else the query's list reordered by the user's intent
-        category, else BM25 over the in-stock titles. Returns source, model_version and items."""
-        if user_id is not None:
-            rows = self.query(
-                "SELECT item_id, score, model_version FROM user_query_topn WHERE user_id = %s AND query_norm = %s "
-                "ORDER BY `rank` LIMIT %s",
-                (user_id, query_norm, n),
-            )
-            if rows:
-                return {"source": "user", "model_version": rows[0][2], "items": _ranked(rows)}
-        # the whole list (K rows): intent items further down move up. The intent is NULL without a user.
-        rows = self.query(
-            "SELECT q.item_id, q.score, q.model_version, si.category_id, "
-            "(SELECT category_id FROM user_intent_category WHERE user_id = %s) AS intent "
-            "FROM query_topn q LEFT JOIN search_items si ON si.item_id = q.item_id "
-            "WHERE q.query_norm = %s ORDER BY q.`rank`",
-            (user_id, query_norm),
-        )
-        if rows:
-            intent = rows[0][4]
-            if intent is not None:  # stable: the list's own order inside each group
-                rows = [r for r in rows if r[3] == intent] + [r for r in rows if r[3] != intent]
-            source = "query" if intent is None else "query+intent"
-            return {"source": source, "model_version": rows[0][2], "items": _ranked(rows[:n])}
-        index = lexical.get()
-        hits = [(i, s) for i, s in index.top(query_norm, n) if s > 0] if index is not None else []
-        return {"source": "lexical", "model_version": None, "items": _ranked(hits[:n])}
-
-
-def _ranked(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-    """``[{item_id, rank, score}]`` from rows starting (item_id, score, ...), in their order."""
-    return [{"item_id": int(r[0]), "rank": k, "score": float(r[1])} for k, r in enumerate(rows, 1)]
-
-
-class LexicalCache:
-    """The reader's BM25 index (:class:`ml.search.lexical.LexicalIndex`) over the in-stock rows of
-    ``search_items``. Built at startup (in the background) or by the first request that needs it;
-    rebuilt in a background thread when a newer full publish shows up in ``publish_log`` (checked at
-    most every :data:`LEXICAL_CHECK_S` seconds), while requests keep using the previous index."""
-
-    def __init__(self, store: ServingStore, check_s: float = LEXICAL_CHECK_S):
-        self._store, self._check_s = store, check_s
-        self._lock = threading.Lock()  # one build at a time
-        self._index: Any = None
-        self._generation: int | None = None
-        self._built = False
-        self._checked_at = 0.0
-        self._rebuilding = False
-        self.builds = 0  # tests and /health read it
-
-    def _generation_now(self) -> int:
-        rows = self._store.query("SELECT COALESCE(MAX(id), 0) FROM publish_log WHERE kind = 'full'")
-        return int(rows[0][0])
-
-    def _build(self) -> None:
-        with self._lock:
-            generation = self._generation_now()
-            if self._built and generation == self._generation:
-                return
-            rows = self._store.query(
-                "SELECT item_id, title, category, brand FROM search_items WHERE in_stock = 1 ORDER BY item_id"
-            )
-            index = None
-            if rows:
-                import pandas as pd
-
-                from ml.search.lexical import LexicalIndex
-
-                index = LexicalIndex.build(
-                    pd.DataFrame(rows, columns=["item_id", "title", "category", "brand"])
-                )
-            self._index, self._generation, self._built = index, generation, True
-            self._checked_at = time.monotonic()
-            self.builds += 1
-            log.info("lexical index built over %d in-stock items (full publish %d)", len(rows), generation)
-
-    def _rebuild_in_background(self) -> None:
-        try:
-            self._build()
-        except Exception as exc:  # noqa: BLE001 - the old index keeps serving; the next check retries
-            log.warning("lexical index rebuild failed, the previous one keeps serving: %s", exc)
-        finally:
-            self._rebuilding = False
-
-    def warm(self) -> None:
-        """Start building in the background (app startup); a database that is down is not fatal."""
-        self._rebuilding = True
-        threading.Thread(target=self._rebuild_in_background, name="lexical-index", daemon=True).start()
-
-    def get(self) -> Any:
-        """The current index (None when ``search_items`` has no in-stock item)."""
-        if not self._built:
-            self._build()  # waits for a startup build in flight, then finds it done
-            return self._index
-        now = time.monotonic()
-        if now - self._checked_at >= self._check_s and not self._rebuilding:
-            self._checked_at = now
-            if self._generation_now() != self._generation:
-                self._rebuilding = True
-                threading.Thread(
-                    target=self._rebuild_in_background, name="lexical-index", daemon=True
-                ).start()
-        return self._index
-
 
 def _json(body: dict[str, Any]) -> Response:
     """A 200 JSON response serialized without per-item model validation (same bytes as FastAPI's)."""
@@ -398,21 +217,6 @@ class Similar(BaseModel):
     items: list[Item]
 
 
-class SearchItem(BaseModel):
-    item_id: int
-    rank: int
-    score: float
-
-
-class SearchResults(BaseModel):
-    query: str
-    query_norm: str
-    user_id: int | None
-    source: str  # user | query+intent | query | lexical | empty
-    model_version: str | None
-    items: list[SearchItem]
-
-
 def _key_check(keys: tuple[str, ...]) -> Callable[[str | None], None]:
     """A dependency that answers 401 unless the ``X-API-Key`` header holds one of ``keys``."""
     header = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -432,29 +236,24 @@ def create_app(
     pool_size: int = 8,
     timeout_s: float = DB_TIMEOUT_S,
     *,
-    warm_search: bool = True,
+    warm: bool = True,
 ) -> FastAPI:
-    """Build the app (uvicorn ``--factory`` entry). Connections open lazily on the first request,
-    except the background build of the search index at startup (``warm_search``; without it the
-    first unseen query builds it). ``timeout_s`` bounds each database wait (connect, read, pool);
-    see the module docstring."""
+    """Build the app (uvicorn ``--factory`` entry). Connections open on the first request; with ``warm`` the
+    search index is built in the background at startup. ``timeout_s`` bounds each database wait."""
     s = settings or get_settings()
     store = ServingStore(s, pool_size=pool_size, timeout_s=timeout_s)
-    lexical = LexicalCache(store)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
-        if warm_search:
-            lexical.warm()
+        if warm:
+            searcher.lexical.warm()
         yield
         store.pool.close()
 
     docs = {} if s.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="recsys serving reader", version="1", lifespan=lifespan, **docs)
     app.state.store = store
-    app.state.lexical = lexical
     max_n = max(1, s.topn)
-    max_search_n = max(1, s.search_k)
 
     @app.exception_handler(ServingUnavailable)
     async def _unavailable(request: Request, exc: ServingUnavailable) -> JSONResponse:
@@ -479,19 +278,7 @@ def create_app(
         """Items co-visited with this one (then global popularity when there are too few)."""
         return _json({"item_id": item_id, "items": store.similar(item_id, n)})
 
-    @app.get("/search", response_model=SearchResults, dependencies=guarded)
-    def search(
-        q: str = Query(min_length=1, max_length=MAX_QUERY_CHARS_IN, description="the shopper's query text"),
-        user_id: int | None = Query(default=None, ge=0, le=MAX_ID),
-        n: int = Query(default=min(10, max_search_n), ge=1, le=max_search_n),
-    ) -> Response:
-        """Items for a search query: the user's own list, else the query's list reordered by the user's
-        intent category, else BM25 over titles. A query with no letters or digits gets no items."""
-        query_norm = normalize_query(q)
-        body: dict[str, Any] = {"query": q, "query_norm": query_norm, "user_id": user_id}
-        if not query_norm:
-            return _json({**body, "source": "empty", "model_version": None, "items": []})
-        return _json({**body, **store.search(query_norm, user_id, n, lexical)})
+    searcher = add_search_route(app, store, guarded, max(1, s.search_k))
 
     @app.get("/health")
     def health() -> JSONResponse:

@@ -13,7 +13,8 @@ from search_support import drop_search_marts, seed_search_shop
 from ml.db import connect
 from ml.publish.full import publish_full
 from ml.search.lists import BaselineSearchLists
-from ml.serving.app import SearchResults, create_app
+from ml.serving.app import create_app
+from ml.serving.search import SearchResults
 
 BASE = BaselineSearchLists.model_version
 
@@ -127,19 +128,21 @@ def test_database_trouble_is_503_not_500(settings):
 
 def test_lexical_index_is_rebuilt_after_a_full_publish(clean_db):
     """A title changed in the catalogue reaches the reader's BM25 index after the next full publish."""
-    from ml.serving.app import LexicalCache, ServingStore
+    from ml.serving.app import ServingStore
+    from ml.serving.search import LexicalCache, SearchReader
 
     s = clean_db
     seed_search_shop(s)
     publish_full(RawEventsRecommender(s), "v1", s, n=5)
     store = ServingStore(s, pool_size=1)
     lexical = LexicalCache(store, check_s=0)
-    assert store.search("sandals", None, 5, lexical)["items"] == [] and lexical.builds == 1
+    searcher = SearchReader(store, lexical)
+    assert searcher.search("sandals", None, 5)["items"] == [] and lexical.builds == 1
     conn = connect(s.raw_db, settings=s)
     with conn.cursor() as cur:
         cur.execute("UPDATE items SET title = 'beach sandals' WHERE item_id = 8")
     conn.close()
-    assert store.search("sandals", None, 5, lexical)["items"] == []  # not published yet: same index
+    assert searcher.search("sandals", None, 5)["items"] == []  # not published yet: same index
     publish_full(RawEventsRecommender(s), "v2", s, n=5)
     lexical.get()  # sees the new publish, rebuilds in the background while the old index serves
     for _ in range(500):
@@ -147,6 +150,6 @@ def test_lexical_index_is_rebuilt_after_a_full_publish(clean_db):
             break
         time.sleep(0.01)
     assert lexical.builds == 2
-    assert [it["item_id"] for it in store.search("sandals", None, 5, lexical)["items"]] == [8]
+    assert [it["item_id"] for it in searcher.search("sandals", None, 5)["items"]] == [8]
     store.pool.close()
     drop_search_marts(s)

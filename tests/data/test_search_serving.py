@@ -207,13 +207,14 @@ class _Versioned(BaselineSearchLists):
 
 def test_reader_sees_whole_search_lists_during_repeated_publishes(search_shop):
     """A reader thread asks for a query's list while 30 full publishes swap the search tables."""
-    from ml.serving.app import LexicalCache, ServingStore
+    from ml.serving.app import ServingStore
+    from ml.serving.search import SearchReader
 
     s = search_shop
     rec = RawEventsRecommender(s)
     publish_full(rec, "v0", s, n=5, search=_Versioned("s0"))
     store = ServingStore(s, pool_size=2)
-    lexical = LexicalCache(store)
+    searcher = SearchReader(store)
     stop = threading.Event()
     errors: list[str] = []
     partial: list[object] = []
@@ -225,7 +226,7 @@ def test_reader_sees_whole_search_lists_during_repeated_publishes(search_shop):
         while not stop.is_set():
             try:
                 for user in (None, 3, 1):
-                    got = store.search("trainers", user, 10, lexical)
+                    got = searcher.search("trainers", user, 10)
                     items = [it["item_id"] for it in got["items"]]
                     expected = {None: [2, 1, 7, 3], 3: [3, 2, 1, 7], 1: [1, 7, 2, 3]}[user]
                     source = {None: "query", 3: "query+intent", 1: "user"}[user]

@@ -127,7 +127,7 @@ def test_hung_database_holds_one_request_not_the_server(settings):
     s = dataclasses.replace(settings, mysql_host="127.0.0.1", mysql_port=server.port)
     # a long timeout, so that A is certainly still waiting when the other requests are answered; no
     # search index warm-up at startup, so A's is the first connection the database holds
-    with TestClient(create_app(s, timeout_s=120, warm_search=False)) as c:
+    with TestClient(create_app(s, timeout_s=120, warm=False)) as c:
         got: dict[str, object] = {}
         a = threading.Thread(target=lambda: got.update(a=c.get("/recommendations/1")), daemon=True)
         a.start()
