@@ -57,6 +57,24 @@ class SearchResults(BaseModel):
     items: list[SearchItem]
 
 
+#: The user's list for the query (part 1), then the query's list (part 2) with the items of the user's
+#: intent category first (stable: by rank inside each group; the intent is NULL without a user or
+#: an intent row), each cut at n, in answer order. Parameters: user_id, query_norm, n, twice.
+_LISTS_SQL = """
+SELECT part, item_id, score, model_version, intent FROM (
+  (SELECT 1 AS part, `rank` AS pos, item_id, score, model_version, NULL AS intent
+   FROM user_query_topn WHERE user_id = %s AND query_norm = %s ORDER BY `rank` LIMIT %s)
+  UNION ALL
+  (SELECT 2, ROW_NUMBER() OVER (ORDER BY COALESCE(si.category_id = u.cat, 0) DESC, q.`rank`),
+          q.item_id, q.score, q.model_version, u.cat
+   FROM query_topn q
+   LEFT JOIN search_items si ON si.item_id = q.item_id
+   CROSS JOIN (SELECT (SELECT category_id FROM user_intent_category WHERE user_id = %s) AS cat) u
+   WHERE q.query_norm = %s ORDER BY 2 LIMIT %s)
+) lists ORDER BY part, pos
+"""
+
+
 def _ranked(rows: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
     """``[{item_id, rank, score}]`` from rows starting (item_id, score, ...), in their order."""
     return [{"item_id": int(r[0]), "rank": k, "score": float(r[1])} for k, r in enumerate(rows, 1)]
@@ -142,29 +160,19 @@ class SearchReader:
 
     def search(self, query_norm: str, user_id: int | None, n: int) -> dict[str, Any]:
         """The user's list for the query, else the query's list reordered by the user's intent
-        category, else BM25 over the in-stock titles. Returns source, model_version and items."""
-        if user_id is not None:
-            rows = self.store.query(
-                "SELECT item_id, score, model_version FROM user_query_topn WHERE user_id = %s AND query_norm = %s "
-                "ORDER BY `rank` LIMIT %s",
-                (user_id, query_norm, n),
-            )
-            if rows:
-                return {"source": "user", "model_version": rows[0][2], "items": _ranked(rows)}
-        # the whole list (K rows): intent items further down move up. The intent is NULL without a user.
-        rows = self.store.query(
-            "SELECT q.item_id, q.score, q.model_version, si.category_id, "
-            "(SELECT category_id FROM user_intent_category WHERE user_id = %s) AS intent "
-            "FROM query_topn q LEFT JOIN search_items si ON si.item_id = q.item_id "
-            "WHERE q.query_norm = %s ORDER BY q.`rank`",
-            (user_id, query_norm),
-        )
+        category, else BM25 over the in-stock titles. Returns source, model_version and items.
+
+        Both published answers come back from one statement (:data:`_LISTS_SQL`), so a known query
+        costs one round trip; MariaDB does the intent reorder and the cut at n."""
+        rows = self.store.query(_LISTS_SQL, (user_id, query_norm, n, user_id, query_norm, n))
         if rows:
-            intent = rows[0][4]
-            if intent is not None:  # stable: the list's own order inside each group
-                rows = [r for r in rows if r[3] == intent] + [r for r in rows if r[3] != intent]
-            source = "query" if intent is None else "query+intent"
-            return {"source": source, "model_version": rows[0][2], "items": _ranked(rows[:n])}
+            part, intent, version = rows[0][0], rows[0][4], rows[0][3]
+            source = "user" if part == 1 else ("query" if intent is None else "query+intent")
+            return {
+                "source": source,
+                "model_version": version,
+                "items": _ranked([r[1:3] for r in rows if r[0] == part]),
+            }
         index = self.lexical.get()
         hits = [(i, s) for i, s in index.top(query_norm, n) if s > 0] if index is not None else []
         return {"source": "lexical", "model_version": None, "items": _ranked(hits[:n])}
