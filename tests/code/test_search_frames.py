@@ -87,3 +87,26 @@ def test_queries_that_would_share_a_serving_key_are_kept_once():
         "手机壳",
     ]
     assert fold_key("Café") == fold_key("CAFE") == "cafe"
+
+
+def test_the_search_champion_is_published_when_there_is_one(monkeypatch):
+    import sys
+    import types
+
+    from ml.config import get_settings
+    from ml.search.lists import BaselineSearchLists, load_search_lists
+
+    s = get_settings()
+    monkeypatch.setitem(sys.modules, "ml.search.serve", None)  # no search ranker module: ImportError
+    assert isinstance(load_search_lists(s), BaselineSearchLists)
+
+    def no_champion(settings):
+        raise LookupError("no search champion registered")
+
+    champion = types.SimpleNamespace(model_version="search-ranker/3")
+    fake = types.ModuleType("ml.search.serve")
+    fake.load_search_champion = no_champion
+    monkeypatch.setitem(sys.modules, "ml.search.serve", fake)
+    assert isinstance(load_search_lists(s), BaselineSearchLists)
+    fake.load_search_champion = lambda settings: champion
+    assert load_search_lists(s) is champion
