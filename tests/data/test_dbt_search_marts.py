@@ -335,3 +335,15 @@ def test_incremental_run_equals_full_refresh(shop):
     assert rows(shop, "SELECT COUNT(*) AS n FROM int_search_session_events")[0]["n"] == 0
     for model in SEARCH_MODELS:
         pd.testing.assert_frame_equal(incremental[model], _table(shop, model), check_exact=False, rtol=1e-12)
+
+
+def test_a_search_mart_rebuilt_alone_from_scratch_is_refused(shop):
+    """After an incremental run int_search_session_events holds only that run's queries: rebuilding
+    ml_query_item from scratch on it would keep only those, so dbt refuses and changes nothing."""
+    from ml.features.dbt import DbtError, run_dbt
+
+    run_dbt(["run", "--select", "tag:realtime"], settings=shop)
+    before = _table(shop, "ml_query_item")
+    with pytest.raises(DbtError, match="int_search_session_events holds only the rows"):
+        run_dbt(["run", "--select", "ml_query_item", "--full-refresh"], settings=shop)
+    pd.testing.assert_frame_equal(before, _table(shop, "ml_query_item"))
