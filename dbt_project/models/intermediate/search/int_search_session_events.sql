@@ -27,8 +27,10 @@ with events as (
     select * from {{ ref('stg_recsys__user_behavior') }}
 ),
 
+-- one row per session x query, normalised once (DISTINCT materialises it: the joins below must
+-- not re-run the regular expression for every pair of rows they compare)
 searches as (
-    select
+    select distinct
         user_id,
         session_id,
         nullif({{ normalize_query('query_text') }}, '') as query_norm
@@ -54,14 +56,6 @@ recomputed_queries as (
         on searches.user_id = changed_sessions.user_id and searches.session_id = changed_sessions.session_id
     where searches.query_norm is not null
 ),
-{%- else %}
-
-recomputed_queries as (
-    select distinct query_norm
-    from searches
-    where query_norm is not null
-),
-{%- endif %}
 
 -- every session with a search for one of them: the queries' whole history
 query_sessions as (
@@ -71,6 +65,17 @@ query_sessions as (
     from searches
     inner join recomputed_queries on searches.query_norm = recomputed_queries.query_norm
 ),
+{%- else %}
+
+-- a full build: every query, so every session with a search for one
+query_sessions as (
+    select distinct
+        user_id,
+        session_id
+    from searches
+    where query_norm is not null
+),
+{%- endif %}
 
 session_events as (
     select
@@ -89,30 +94,45 @@ session_events as (
 ),
 
 flagged as (
+    {%- if watermark is not none %}
     select
         session_events.*,
         recomputed_queries.query_norm is not null as is_recomputed
     from session_events
     left join recomputed_queries on session_events.query_norm = recomputed_queries.query_norm
+    {%- else %}
+    select
+        session_events.*,
+        session_events.query_norm is not null as is_recomputed
+    from session_events
+    {%- endif %}
+),
+
+-- one spelling per query: the smallest binary one of those the collation equates (a GROUP BY, not
+-- a window MIN: MariaDB recomputes that for every row of a partition)
+spellings as (
+    select
+        query_norm,
+        min(query_norm collate utf8mb4_bin) as spelling
+    from searches
+    where query_norm is not null
+    group by query_norm
 ),
 
 final as (
     select
-        event_id,
-        user_id,
-        session_id,
-        item_id,
-        behavior_type,
-        -- one spelling per query (the smallest binary one of those the collation equates)
+        flagged.event_id,
+        flagged.user_id,
+        flagged.session_id,
+        flagged.item_id,
+        flagged.behavior_type,
         cast(
-            case
-                when is_recomputed then min(query_norm collate utf8mb4_bin) over (partition by query_norm)
-                else query_norm
-            end as char(100)
+            case when flagged.is_recomputed then spellings.spelling else flagged.query_norm end as char(100)
         ) collate utf8mb4_unicode_ci as query_norm,
-        cast(is_recomputed as signed) as recompute_query,
-        event_ts
+        cast(flagged.is_recomputed as signed) as recompute_query,
+        flagged.event_ts
     from flagged
+    left join spellings on flagged.query_norm = spellings.query_norm
 )
 
 select * from final
