@@ -16,6 +16,12 @@ import pytest
 from ml.db import connect
 
 REALTIME_MODELS = {"fct_session_intent": ["user_id"], "ml_candidates": ["user_id", "item_id"]}
+#: realtime marts keyed by query (and the users' recent queries): compared whole, not per user
+SEARCH_MODELS = {
+    "ml_query_item": ["query_norm", "item_id"],
+    "ml_query_stats": ["query_norm"],
+    "ml_user_recent_queries": ["user_id", "rn"],
+}
 FEATURE_MODELS = {
     "dim_users": ["user_id"],
     "dim_items": ["item_id"],
@@ -71,7 +77,7 @@ def sim(sim_small, settings, dbt_target):
         conn = connect(settings.raw_db, settings=settings)
         try:
             with conn.cursor() as cur:
-                for t in ("user_behavior", "users", "items", "sim_session_intent"):
+                for t in ("user_behavior", "users", "items", "sim_session_intent", "sim_query_intent"):
                     cur.execute(f"TRUNCATE TABLE `{t}`")
         finally:
             conn.close()
@@ -209,9 +215,12 @@ def _compare_incremental_with_full_refresh(sim, settings, before: dict, changed:
     run_dbt(["build", "--select", "tag:realtime"], settings=settings)
     rt_users = set(_query(settings, "SELECT DISTINCT user_id FROM int_realtime_user_events")["user_id"])
     assert rt_users == set(changed)  # only the users with new events were recomputed
-    incremental = {m: _table(settings, m, k) for m, k in REALTIME_MODELS.items()}
+    incremental = {m: _table(settings, m, k) for m, k in {**REALTIME_MODELS, **SEARCH_MODELS}.items()}
     run_dbt(["build", "--select", "tag:realtime", "--full-refresh"], settings=settings)
-    full = {m: _table(settings, m, k) for m, k in REALTIME_MODELS.items()}
+    full = {m: _table(settings, m, k) for m, k in {**REALTIME_MODELS, **SEARCH_MODELS}.items()}
+    for model in SEARCH_MODELS:
+        pd.testing.assert_frame_equal(incremental[model], full[model], check_exact=False, rtol=1e-9)
+    assert "new running shoes" in set(incremental["ml_query_stats"]["query_norm"])
 
     for model in REALTIME_MODELS:
         pd.testing.assert_frame_equal(incremental[model], full[model], check_exact=False, rtol=1e-9)
