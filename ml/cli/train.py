@@ -81,6 +81,7 @@ def train(
     session_task: bool = _opt("session_task", "--session-task/--no-session-task"),
     session_train: bool = _opt("session_train", "--session-train/--no-session-train"),
     learn_rules: bool = _opt("learn_rules", "--learn-rules/--no-learn-rules"),
+    search: bool = _opt("search", "--search/--no-search"),
 ) -> None:
     """Whole chain: point-in-time builds, rerankers, evaluation vs baselines, MLflow run, registration, gate."""
     from ml.training.pipeline import train_pipeline
@@ -101,6 +102,7 @@ def train(
         session_task=session_task,
         session_train=session_train,
         learn_rules=learn_rules,
+        search=search,
     )
     with _progress() as step:
         out = train_pipeline(config=cfg, step=step)
@@ -110,6 +112,15 @@ def train(
     console.print(
         f"version {out['version']}: {'[bold green]promoted[/]' if out['promoted'] else '[yellow]not promoted[/]'} — {out['reason']}"
     )
+    found = out.get("search") or {}
+    if found.get("skipped", True):
+        console.print(f"search ranker: skipped — {found.get('reason', 'not run')}")
+    else:
+        console.print(_metrics_table(found["metrics"], f"search ranker (run {found['run_id']})"))
+        console.print(
+            f"search version {found['version']}: "
+            f"{'[bold green]promoted[/]' if found['promoted'] else '[yellow]not promoted[/]'} — {found['reason']}"
+        )
     console.print(_stage_table(out["stage_seconds"]))
 
 

@@ -1,0 +1,135 @@
+"""Which item engagements follow a search: the attribution rule shared by the labels of the search
+rows and the behavioural relevance (``ml_query_item``'s definition, in pandas).
+
+An item event belongs to the most recent earlier search of the same user and session, at most
+:data:`ATTRIBUTION_MINUTES` after it (a later search takes over the events that follow it). Gains:
+purchase 4 > cart 3 > fav 2 > browse 1; the strongest engagement with an item is the label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml.search.text import normalize_query
+
+#: graded relevance of an engagement after a search (the strongest one counts); also the LightGBM
+#: label gains and the evaluation's NDCG gains, so the ranker optimises what it is judged on
+GAIN: dict[str, int] = {"browse": 1, "fav": 2, "cart": 3, "purchase": 4}
+#: an item event is attributed to a search at most this long after it (ml_query_item's window)
+ATTRIBUTION_MINUTES = 30.0
+#: the behavioural weight of an attributed event decays as exp(-minutes after the search / this)
+DECAY_MINUTES = 10.0
+
+SEARCH_COLUMNS: list[str] = ["search_id", "user_id", "session_id", "query_norm", "ts"]
+
+
+def searches_of(events: pd.DataFrame) -> pd.DataFrame:
+    """The searches of a raw event frame with their normalised query, one ``search_id`` each.
+
+    Searches whose text normalises to nothing (blank, punctuation only) cannot be ranked for and are
+    left out; :func:`unrankable_searches` counts them so the caller can say how many.
+    """
+    s = events[events["behavior_type"] == "search"]
+    out = pd.DataFrame(
+        {
+            "user_id": s["user_id"].astype("int64").to_numpy(),
+            "session_id": s["session_id"].astype(str).to_numpy(),
+            "query_norm": [normalize_query(q) for q in s["query_text"]],
+            "ts": pd.to_datetime(s["ts"]).to_numpy(),
+        }
+    )
+    out = out[out["query_norm"] != ""].sort_values(["ts", "user_id", "session_id"], kind="stable")
+    out.insert(0, "search_id", np.arange(len(out), dtype="int64"))
+    return out.reset_index(drop=True)[SEARCH_COLUMNS]
+
+
+def unrankable_searches(events: pd.DataFrame) -> int:
+    """Searches whose query text normalises to nothing."""
+    s = events.loc[events["behavior_type"] == "search", "query_text"]
+    return int(sum(normalize_query(q) == "" for q in s))
+
+
+def attribute(events: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
+    """Item events attributed to a search: ``search_id, user_id, item_id, behavior_type, minutes``.
+
+    An item event goes to the most recent search strictly before it in the same user's session, if
+    that search is at most :data:`ATTRIBUTION_MINUTES` earlier. ``searches`` must come from the same
+    events (:func:`searches_of`).
+    """
+    items = events[events["item_id"].notna() & events["behavior_type"].isin(list(GAIN))]
+    cols = ["search_id", "user_id", "item_id", "behavior_type", "minutes"]
+    if items.empty or searches.empty:
+        return pd.DataFrame(columns=cols)
+    left = pd.DataFrame(
+        {
+            "user_id": items["user_id"].astype("int64").to_numpy(),
+            "session_id": items["session_id"].astype(str).to_numpy(),
+            "item_id": items["item_id"].astype("int64").to_numpy(),
+            "behavior_type": items["behavior_type"].astype(str).to_numpy(),
+            "ts": pd.to_datetime(items["ts"]).to_numpy(),
+        }
+    ).sort_values("ts", kind="stable")
+    right = searches[["search_id", "user_id", "session_id", "ts"]].rename(columns={"ts": "search_ts"})
+    right = right.sort_values("search_ts", kind="stable")
+    joined = pd.merge_asof(
+        left,
+        right,
+        left_on="ts",
+        right_on="search_ts",
+        by=["user_id", "session_id"],
+        direction="backward",
+        allow_exact_matches=False,
+        tolerance=pd.Timedelta(minutes=ATTRIBUTION_MINUTES),
+    ).dropna(subset=["search_id"])
+    joined["search_id"] = joined["search_id"].astype("int64")
+    joined["minutes"] = (joined["ts"] - joined["search_ts"]).dt.total_seconds() / 60.0
+    return joined[cols].reset_index(drop=True)
+
+
+def engagement_labels(attributed: pd.DataFrame) -> pd.DataFrame:
+    """``search_id, item_id, gain``: the strongest attributed engagement per (search, item)."""
+    if attributed.empty:
+        return pd.DataFrame(columns=["search_id", "item_id", "gain"])
+    gain = attributed["behavior_type"].map(GAIN).astype("int64")
+    out = attributed.assign(gain=gain).groupby(["search_id", "item_id"], as_index=False)["gain"].max()
+    return out.astype({"search_id": "int64", "item_id": "int64", "gain": "int64"})
+
+
+def query_item_stats(events: pd.DataFrame) -> pd.DataFrame:
+    """Query → item behaviour of a stretch of events (the ``ml_query_item`` columns, in pandas).
+
+    ``weighted`` sums each attributed event's gain × exp(-minutes after the search / DECAY_MINUTES);
+    ``n_users`` counts distinct users, ``n_searches`` distinct searches, ``n_<type>`` events by type.
+    Used for a cut whose point-in-time build has no ``ml_query_item`` and in tests.
+    """
+    searches = searches_of(events)
+    att = attribute(events, searches)
+    cols = [
+        "query_norm",
+        "item_id",
+        "n_browse",
+        "n_cart",
+        "n_fav",
+        "n_purchase",
+        "n_searches",
+        "n_users",
+        "weighted",
+    ]
+    if att.empty:
+        return pd.DataFrame(columns=cols)
+    att = att.merge(searches[["search_id", "query_norm"]], on="search_id")
+    att["weighted"] = att["behavior_type"].map(GAIN) * np.exp(-att["minutes"] / DECAY_MINUTES)
+    for t in ("browse", "cart", "fav", "purchase"):
+        att[f"n_{t}"] = (att["behavior_type"] == t).astype("int64")
+    g = att.groupby(["query_norm", "item_id"], as_index=False)
+    out = g.agg(
+        n_browse=("n_browse", "sum"),
+        n_cart=("n_cart", "sum"),
+        n_fav=("n_fav", "sum"),
+        n_purchase=("n_purchase", "sum"),
+        n_searches=("search_id", "nunique"),
+        n_users=("user_id", "nunique"),
+        weighted=("weighted", "sum"),
+    )
+    return out[cols]
