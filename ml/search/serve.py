@@ -93,14 +93,18 @@ class SearchRankerLists:
         model_version: str,
         k: int = 100,
         history_days: int = 30,
+        context: SearchContext | None = None,
+        events: pd.DataFrame | None = None,
     ):
+        """``context``/``events`` (the state and the raw events it was built from) skip the first
+        :meth:`refresh`: a caller that already holds them (a test, a bench) reads no database."""
         self.ranker = ranker
         self.settings = settings
         self.model_version = model_version
         self.k = k
         self.history_days = history_days
-        self._ctx: SearchContext | None = None
-        self._events: pd.DataFrame | None = None
+        self._ctx = context
+        self._events = events
 
     def refresh(self, source: Any | None = None) -> SearchContext:
         """(Re)build the context from the current catalogue, recent events and ``ml_query_item``."""
@@ -132,6 +136,11 @@ class SearchRankerLists:
         self._events = events
         self._ctx = build_context(items, events, now, query_items=qi, k=self.k)
         return self._ctx
+
+    def use_context(self, context: SearchContext, events: pd.DataFrame | None = None) -> SearchRankerLists:
+        """Serve from a context the caller built (a bench, a test) instead of reading the database."""
+        self._ctx, self._events = context, events
+        return self
 
     def _context(self, source: Any | None = None) -> SearchContext:
         return self._ctx if self._ctx is not None else self.refresh(source)

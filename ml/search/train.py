@@ -268,6 +268,7 @@ def log_search_ranker(
 ) -> str:
     """Log the booster (LightGBM flavour: the model file is LightGBM's own text format, never a
     pickle) with signature and the spec, registered as a new version of ``name``."""
+    import lightgbm
     import mlflow
     import mlflow.lightgbm
     from mlflow.models import infer_signature
@@ -290,6 +291,8 @@ def log_search_ranker(
         signature=signature,
         input_example=x.head(3),
         registered_model_name=name,
+        # named, not inferred: inference imports the model in a subprocess (seconds per version)
+        pip_requirements=[f"lightgbm=={lightgbm.__version__}"],
     )
     return str(info.registered_model_version)
 
