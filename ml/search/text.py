@@ -26,12 +26,17 @@ _NOT_WORD = re.compile(r"[\W_]+", re.UNICODE)
 _HAN_RUNS = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 
 
-def normalize_query(text: str | None) -> str:
-    """The canonical form of a query ("" for None, blank or punctuation-only text)."""
+def fold_text(text: str | None) -> str:
+    """NFKC, lower case, non-word runs → one space, trimmed; no length cap (item titles)."""
     if not text:
         return ""
     folded = unicodedata.normalize("NFKC", str(text)).lower()
-    return _NOT_WORD.sub(" ", folded).strip()[:MAX_QUERY_CHARS].strip()
+    return _NOT_WORD.sub(" ", folded).strip()
+
+
+def normalize_query(text: str | None) -> str:
+    """The canonical form of a query ("" for None, blank or punctuation-only text)."""
+    return fold_text(text)[:MAX_QUERY_CHARS].strip()
 
 
 @lru_cache(maxsize=1)
@@ -48,10 +53,17 @@ def _cut_han(run: str) -> tuple[str, ...]:
     return tuple(w for w in _jieba().lcut(run, HMM=False) if w.strip())
 
 
-def tokenize(text: str | None) -> list[str]:
-    """Tokens of the normalised text: Latin/digit words whole, Han runs segmented by jieba."""
+def tokenize(text: str | None, max_chars: int | None = MAX_QUERY_CHARS) -> list[str]:
+    """Tokens of the normalised text: Latin/digit words whole, Han runs segmented by jieba.
+
+    A query is cut at ``MAX_QUERY_CHARS`` like its key; item text (title + category + brand) passes
+    ``max_chars=None`` so a long title never loses the brand at its end.
+    """
+    folded = fold_text(text)
+    if max_chars is not None:
+        folded = folded[:max_chars]
     out: list[str] = []
-    for word in normalize_query(text).split():
+    for word in folded.split():
         for part in _HAN_RUNS.split(word):
             if not part:
                 continue
