@@ -24,6 +24,9 @@ PIT_TABLES = (
     "ml_candidates",
     "int_user_items_aggregated",
 )
+#: dbt models read when the database has them (kept in ``CutData.extra``): the search marts exist
+#: only where the search models were built, and a log without searches needs none of them
+OPTIONAL_TABLES = ("ml_query_item",)
 EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
 
 
@@ -197,12 +200,21 @@ def load_intents(settings: Settings) -> pd.DataFrame:
 
 
 def read_dbt_tables(settings: Settings, database: str, with_labels: bool) -> dict[str, pd.DataFrame]:
-    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database."""
+    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database, plus those of
+    :data:`OPTIONAL_TABLES` that it holds."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
     out = {}
     for name in names:
         df = read_sql(f"SELECT * FROM `{database}`.`{name}`", settings)
         out[name] = _numeric(df)
+    present = read_sql(
+        "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
+        settings,
+        (database,),
+    )
+    for name in OPTIONAL_TABLES:
+        if name in set(present["t"]):
+            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings))
     return out
 
 
@@ -256,6 +268,7 @@ def load_cut(
         labels=tables.get("ml_labels"),
         window=window,
         label_hours=label_hours if cut_ts is not None else None,
+        extra={name: tables[name] for name in OPTIONAL_TABLES if name in tables},
     )
 
 

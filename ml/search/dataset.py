@@ -314,7 +314,7 @@ def build_search_set(ctx: SearchContext, history: pd.DataFrame, window: pd.DataF
     each search's session only up to the search (see :func:`user_features`).
     """
     searches = searches_of(window)
-    truth = engagement_labels(attribute(window, searches))
+    truth = engagement_labels(attribute(window))
     session = pd.concat([history, window], ignore_index=True)
     session = session[session["user_id"].isin(set(searches["user_id"]))]
     frame = search_rows(ctx, searches, session)

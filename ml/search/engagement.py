@@ -24,11 +24,13 @@ DECAY_MINUTES = 10.0
 SEARCH_COLUMNS: list[str] = ["search_id", "user_id", "session_id", "query_norm", "ts"]
 
 
-def searches_of(events: pd.DataFrame) -> pd.DataFrame:
-    """The searches of a raw event frame with their normalised query, one ``search_id`` each.
+def searches_of(events: pd.DataFrame, *, keep_unrankable: bool = False) -> pd.DataFrame:
+    """The searches of a raw event frame with their normalised query, one ``search_id`` each
+    (0, 1, … in time order; the same events always give the same ids).
 
-    Searches whose text normalises to nothing (blank, punctuation only) cannot be ranked for and are
-    left out; :func:`unrankable_searches` counts them so the caller can say how many.
+    Searches whose text normalises to nothing (blank, punctuation only) cannot be ranked for: they are
+    left out, or kept with ``search_id`` -1 (``keep_unrankable``, for attribution: such a search still
+    ends the previous search's window, as in ``ml_query_item``); :func:`unrankable_searches` counts them.
     """
     s = events[events["behavior_type"] == "search"]
     out = pd.DataFrame(
@@ -38,9 +40,11 @@ def searches_of(events: pd.DataFrame) -> pd.DataFrame:
             "query_norm": [normalize_query(q) for q in s["query_text"]],
             "ts": pd.to_datetime(s["ts"]).to_numpy(),
         }
-    )
-    out = out[out["query_norm"] != ""].sort_values(["ts", "user_id", "session_id"], kind="stable")
-    out.insert(0, "search_id", np.arange(len(out), dtype="int64"))
+    ).sort_values(["ts", "user_id", "session_id"], kind="stable")
+    rankable = (out["query_norm"] != "").to_numpy()
+    out.insert(0, "search_id", np.where(rankable, np.cumsum(rankable) - 1, -1).astype("int64"))
+    if not keep_unrankable:
+        out = out[rankable]
     return out.reset_index(drop=True)[SEARCH_COLUMNS]
 
 
@@ -50,15 +54,16 @@ def unrankable_searches(events: pd.DataFrame) -> int:
     return int(sum(normalize_query(q) == "" for q in s))
 
 
-def attribute(events: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
+def attribute(events: pd.DataFrame) -> pd.DataFrame:
     """Item events attributed to a search: ``search_id, user_id, item_id, behavior_type, minutes``.
 
     An item event goes to the most recent search strictly before it in the same user's session, if
-    that search is at most :data:`ATTRIBUTION_MINUTES` earlier. ``searches`` must come from the same
-    events (:func:`searches_of`).
+    that search is at most :data:`ATTRIBUTION_MINUTES` earlier and its query is rankable. Search ids
+    are those of :func:`searches_of` over the same events.
     """
     items = events[events["item_id"].notna() & events["behavior_type"].isin(list(GAIN))]
     cols = ["search_id", "user_id", "item_id", "behavior_type", "minutes"]
+    searches = searches_of(events, keep_unrankable=True)
     if items.empty or searches.empty:
         return pd.DataFrame(columns=cols)
     left = pd.DataFrame(
@@ -83,6 +88,7 @@ def attribute(events: pd.DataFrame, searches: pd.DataFrame) -> pd.DataFrame:
         tolerance=pd.Timedelta(minutes=ATTRIBUTION_MINUTES),
     ).dropna(subset=["search_id"])
     joined["search_id"] = joined["search_id"].astype("int64")
+    joined = joined[joined["search_id"] >= 0]  # after an unrankable search: nobody's
     joined["minutes"] = (joined["ts"] - joined["search_ts"]).dt.total_seconds() / 60.0
     return joined[cols].reset_index(drop=True)
 
@@ -104,7 +110,7 @@ def query_item_stats(events: pd.DataFrame) -> pd.DataFrame:
     Used for a cut whose point-in-time build has no ``ml_query_item`` and in tests.
     """
     searches = searches_of(events)
-    att = attribute(events, searches)
+    att = attribute(events)
     cols = [
         "query_norm",
         "item_id",

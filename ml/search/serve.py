@@ -146,6 +146,8 @@ class SearchRankerLists:
         return self._ctx if self._ctx is not None else self.refresh(source)
 
     def _top(self, rows: pd.DataFrame, keys: list[str], k: int) -> pd.DataFrame:
+        """The k best in-stock rows per group (a list never offers what cannot be bought)."""
+        rows = rows[rows["in_stock"] > 0]
         rows = rows.assign(score=self.ranker.predict(rows))
         rows = rows.sort_values(
             [*keys, "score", "item_id"], ascending=[True] * len(keys) + [False, True], kind="stable"

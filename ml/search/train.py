@@ -57,7 +57,7 @@ def engaged_searches(cut: CutData) -> int:
     if cut.window is None or cut.window.empty:
         return 0
     s = searches_of(cut.window)
-    return int(attribute(cut.window, s)["search_id"].nunique()) if len(s) else 0
+    return int(attribute(cut.window)["search_id"].nunique()) if len(s) else 0
 
 
 def skip_reason(cuts: dict[str, CutData], train_names: list[str]) -> str | None:
@@ -93,13 +93,30 @@ def search_sets(
             items,
             cut.history,
             cut.cut_ts,
-            query_items=cut.extra.get("ml_query_item"),
+            query_items=point_in_time_query_items(cut),
             k=k,
             lexical=lexical,
             semantic=semantic,
         )
         out[name] = build_search_set(ctx, cut.history, cut.window)
     return out
+
+
+def point_in_time_query_items(cut: CutData) -> pd.DataFrame | None:
+    """The cut's ``ml_query_item`` when its point-in-time build made one, else None (the rows then
+    compute the same behaviour from the cut's history). A table that holds an engagement at or after
+    the cut is refused: it was not built for this cut, and reading it would leak the label window."""
+    found = cut.extra.get("ml_query_item")
+    if found is None:
+        return None
+    if cut.cut_ts is not None and "last_ts" in found and len(found):
+        newest = pd.to_datetime(found["last_ts"]).max()
+        if newest >= cut.cut_ts:
+            raise ValueError(
+                f"ml_query_item of the cut {cut.cut_ts} holds engagements up to {newest}: it was not built "
+                "point in time for this cut"
+            )
+    return found
 
 
 def gate(

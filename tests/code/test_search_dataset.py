@@ -38,6 +38,8 @@ def test_attribution_labels_and_query_item_stats_by_hand() -> None:
             _ev(1, "a", "cart", 5, 2),  # search 0, 4 min: strongest for item 2
             _ev(1, "a", "search", 10, query="shoes"),
             _ev(1, "a", "purchase", 12, 14),  # search 1 (the later search takes over)
+            _ev(1, "a", "search", 13, query="?!"),  # unrankable, yet it ends search 1's window
+            _ev(1, "a", "browse", 14, 16),  # after the unrankable search: nobody's
             _ev(1, "a", "browse", 45, 15),  # 35 min after search 1: too late
             _ev(2, "b", "browse", 2, 3),  # another session: no search
             _ev(1, "c", "browse", 11, 4),  # user 1, other session: not search 1's
@@ -46,7 +48,7 @@ def test_attribution_labels_and_query_item_stats_by_hand() -> None:
     )
     s = searches_of(ev)
     assert s["query_norm"].tolist() == ["phone", "shoes"] and s["search_id"].tolist() == [0, 1]
-    att = attribute(ev, s)
+    att = attribute(ev)
     assert sorted(zip(att["search_id"], att["item_id"], att["behavior_type"])) == [
         (0, 2, "browse"),
         (0, 2, "cart"),

@@ -77,7 +77,9 @@ def test_stage_registers_gates_and_serves(shop, settings_search) -> None:
     assert "report/search_comparison.csv" in artifacts
 
     # the same model again cannot beat the champion by 5 %: challenger only
-    second = train_search(s, cuts, split, TrainConfig(rounds=60, early_stopping=15, margin=0.05), steps.append)
+    second = train_search(
+        s, cuts, split, TrainConfig(rounds=60, early_stopping=15, margin=0.05), steps.append
+    )
     assert second["promoted"] is False and "champion" in second["reason"], second["reason"]
     assert str(client.get_model_version_by_alias(name, store.CHALLENGER).version) == second["version"]
     assert str(client.get_model_version_by_alias(name, store.CHAMPION).version) == first["version"]
@@ -113,3 +115,26 @@ def test_log_without_searches_skips_with_a_reason(shop, settings_search) -> None
     out = train_search(settings_search, quiet, split, TrainConfig())
     assert out["skipped"] is True and "too few searches" in out["reason"]
     assert train_search(settings_search, cuts, split, TrainConfig(search=False))["skipped"] is True
+
+
+def test_a_cut_reads_its_own_query_item_mart_and_refuses_a_late_one(shop) -> None:
+    from dataclasses import replace
+
+    from ml.search.train import point_in_time_query_items
+
+    cuts, _ = shop
+    cut = cuts["val"]
+    assert point_in_time_query_items(cut) is None  # no mart: the rows compute it from the history
+    mart = pd.DataFrame(
+        {
+            "query_norm": ["phone"],
+            "item_id": [1],
+            "n_users": [1],
+            "weighted": [2.0],
+            "last_ts": [cut.cut_ts - pd.Timedelta(minutes=1)],
+        }
+    )
+    assert point_in_time_query_items(replace(cut, extra={"ml_query_item": mart})) is mart
+    late = mart.assign(last_ts=[cut.cut_ts])
+    with pytest.raises(ValueError, match="not built point in time"):
+        point_in_time_query_items(replace(cut, extra={"ml_query_item": late}))
