@@ -46,9 +46,12 @@ def _progress() -> Iterator[Callable[[str], None]]:
             console.log(f"[green]done[/] {last[-1]}")
 
 
-def _metrics_table(metrics: dict[str, dict[str, float | None]], title: str) -> Table:
+def _metrics_table(
+    metrics: dict[str, dict[str, float | None]],
+    title: str,
+    cols: tuple[str, ...] = ("ndcg@10", "otto_recall@20", "intent_capture@10"),
+) -> Table:
     table = Table(title=title)
-    cols = ["ndcg@10", "otto_recall@20", "intent_capture@10"]
     table.add_column("model")
     for c in cols:
         table.add_column(c, justify="right")
@@ -116,7 +119,13 @@ def train(
     if found.get("skipped", True):
         console.print(f"search ranker: skipped — {found.get('reason', 'not run')}")
     else:
-        console.print(_metrics_table(found["metrics"], f"search ranker (run {found['run_id']})"))
+        console.print(
+            _metrics_table(
+                found["metrics"],
+                f"search, test cut (run {found['run_id']})",
+                ("ndcg@10", "mrr", "hitrate@10"),
+            )
+        )
         console.print(
             f"search version {found['version']}: "
             f"{'[bold green]promoted[/]' if found['promoted'] else '[yellow]not promoted[/]'} — {found['reason']}"
