@@ -16,3 +16,21 @@
         {%- endfor %}
     {%- endif %}
 {%- endmacro %}
+
+{#- Pre-hook of an incremental mart whose recomputed keys may end with no rows at all (a query whose
+    engagements a later search took over, a user whose queries left the history window): delete+insert
+    only replaces the keys present in the new rows, so this deletes every recomputed key first.
+    `keys_sql` selects the keys this run recomputes. No-op on a build from scratch.
+      pre_hook="{{ delete_recomputed_keys('user_id', 'select user_id from ' ~ ref('int_realtime_user_events')) }}" -#}
+{% macro delete_recomputed_keys(key, keys_sql) -%}
+    {%- if is_incremental() -%}
+    delete {{ this }}
+    from {{ this }}
+    inner join (
+        select distinct recomputed.{{ key }} from ({{ keys_sql }}) as recomputed
+    ) as dbt_recomputed_keys
+        on {{ this }}.{{ key }} = dbt_recomputed_keys.{{ key }}
+    {%- else -%}
+    do 0
+    {%- endif -%}
+{%- endmacro %}

@@ -63,18 +63,19 @@
 {%- endmacro %}
 
 {#- In a realtime mart: a mart built from scratch (first build, dropped table, --full-refresh) must
-    read a complete int_realtime_user_events (every user), else it would hold only the users of the
-    last run. Fails with what to run instead. -#}
-{% macro assert_realtime_upstream_is_full(state) -%}
+    read a complete upstream (int_realtime_user_events: every user; int_search_session_events for
+    the search marts: every query), else it would hold only the users or queries of the last run.
+    Fails with what to run instead. -#}
+{% macro assert_realtime_upstream_is_full(state, upstream='int_realtime_user_events') -%}
     {%- if execute and not is_incremental() and not is_point_in_time() -%}
         {%- do _ensure_realtime_state(state) -%}
         {%- set full = run_query(
             "select count(*) from " ~ state
-            ~ " where model_name = 'int_realtime_user_events' and watermark_event_id is null"
+            ~ " where model_name = '" ~ upstream ~ "' and watermark_event_id is null"
         ).rows[0][0] > 0 -%}
         {%- if not full -%}
             {{ exceptions.raise_compiler_error(
-                this.identifier ~ " is built from scratch, but int_realtime_user_events holds only the users"
+                this.identifier ~ " is built from scratch, but " ~ upstream ~ " holds only the rows"
                 ~ " of an incremental run: rebuild both, e.g. `dbt build --select +" ~ this.identifier
                 ~ " --full-refresh`") }}
         {%- endif -%}

@@ -42,6 +42,11 @@
     timestampdiff(microsecond, {{ earlier_ts }}, {{ later_ts }}) / 3600e6
 {%- endmacro %}
 
+{#- Minutes from earlier_ts to later_ts, to the microsecond (NULL when either is NULL). -#}
+{% macro minutes_between(earlier_ts, later_ts) -%}
+    timestampdiff(microsecond, {{ earlier_ts }}, {{ later_ts }}) / 60e6
+{%- endmacro %}
+
 {#- Counts and ratios as BIGINT / DOUBLE (MySQL returns DECIMAL for SUM and division, which pandas
     reads as Python objects). -#}
 {% macro count_if(condition) -%}

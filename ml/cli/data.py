@@ -25,7 +25,14 @@ class ImportFormat(str, Enum):
     online_retail = "online_retail"
 
 
-_RAW_TABLES = ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent")
+_RAW_TABLES = (
+    "user_behavior",
+    "user_behavior_quarantine",
+    "users",
+    "items",
+    "sim_session_intent",
+    "sim_query_intent",
+)
 
 
 def _default_start(days: int) -> datetime:

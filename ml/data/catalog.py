@@ -1,8 +1,12 @@
-"""The simulated shop's category catalogue: names, search vocabulary, brands, price levels and
-complementary categories (a phone buyer goes on to look at cases and chargers).
+"""The simulated shop's category catalogue: names, search vocabulary (synonyms, and Chinese words
+for a few categories), brands and their model lines, price levels and complementary categories (a
+phone buyer goes on to look at cases and chargers).
 
 Pure data; the simulator turns it into items. Category ids are the 1-based positions here, so they
-are stable across runs and seeds.
+are stable across runs and seeds. The vocabulary is what makes the relevance sources disagree the way
+they do in a real shop: a synonym ("kicks") shares no word with a title ("sneakers"), a word belongs
+to two categories ("trainers"), a model word ("zentek z5") matches a phone and the cases made for
+it, and a Chinese query ("蓝牙耳机") shares only part of its words with a bilingual title ("无线耳机").
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Category:
-    """One category: ``words`` are the nouns a shopper types, ``demand`` its relative traffic."""
+    """One category: ``words`` are the nouns a shopper types (the first one is the title word),
+    ``demand`` its relative traffic; ``zh_words`` its Chinese nouns (the first one goes into the
+    items' titles, after the English ones), empty for categories without Chinese titles."""
 
     name: str
     words: tuple[str, ...]
@@ -20,6 +26,7 @@ class Category:
     median_price: float
     demand: float
     complements: tuple[str, ...] = ()
+    zh_words: tuple[str, ...] = ()
 
 
 _C = Category
@@ -27,18 +34,21 @@ _C = Category
 CATEGORIES: tuple[Category, ...] = (
     _C(
         "phones",
-        ("phone", "smartphone", "mobile"),
+        ("phone", "smartphone", "mobile", "cell phone", "cellphone"),
         ("novaphone", "zentek", "orbi", "kaito", "lumo"),
         420.0,
         3.0,
         ("phone_cases", "chargers", "earbuds", "screen_protectors"),
+        ("手机", "智能手机", "新手机"),
     ),
     _C(
         "phone_cases",
-        ("case", "phone case", "cover"),
+        ("case", "phone case", "cover", "phone cover", "bumper"),
         ("shellix", "armorly", "zentek", "casemate"),
         18.0,
         1.6,
+        (),
+        ("手机壳", "保护壳", "手机套"),
     ),
     _C(
         "chargers",
@@ -56,11 +66,12 @@ CATEGORIES: tuple[Category, ...] = (
     ),
     _C(
         "earbuds",
-        ("earbuds", "wireless earphones", "in ear headphones"),
+        ("earbuds", "wireless earphones", "in ear headphones", "earphones", "bluetooth earbuds"),
         ("sonora", "beatline", "kaito", "audix"),
         79.0,
         2.0,
         ("chargers",),
+        ("无线耳机", "蓝牙耳机", "耳机"),
     ),
     _C(
         "headphones",
@@ -133,14 +144,20 @@ CATEGORIES: tuple[Category, ...] = (
     _C("video_games", ("game", "video game", "rpg game"), ("playbox", "nintara", "ubico"), 49.0, 1.5),
     _C(
         "running_shoes",
-        ("running shoes", "trainers", "runners"),
+        ("running shoes", "trainers", "runners", "jogging shoes", "running trainers"),
         ("swoosh", "adiva", "asix", "newbal"),
         109.0,
         2.0,
         ("sports_socks",),
     ),
     _C("sports_socks", ("running socks", "sport socks", "socks"), ("swoosh", "adiva", "puma"), 12.0, 0.7),
-    _C("sneakers", ("sneakers", "shoes", "trainers"), ("swoosh", "adiva", "vansy", "converso"), 89.0, 2.0),
+    _C(
+        "sneakers",
+        ("sneakers", "shoes", "trainers", "kicks", "casual shoes"),
+        ("swoosh", "adiva", "vansy", "converso"),
+        89.0,
+        2.0,
+    ),
     _C("jackets", ("jacket", "coat", "parka", "rain jacket"), ("northface", "patago", "columba"), 159.0, 1.5),
     _C("t_shirts", ("t shirt", "tee", "shirt"), ("basico", "uniquo", "hanex"), 19.0, 2.2),
     _C("jeans", ("jeans", "denim", "pants"), ("levon", "wrangel", "basico"), 59.0, 1.6),
@@ -203,6 +220,14 @@ NOISE_WORDS: tuple[str, ...] = (
     "large",
 )
 
+#: Chinese words shoppers add to a Chinese query (new model, cheap, genuine, free shipping), typed
+#: without a space: "新款手机壳".
+ZH_NOISE_WORDS: tuple[str, ...] = ("新款", "便宜", "正品", "包邮")
+
+#: Numbers of each brand's model lines: brand "zentek" makes the models "z3", "z5", "z7" and "z9"
+#: (see :func:`model_names`), the first the best seller.
+MODEL_NUMBERS: tuple[int, ...] = (3, 5, 7, 9)
+
 #: Adjectives used in item titles.
 TITLE_WORDS: tuple[str, ...] = (
     "classic",
@@ -218,6 +243,13 @@ TITLE_WORDS: tuple[str, ...] = (
     "plus",
     "air",
 )
+
+
+def model_names(brand: str) -> tuple[str, ...]:
+    """The model lines of a brand, as a shopper types them: its initial and a number ("z5").
+    Brands sharing an initial share model words (a "s5" by sonora and one by shellix), and a brand
+    selling in several categories uses them in each (a zentek z5 phone and a z5 case)."""
+    return tuple(f"{brand[0].lower()}{n}" for n in MODEL_NUMBERS)
 
 
 def category_index() -> dict[str, int]:

@@ -8,7 +8,8 @@ that session; otherwise a new session starts, with an intent that is the user's 
 (about a third of the time) a switch, an opening search naming it (for simulator categories),
 browsing inside the intent that revisits the user's earlier items, carts, favs, and a checkout.
 New users appear now and then. Each batch goes through validation and commits atomically together
-with the ground truth of the sessions it starts (``sim_session_intent``).
+with the ground truth of the sessions it starts (``sim_session_intent``) and of their queries
+(``sim_query_intent``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import pandas as pd
 from ml.config import Settings, get_settings
 from ml.data.catalog import CATEGORIES
 from ml.data.ingest import LoadReport, write_batch
-from ml.data.load import INTENT_COLUMNS
-from ml.data.sim_queries import make_queries
+from ml.data.load import INTENT_COLUMNS, QUERY_INTENT_COLUMNS
+from ml.data.sim_queries import plan_queries
 from ml.data.validate import validate_events
 
 SESSION_GAP = pd.Timedelta(minutes=30)
@@ -130,13 +131,19 @@ class LiveFeed:
         ids, cum = self.by_cat.get(category) or self.by_cat[int(self.cat_ids[self._pick(self.cat_cum)])]
         return int(ids[self._pick(cum)])
 
-    def _query(self, category: int) -> str:
+    def _query(self, category: int) -> tuple[str, dict | None]:
+        """The query text and, for a simulated category, its planted truth (no brand is known
+        here: the feed picks items as the session goes, so a named brand is drawn from the category)."""
         name = self.cat_names.get(category)
         if 1 <= category <= len(CATEGORIES) and CATEGORIES[category - 1].name == name:
-            return make_queries(np.array([category - 1]), np.array([None], dtype=object), self.rng)[0]
-        return str(name or f"category {category}")
+            truth = plan_queries(np.array([category - 1]), np.array([None], dtype=object), self.rng)
+            row = truth.iloc[0].to_dict()
+            return str(row["query_text"]), row
+        return str(name or f"category {category}"), None
 
-    def _open_session(self, now: pd.Timestamp, new_users: list[dict], intents: list[dict]) -> None:
+    def _open_session(
+        self, now: pd.Timestamp, new_users: list[dict], intents: list[dict], queries: list[dict]
+    ) -> None:
         """Continue a user's recent session or start a new one (sometimes for a new user)."""
         active = {s.user_id for s in self.pool.values()}
         candidates = (
@@ -169,8 +176,10 @@ class LiveFeed:
         if sid in self.opened:  # this user already started a session this second
             return
         self.opened.add(sid)
-        query = self._query(intent) if self.rng.random() < 0.6 else None
+        query, truth = self._query(intent) if self.rng.random() < 0.6 else (None, None)
         self.pool[sid] = _Session(sid, user, intent, browses, seen, query)
+        if truth is not None:
+            queries.append({**truth, "session_id": sid, "user_id": user, "has_typo": int(truth["has_typo"])})
         intents.append(
             {
                 "session_id": sid,
@@ -212,12 +221,13 @@ class LiveFeed:
 
     def batch(
         self, n_events: int, now: pd.Timestamp, span: pd.Timedelta
-    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """``n_events`` events timed evenly in ``(now - span, now]``, plus new users and the
-        ground truth of sessions started. Pure generation: nothing is written."""
+        ground truth of sessions started and of their queries. Pure generation: nothing is written."""
         rows: list[dict] = []
         new_users: list[dict] = []
         intents: list[dict] = []
+        queries: list[dict] = []
         # open sessions ≈ 4 s of events: each session advances every few seconds, so short runs
         # still see whole sessions (search → browses → cart → checkout), not only openings
         target = int(
@@ -231,7 +241,7 @@ class LiveFeed:
         while len(rows) < n_events and tries < 20 * n_events + 100:
             tries += 1
             if len(self.pool) < target:
-                self._open_session(now, new_users, intents)
+                self._open_session(now, new_users, intents, queries)
                 continue
             sid = list(self.pool)[int(self.rng.integers(len(self.pool)))]
             sess = self.pool[sid]
@@ -259,18 +269,26 @@ class LiveFeed:
         )
         events["item_id"] = events["item_id"].astype("Int64")
         users = pd.DataFrame(new_users, columns=["user_id", "signup_ts"])
-        return events, users, pd.DataFrame(intents, columns=list(INTENT_COLUMNS))
+        return (
+            events,
+            users,
+            pd.DataFrame(intents, columns=list(INTENT_COLUMNS)),
+            pd.DataFrame(queries, columns=list(QUERY_INTENT_COLUMNS)),
+        )
 
     def write(self, n_events: int, now: pd.Timestamp, span: pd.Timedelta) -> LoadReport:
         """Generate one batch and commit it (events, new users, ground truth) atomically."""
-        events, users, intents = self.batch(n_events, now, span)
+        events, users, intents, queries = self.batch(n_events, now, span)
         checked = validate_events(events, SOURCE, now=now)
         report = write_batch(
             checked,
             SOURCE,
             self.s,
             users=users,
-            also=[("sim_session_intent", intents, INTENT_COLUMNS, "replace")],
+            also=[
+                ("sim_session_intent", intents, INTENT_COLUMNS, "replace"),
+                ("sim_query_intent", queries, QUERY_INTENT_COLUMNS, "replace"),
+            ],
         )
         self.report.events += report.loaded
         self.report.batches += 1

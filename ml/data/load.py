@@ -41,6 +41,16 @@ INTENT_COLUMNS: tuple[str, ...] = (
     "query_text",
     "start_ts",
 )
+QUERY_INTENT_COLUMNS: tuple[str, ...] = (
+    "session_id",
+    "user_id",
+    "query_text",
+    "category_id",
+    "brand",
+    "model",
+    "lang",
+    "has_typo",
+)
 QUARANTINE_COLUMNS: tuple[str, ...] = ("raw_row", "reason", "detail", "source", "line_no")
 
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"}

@@ -1,9 +1,10 @@
 """The simulated catalogue: items drawn from the category specs of :mod:`ml.data.catalog` with
-brands, prices, launch days (cold start) and a popularity that drifts day by day, plus the ``items``
-table in the raw contract's columns.
+brands, model lines, prices, launch days (cold start) and a popularity that drifts day by day, plus
+the ``items`` table in the raw contract's columns.
 
 Separate from the users and sessions because it is built once per simulation (seeded with
-``SeedSequence([seed, 0])``) and shared, read-only, by every block of users.
+``SeedSequence([seed, 0])``; the model lines with ``SeedSequence([seed, 3])``, so adding them left
+every other draw as it was) and shared, read-only, by every block of users.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ml.data.catalog import CATEGORIES, TITLE_WORDS, complement_ids
+from ml.data.catalog import CATEGORIES, MODEL_NUMBERS, TITLE_WORDS, complement_ids, model_names
 from ml.data.sim_config import DAY, SimConfig
 
 
@@ -24,6 +25,7 @@ class Catalog:
     item_id: np.ndarray
     cat: np.ndarray  # 0-based category index
     brand: np.ndarray  # brand name per item
+    model: np.ndarray  # model word per item ("z5"), one of its brand's model_names()
     price: np.ndarray
     created_day: np.ndarray  # -1 = existed before the window
     order: np.ndarray  # item indices sorted by category
@@ -112,6 +114,7 @@ def build_catalog(cfg: SimConfig) -> Catalog:
         item_id=cfg.first_item_id + np.arange(m, dtype=np.int64),
         cat=cat,
         brand=brand,
+        model=_models(brand, cfg.seed),
         price=price,
         created_day=created_day,
         order=order,
@@ -125,14 +128,32 @@ def build_catalog(cfg: SimConfig) -> Catalog:
     )
 
 
+def _models(brand: np.ndarray, seed: int) -> np.ndarray:
+    """A model line per item, the brand's first line the most common (weights 1/rank)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 3])))
+    w = 1.0 / np.arange(1, len(MODEL_NUMBERS) + 1)
+    pick = rng.choice(len(MODEL_NUMBERS), len(brand), p=w / w.sum())
+    return np.array([model_names(str(b))[k] for b, k in zip(brand, pick)], dtype=object)
+
+
+def _title(brand: str, model: str, adjective: str, category: int, code: int) -> str:
+    """ "Zentek Z5 pro phone 512", and for a category with Chinese words the Chinese noun after it
+    ("Zentek Z5 pro phone 512 手机"), as bilingual listings in such shops read."""
+    spec = CATEGORIES[category]
+    title = f"{brand.title()} {model.upper()} {adjective} {spec.words[0]} {code}"
+    return f"{title} {spec.zh_words[0]}" if spec.zh_words else title
+
+
 def items_frame(cat: Catalog, cfg: SimConfig) -> pd.DataFrame:
-    """The ``items`` table: titles from brand + adjective + category word + model code."""
+    """The ``items`` table: titles from brand + model line + adjective + category word (+ its
+    Chinese word) + a code."""
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([cfg.seed, 2])))
     m = len(cat.item_id)
     adj = np.array(TITLE_WORDS, dtype=object)[rng.integers(0, len(TITLE_WORDS), m)]
-    words = [CATEGORIES[c].words[0] for c in cat.cat]
     codes = rng.integers(100, 999, m)
-    titles = [f"{b.title()} {a} {w} {code}" for b, a, w, code in zip(cat.brand, adj, words, codes)]
+    titles = [
+        _title(b, mo, a, c, code) for b, mo, a, c, code in zip(cat.brand, cat.model, adj, cat.cat, codes)
+    ]
     start = pd.Timestamp(cfg.start)
     before = pd.to_timedelta(rng.uniform(1, 720, m) * DAY, unit="s")
     during = pd.to_timedelta(np.maximum(cat.created_day, 0) * DAY, unit="s")  # launched at midnight

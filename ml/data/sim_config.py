@@ -50,13 +50,16 @@ class SimConfig:
 @dataclass
 class SimData:
     """Simulated tables: ``users``/``items``/``events`` in the raw contract columns, ``intents`` the
-    ground truth (one row per session), ``categories`` the catalogue (id, name, complements)."""
+    ground truth (one row per session), ``categories`` the catalogue (id, name, complements),
+    ``queries`` the planted truth of each session's query (one row per session with a search:
+    :data:`ml.data.load.QUERY_INTENT_COLUMNS`)."""
 
     users: pd.DataFrame
     items: pd.DataFrame
     events: pd.DataFrame
     intents: pd.DataFrame
     categories: pd.DataFrame = field(default_factory=lambda: categories_frame())
+    queries: pd.DataFrame = field(default_factory=lambda: empty_query_truth())
 
     def counts(self) -> dict[str, int]:
         """Additive counts (sum them over blocks, then :func:`summarize`)."""
@@ -84,6 +87,22 @@ def summarize(counts: dict[str, int]) -> dict[str, float]:
     out["search_share"] = counts["n_search"] / sessions
     out["switch_share"] = counts["switch_sessions"] / sessions
     return out
+
+
+def empty_query_truth() -> pd.DataFrame:
+    """A query-truth frame with no rows (see :attr:`SimData.queries`)."""
+    return pd.DataFrame(
+        {
+            "session_id": pd.Series(dtype=object),
+            "user_id": pd.Series(dtype="int64"),
+            "query_text": pd.Series(dtype=object),
+            "category_id": pd.Series(dtype="int64"),
+            "brand": pd.Series(dtype=object),
+            "model": pd.Series(dtype=object),
+            "lang": pd.Series(dtype=object),
+            "has_typo": pd.Series(dtype="int8"),
+        }
+    )
 
 
 def categories_frame() -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Loading a simulation into MySQL: users, items and the ground-truth session intents replace rows
-with the same key; events go through the same validation and batch writer as every other loader.
+"""Loading a simulation into MySQL: users, items and the ground truth (session intents, query
+intents) replace rows with the same key; events go through the same validation and batch writer as every other loader.
 
 Apart from the generator so that simulating stays free of database code (benchmarks and unit tests
 simulate without a database).
@@ -12,13 +12,21 @@ from ml.data.sim_config import SimData
 
 def load_simulation(data: SimData, settings=None, *, batch_rows: int = 500_000):
     """Write a simulation (or one block of it) into ``recsys_raw``: users, items and the
-    ground-truth ``sim_session_intent`` replace rows with the same key (one transaction); events
+    ground truth ``sim_session_intent`` and ``sim_query_intent`` replace rows with the same key (one
+    transaction); events
     go through validation (:mod:`ml.data.validate`) and are appended with LOAD DATA LOCAL INFILE
     in batches of ``batch_rows``, each batch with its quarantine rows one transaction.
     Returns the :class:`ml.data.ingest.LoadReport`."""
     from ml.config import get_settings
     from ml.data.ingest import LoadReport, write_batch
-    from ml.data.load import INTENT_COLUMNS, ITEM_COLUMNS, QUARANTINE_COLUMNS, USER_COLUMNS, load_frame
+    from ml.data.load import (
+        INTENT_COLUMNS,
+        ITEM_COLUMNS,
+        QUARANTINE_COLUMNS,
+        QUERY_INTENT_COLUMNS,
+        USER_COLUMNS,
+        load_frame,
+    )
     from ml.data.validate import validate_events, validate_items
     from ml.db import transaction
 
@@ -33,6 +41,7 @@ def load_simulation(data: SimData, settings=None, *, batch_rows: int = 500_000):
             load_frame(conn, f"{raw}.user_behavior_quarantine", items.quarantine, QUARANTINE_COLUMNS)
             report.quarantined.update(items.quarantine["reason"].tolist())
         load_frame(conn, f"{raw}.sim_session_intent", data.intents, INTENT_COLUMNS, "replace")
+        load_frame(conn, f"{raw}.sim_query_intent", data.queries, QUERY_INTENT_COLUMNS, "replace")
     for lo in range(0, len(data.events), batch_rows):
         checked = validate_events(data.events.iloc[lo : lo + batch_rows], "simulate")
         report.add(write_batch(checked, "simulate", s))

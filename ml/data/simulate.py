@@ -6,7 +6,9 @@ What it models (the ground truth later stages are judged on):
   (cold start, with a launch boost) and complementary categories (phone → case, charger);
 - users with 1-3 long-term categories, a price preference, heavy-tailed activity, and new users
   signing up during the window;
-- sessions: many open with a search whose text names the need; the session's **intent category**
+- sessions: many open with a search whose text names the need (:mod:`ml.data.sim_queries`: a
+  synonym of the category, sometimes its brand and model line, a Chinese word for a few categories,
+  noise words, typos; its planted category/brand/model is kept in ``SimData.queries``); the session's **intent category**
   is usually one of the user's long-term categories, but a sizeable share carry an instant need
   outside them (``is_switch``); browsing stays mostly inside the intent, prefers popular and
   price-matching items, and revisits items the user viewed before (and comes back to buy carted
@@ -31,8 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ml.data.sim_catalog import Catalog, build_catalog, items_frame
-from ml.data.sim_config import BEHAVIOR_TYPES, DAY, SEARCH, SimConfig, SimData
-from ml.data.sim_queries import make_queries
+from ml.data.sim_config import BEHAVIOR_TYPES, DAY, SEARCH, SimConfig, SimData, empty_query_truth
+from ml.data.sim_queries import plan_queries
 from ml.data.sim_sessions import Round, State
 from ml.data.sim_users import Users, make_users, plan_sessions
 
@@ -60,7 +62,9 @@ def _simulate_block(cfg: SimConfig, cat: Catalog, first: int, n: int, block: int
 def _frames(cfg: SimConfig, cat: Catalog, users: Users, rounds: list[dict[str, np.ndarray]], rng) -> SimData:
     """Concatenate rounds into the raw-contract events and the ground-truth intents."""
     if not rounds:
-        return SimData(users.frame, pd.DataFrame(), _empty_events(), _empty_intents())
+        return SimData(
+            users.frame, pd.DataFrame(), _empty_events(), _empty_intents(), queries=empty_query_truth()
+        )
     cols = {key: np.concatenate([r[key] for r in rounds]) for key in rounds[0] if key.startswith("s_")}
     sess_base = np.cumsum([0] + [len(r["s_user"]) for r in rounds[:-1]])
     e_sess = np.concatenate([r["e_sess"] + b for r, b in zip(rounds, sess_base)])
@@ -76,8 +80,11 @@ def _frames(cfg: SimConfig, cat: Catalog, users: Users, rounds: list[dict[str, n
     queries = np.full(len(uid), None, dtype=object)
     s_idx = np.flatnonzero(cols["s_search"])
     first = cols["s_first_item"][s_idx]
-    brand = np.where(cat.cat[first] == cols["s_intent"][s_idx], cat.brand[first], None)
-    queries[s_idx] = make_queries(cols["s_intent"][s_idx], brand, rng)
+    in_intent = cat.cat[first] == cols["s_intent"][s_idx]
+    brand = np.where(in_intent, cat.brand[first], None)
+    model = np.where(in_intent, cat.model[first], None)
+    truth = plan_queries(cols["s_intent"][s_idx], brand, rng, model)
+    queries[s_idx] = truth["query_text"].to_numpy(dtype=object)
     start_ts = t0 + pd.to_timedelta(np.round(cols["s_start"] * 1000).astype(np.int64), unit="ms")
     intents = pd.DataFrame(
         {
@@ -105,7 +112,10 @@ def _frames(cfg: SimConfig, cat: Catalog, users: Users, rounds: list[dict[str, n
     )
     events.loc[is_search, "item_id"] = pd.NA
     events = events.sort_values(["ts", "user_id"], kind="stable").reset_index(drop=True)
-    return SimData(users.frame, pd.DataFrame(), events, intents)
+    truth.insert(0, "session_id", intents["session_id"].to_numpy()[s_idx])
+    truth.insert(1, "user_id", uid[s_idx])
+    truth["has_typo"] = truth["has_typo"].astype(np.int8)
+    return SimData(users.frame, pd.DataFrame(), events, intents, queries=truth)
 
 
 def _empty_events() -> pd.DataFrame:
@@ -157,4 +167,5 @@ def simulate(cfg: SimConfig) -> SimData:
             ["ts", "user_id"], kind="stable", ignore_index=True
         ),
         intents=pd.concat([b.intents for b in blocks], ignore_index=True),
+        queries=pd.concat([b.queries for b in blocks], ignore_index=True),
     )

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.data.catalog import CATEGORIES
+from ml.data.catalog import CATEGORIES, model_names
 from ml.data.sim_config import SimConfig
 from ml.data.simulate import simulate
 
@@ -77,7 +77,7 @@ def test_sessions_open_with_a_search_naming_the_need(ev, sim):
     first = ev.sort_values("ts", kind="stable").groupby("session_id").head(1)
     searched = sim.intents.query_text.notna()
     assert (first.behavior_type == "search").sum() == searched.sum()
-    words = {i + 1: c.words for i, c in enumerate(CATEGORIES)}
+    words = {i + 1: c.words + c.zh_words for i, c in enumerate(CATEGORIES)}
     q = sim.intents[searched]
     named = [any(w in text for w in words[c]) for c, text in zip(q.intent_category_id, q.query_text)]
     assert 0.85 <= np.mean(named) < 1.0  # typos make a few miss
@@ -159,7 +159,7 @@ def test_activity_is_heavy_tailed(sim):
 def test_deterministic_for_a_seed():
     cfg = SimConfig(users=200, items=100, days=5, seed=11, start=START)
     a, b = simulate(cfg), simulate(cfg)
-    for name in ("users", "items", "events", "intents"):
+    for name in ("users", "items", "events", "intents", "queries"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     c = simulate(SimConfig(users=200, items=100, days=5, seed=12, start=START))
     assert not a.events.equals(c.events)
@@ -195,3 +195,55 @@ def test_summary_is_additive_over_blocks():
         for k, v in block.counts().items():
             total[k] = total.get(k, 0) + v
     assert summarize(total) == simulate(cfg).summary()
+
+
+def test_query_truth_is_one_row_per_searched_session(sim):
+    """SimData.queries: the planted truth of every session's query, aligned with the intents."""
+    q = sim.queries.merge(sim.intents, on=["session_id", "user_id"], suffixes=("", "_intent"))
+    assert len(q) == len(sim.queries) == sim.intents.query_text.notna().sum()
+    assert (q.query_text == q.query_text_intent).all()
+    assert (q.category_id == q.intent_category_id).all()
+    assert set(q.lang) == {"en", "zh"} and set(q.has_typo) == {0, 1}
+
+
+def test_queries_name_brands_models_and_chinese_words(sim):
+    """Vocabulary variety: Chinese queries only for categories with Chinese words and with one of
+    them; a named brand or model is in the text unless a typo hit it; model words are the brand's
+    own lines and appear in the titles of that brand's items."""
+    q = sim.queries
+    zh = q[q.lang == "zh"]
+    zh_words = {i + 1: c.zh_words for i, c in enumerate(CATEGORIES)}
+    assert len(zh) > 0 and all(zh_words[c] for c in zh.category_id)
+    assert all(any(w in t for w in zh_words[c]) for c, t in zip(zh.category_id, zh.query_text))
+    assert not zh.has_typo.any()
+    # share of Chinese queries among the categories that have Chinese words
+    has_zh = q.category_id.map(lambda c: bool(zh_words[c]))
+    assert 0.2 <= (q[has_zh].lang == "zh").mean() <= 0.5
+    clean = q[q.has_typo == 0]
+    branded = clean[clean.brand.notna()]
+    assert 0.2 <= q.brand.notna().mean() <= 0.4
+    assert all(b in t.split() for b, t in zip(branded.brand, branded.query_text))
+    modelled = clean[clean.model.notna()]
+    assert len(modelled) > 0 and modelled.brand.notna().all()
+    assert all(
+        m in t.split() and m in model_names(b)
+        for m, b, t in zip(modelled.model, modelled.brand, modelled.query_text)
+    )
+    titles = sim.items.assign(model=sim.items.title.str.split().str[1].str.lower())
+    assert all(m in model_names(b) for m, b in zip(titles.model, titles.brand))
+
+
+def test_item_titles_are_bilingual_for_categories_with_chinese_words(sim):
+    for c, spec in enumerate(CATEGORIES, start=1):
+        titles = sim.items.loc[sim.items.category_id == c, "title"]
+        if spec.zh_words:
+            assert titles.str.endswith(" " + spec.zh_words[0]).all(), spec.name
+        else:
+            assert all(t.isascii() for t in titles), spec.name
+
+
+def test_synonyms_share_words_across_categories(sim):
+    """ "trainers" names running shoes and sneakers alike: the query alone does not say which."""
+    q = sim.queries[sim.queries.query_text.str.split().map(lambda w: "trainers" in w)]
+    names = {CATEGORIES[c - 1].name for c in q.category_id}
+    assert {"running_shoes", "sneakers"} <= names

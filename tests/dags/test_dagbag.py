@@ -11,6 +11,14 @@ from ml.config import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED = {"recsys_train", "recsys_refresh", "recsys_simulate_feed"}
+#: the search marts and their inputs (tag realtime): a task each in both DAGs' dbt groups
+SEARCH_MODELS = (
+    "int_search_session_events",
+    "int_search_attributions",
+    "ml_query_item",
+    "ml_query_stats",
+    "ml_user_recent_queries",
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +51,7 @@ def test_train_dag_shape(dagbag):
     ids = set(dag.task_ids)
     assert {"check_freshness", "gx_raw", "gx_marts", "train", "publish"} <= ids
     assert any(i.startswith("dbt_marts.") for i in ids), "dbt rendered by Cosmos"
+    assert {f"dbt_marts.{m}_model_build" for m in SEARCH_MODELS} <= ids
     assert not any("ml_labels" in i or "ml_training_set" in i for i in ids), (
         "point-in-time models are built by train, not the batch group"
     )
@@ -70,6 +79,11 @@ def test_refresh_dag_shape(dagbag):
     ids = set(dag.task_ids)
     dbt = {i for i in ids if i.startswith("dbt_realtime.")}
     assert any("fct_session_intent" in i for i in dbt) and any("ml_candidates" in i for i in dbt)
+    assert {f"dbt_realtime.{m}_model_build" for m in SEARCH_MODELS} <= dbt
+    # the search events are read after int_realtime_user_events, whose newest event id the marts record
+    assert "dbt_realtime.int_realtime_user_events_model_build" in dag.get_task(
+        "dbt_realtime.int_search_session_events_model_build"
+    ).get_flat_relative_ids(upstream=True)
     assert not any("dim_users" in i or "ml_covisitation" in i for i in dbt), "only realtime models"
     assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
     assert dag.timetable.timetable.expression == "*/5 * * * *"  # RECSYS_REFRESH_MINUTES default

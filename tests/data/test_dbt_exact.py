@@ -282,12 +282,24 @@ def test_serve_user_intent_category_is_the_session_intent(tiny):
 
 
 def test_realtime_watermarks_are_recorded_in_the_state_table(tiny):
-    """After a full build: each realtime mart's newest event_id, and NULL (every user) for the events."""
+    """After a full build: each realtime mart's newest event_id, and NULL (every user, every query) for
+    the events the marts read."""
     state = {
         r["model_name"]: r["watermark_event_id"] for r in rows(tiny, "SELECT * FROM realtime_watermarks")
     }
     newest = rows(tiny, "SELECT MAX(event_id) AS id FROM user_behavior", tiny.raw_db)[0]["id"]
-    assert state == {"int_realtime_user_events": None, "fct_session_intent": newest, "ml_candidates": newest}
+    marts = (
+        "fct_session_intent",
+        "ml_candidates",
+        "ml_query_item",
+        "ml_query_stats",
+        "ml_user_recent_queries",
+    )
+    assert state == {
+        "int_realtime_user_events": None,
+        "int_search_session_events": None,
+        **{mart: newest for mart in marts},
+    }
 
 
 def test_point_in_time_build_sees_only_the_past_and_labels_the_window(tiny):

@@ -59,6 +59,12 @@ def test_feed_appends_committed_batches_with_ground_truth(clean_db):
     started = ev[ev.session_id.isin(gt.session_id)]
     first = started.groupby("session_id").head(1).merge(gt, on="session_id")
     assert ((first.behavior_type == "search") == first.query_text_y.notna()).all()
+    # each session's query has its planted truth, committed with it
+    queries = _q(clean_db, "SELECT * FROM sim_query_intent WHERE session_id IN %s", (tuple(gt.session_id),))
+    searched = gt[gt.query_text.notna()].merge(queries, on="session_id", suffixes=("", "_q"))
+    assert len(searched) == gt.query_text.notna().sum() == len(queries) > 0
+    assert (searched.query_text == searched.query_text_q).all()
+    assert (searched.category_id == searched.intent_category_id).all()
     # browsing follows the planted intent
     items = _q(clean_db, "SELECT item_id, category_id FROM items")
     br = started[started.behavior_type == "browse"].merge(items, on="item_id").merge(gt, on="session_id")
@@ -76,13 +82,13 @@ def test_feed_continues_a_recent_session(clean_db, tmp_path):
     import_file(path, "taobao", clean_db)
     feed = LiveFeed(clean_db, seed=1)
     try:
-        events, users, intents = feed.batch(5, NOW, pd.Timedelta(seconds=1))
+        events, users, intents, queries = feed.batch(5, NOW, pd.Timedelta(seconds=1))
     finally:
         feed.close()
     own = events[events.user_id == 1]
     assert len(own) > 0 and set(own.session_id) == {f"1-{t - 60}"}
     assert (own.behavior_type != "search").all()  # a continued session does not search again
-    assert f"1-{t - 60}" not in set(intents.session_id)
+    assert f"1-{t - 60}" not in set(intents.session_id) | set(queries.session_id)
     assert (events.ts <= NOW).all() and events.ts.is_monotonic_increasing
 
 

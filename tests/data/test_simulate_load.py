@@ -27,6 +27,7 @@ def test_sim_small_is_loaded_completely(sim_small_db, settings):
         ("users", sim_small.users),
         ("items", sim_small.items),
         ("sim_session_intent", sim_small.intents),
+        ("sim_query_intent", sim_small.queries),
     ):
         assert int(_query(settings, f"SELECT COUNT(*) n FROM {table}").n[0]) == len(frame)
 
@@ -60,6 +61,14 @@ def test_ground_truth_and_references(sim_small_db, settings):
     assert (merged.intent_category_id_db == merged.intent_category_id).all()
     assert (merged.is_switch_db == merged.is_switch).all()
     assert (merged.query_text_db.fillna("") == merged.query_text.fillna("")).all()
+
+
+def test_query_truth_round_trips_with_chinese_text(sim_small_db, settings):
+    """sim_query_intent holds SimData.queries as simulated: Chinese text, NULL brand/model kept."""
+    got = _query(settings, "SELECT * FROM sim_query_intent").sort_values("session_id", ignore_index=True)
+    want = sim_small_db.queries.sort_values("session_id", ignore_index=True)
+    assert (got.lang == "zh").any() and got.model.notna().any() and got.brand.isna().any()
+    pd.testing.assert_frame_equal(got[list(want.columns)], want, check_dtype=False)
 
 
 def test_block_by_block_load_matches_one_simulation(clean_db):
