@@ -4,7 +4,7 @@ One row per (search, candidate item). For a cut T the examples are the searches 
 the label of (search, item) is the strongest engagement with the item *attributed* to that search —
 the same rule as the ``ml_query_item`` mart: an item event belongs to the most recent earlier search
 of the same user and session, at most
-:data:`~ml.search.engagement.ATTRIBUTION_MINUTES` after it (a later search takes over
+``query_attribution_minutes`` (a dbt var) after it (a later search takes over
 the events that follow it). Gains: purchase 4 > cart 3 > fav 2 > browse 1.
 
 Features may read only (a) what was known at T — query→item behaviour, item popularity and the

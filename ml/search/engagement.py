@@ -2,7 +2,9 @@
 rows and the behavioural relevance (``ml_query_item``'s definition, in pandas).
 
 An item event belongs to the most recent earlier search of the same user and session, at most
-:data:`ATTRIBUTION_MINUTES` after it (a later search takes over the events that follow it). Gains:
+:data:`ATTRIBUTION_MINUTES_VAR` minutes after it (a later search takes over the events that follow
+it). The window, the decay and the type weights of the behaviour are the dbt vars ``ml_query_item``
+reads (:mod:`ml.contracts`), so the two definitions cannot drift apart. Label gains:
 purchase 4 > cart 3 > fav 2 > browse 1; the strongest engagement with an item is the label.
 """
 
@@ -11,15 +13,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ml.contracts import event_weights, number_var
 from ml.search.text import normalize_query
 
 #: graded relevance of an engagement after a search (the strongest one counts); also the LightGBM
 #: label gains and the evaluation's NDCG gains, so the ranker optimises what it is judged on
 GAIN: dict[str, int] = {"browse": 1, "fav": 2, "cart": 3, "purchase": 4}
-#: an item event is attributed to a search at most this long after it (ml_query_item's window)
-ATTRIBUTION_MINUTES = 30.0
-#: the behavioural weight of an attributed event decays as exp(-minutes after the search / this)
-DECAY_MINUTES = 10.0
+#: dbt var: an item event is attributed to a search at most this many minutes after it
+ATTRIBUTION_MINUTES_VAR = "query_attribution_minutes"
+#: dbt var: an attributed event's behavioural weight decays as exp(-minutes after the search / this)
+DECAY_MINUTES_VAR = "query_decay_minutes"
 
 SEARCH_COLUMNS: list[str] = ["search_id", "user_id", "session_id", "query_norm", "ts"]
 
@@ -58,7 +61,7 @@ def attribute(events: pd.DataFrame) -> pd.DataFrame:
     """Item events attributed to a search: ``search_id, user_id, item_id, behavior_type, minutes``.
 
     An item event goes to the most recent search strictly before it in the same user's session, if
-    that search is at most :data:`ATTRIBUTION_MINUTES` earlier and its query is rankable. Search ids
+    that search is at most ``query_attribution_minutes`` earlier and its query is rankable. Search ids
     are those of :func:`searches_of` over the same events.
     """
     items = events[events["item_id"].notna() & events["behavior_type"].isin(list(GAIN))]
@@ -85,7 +88,7 @@ def attribute(events: pd.DataFrame) -> pd.DataFrame:
         by=["user_id", "session_id"],
         direction="backward",
         allow_exact_matches=False,
-        tolerance=pd.Timedelta(minutes=ATTRIBUTION_MINUTES),
+        tolerance=pd.Timedelta(minutes=number_var(ATTRIBUTION_MINUTES_VAR)),
     ).dropna(subset=["search_id"])
     joined["search_id"] = joined["search_id"].astype("int64")
     joined = joined[joined["search_id"] >= 0]  # after an unrankable search: nobody's
@@ -105,7 +108,8 @@ def engagement_labels(attributed: pd.DataFrame) -> pd.DataFrame:
 def query_item_stats(events: pd.DataFrame) -> pd.DataFrame:
     """Query → item behaviour of a stretch of events (the ``ml_query_item`` columns, in pandas).
 
-    ``weighted`` sums each attributed event's gain × exp(-minutes after the search / DECAY_MINUTES);
+    ``weighted`` sums each attributed event's type weight (``event_weights.popularity``) ×
+    exp(-minutes after the search / ``query_decay_minutes``);
     ``n_users`` counts distinct users, ``n_searches`` distinct searches, ``n_<type>`` events by type.
     Used for a cut whose point-in-time build has no ``ml_query_item`` and in tests.
     """
@@ -125,7 +129,9 @@ def query_item_stats(events: pd.DataFrame) -> pd.DataFrame:
     if att.empty:
         return pd.DataFrame(columns=cols)
     att = att.merge(searches[["search_id", "query_norm"]], on="search_id")
-    att["weighted"] = att["behavior_type"].map(GAIN) * np.exp(-att["minutes"] / DECAY_MINUTES)
+    weights = event_weights("popularity")
+    decay = number_var(DECAY_MINUTES_VAR)
+    att["weighted"] = att["behavior_type"].map(weights).fillna(0.0) * np.exp(-att["minutes"] / decay)
     for t in ("browse", "cart", "fav", "purchase"):
         att[f"n_{t}"] = (att["behavior_type"] == t).astype("int64")
     g = att.groupby(["query_norm", "item_id"], as_index=False)

@@ -25,14 +25,15 @@ import numpy as np
 import pandas as pd
 
 from ml.config import Settings
+from ml.contracts import number_var
 from ml.search.dataset import USER_FEATURES, SearchContext, build_context, search_rows
 from ml.search.ranker import RANKER, SearchRanker
 from ml.search.text import normalize_query
 
 QUERY_LIST_COLUMNS: tuple[str, ...] = ("query_norm", "rank", "item_id", "score", "source")
 USER_LIST_COLUMNS: tuple[str, ...] = ("user_id", *QUERY_LIST_COLUMNS)
-#: how many of a user's most recent distinct queries get a personalised list
-RECENT_QUERIES = 5
+#: dbt var: how many of a user's most recent distinct queries get a personalised list
+RECENT_QUERIES_VAR = "recent_queries_k"
 
 
 def search_model_name(settings: Settings) -> str:
@@ -212,14 +213,18 @@ class SearchRankerLists:
                 settings,
                 f"SELECT user_id, query_norm, rn FROM `{settings.marts_db}`.ml_user_recent_queries "
                 f"WHERE user_id IN ({marks}) AND rn <= %s ORDER BY user_id, rn",
-                (*users, RECENT_QUERIES),
+                (*users, int(number_var(RECENT_QUERIES_VAR))),
             )
         else:
             ev = self._events if self._events is not None else _no_events()
             ev = ev[(ev["behavior_type"] == "search") & ev["user_id"].isin(users)]
             found = ev.assign(query_norm=[normalize_query(q) for q in ev["query_text"]])
             found = found[found["query_norm"] != ""].sort_values("ts", ascending=False, kind="stable")
-            found = found.drop_duplicates(["user_id", "query_norm"]).groupby("user_id").head(RECENT_QUERIES)
+            found = (
+                found.drop_duplicates(["user_id", "query_norm"])
+                .groupby("user_id")
+                .head(int(number_var(RECENT_QUERIES_VAR)))
+            )
         found = found[found["query_norm"].astype(str) != ""]
         return (
             found[["user_id", "query_norm"]]

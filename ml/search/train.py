@@ -88,12 +88,14 @@ def search_sets(
         cut = cuts[name]
         if cut.cut_ts is None or cut.window is None:
             raise ValueError(f"cut {name} has no label window: search rows need a point-in-time cut")
-        step(f"search rows: {name} cut {cut.cut_ts}")
+        query_items = point_in_time_query_items(cut)
+        source = "ml_query_item of its build" if query_items is not None else "its history (no ml_query_item)"
+        step(f"search rows: {name} cut {cut.cut_ts}, query behaviour from {source}")
         ctx = build_context(
             items,
             cut.history,
             cut.cut_ts,
-            query_items=point_in_time_query_items(cut),
+            query_items=query_items,
             k=k,
             lexical=lexical,
             semantic=semantic,
