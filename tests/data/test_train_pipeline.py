@@ -171,6 +171,29 @@ def test_search_stage_beside_the_recommender(trained) -> None:
     assert set(topn["item_id"]) | set(lists["item_id"]) <= set(stock)
 
 
+def test_search_rows_attribute_like_the_mart(trained) -> None:
+    """One definition: the pandas attribution the search rows use for a cut (ml.search.engagement)
+    gives exactly the serving mart ml_query_item over the same events."""
+    import numpy as np
+
+    from ml.features.datasets import load_events, read_sql
+    from ml.features.dbt import run_dbt
+    from ml.search.engagement import query_item_stats
+
+    s, _, _ = trained
+    run_dbt(["run", "--select", "+ml_query_item"], settings=s)
+    cols = ["n_browse", "n_cart", "n_fav", "n_purchase", "n_searches", "n_users", "weighted"]
+    mart = read_sql(f"SELECT query_norm, item_id, {', '.join(cols)} FROM `{s.marts_db}`.ml_query_item", s)
+    mine = query_item_stats(load_events(s, None, None))
+    assert len(mart) > 100
+    both = mart.merge(mine, on=["query_norm", "item_id"], how="outer", suffixes=("_sql", "_py"))
+    assert len(both) == len(mart) == len(mine)
+    for col in cols:
+        np.testing.assert_allclose(
+            both[f"{col}_sql"].astype(float), both[f"{col}_py"].astype(float), rtol=1e-9
+        )
+
+
 def test_pipeline_with_the_tf_stage(trained) -> None:
     """Tiny TF configs: the two-tower becomes a candidate source, the DIN score a reranker feature, both
     are logged with the run, and the registered version rebuilds its frame with its own TF models."""
