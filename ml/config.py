@@ -32,6 +32,9 @@ ENV_DEFAULTS: dict[str, str] = {
     "MLFLOW_TRACKING_URI": "",
     "RECSYS_MLFLOW_EXPERIMENT": "recsys",
     "RECSYS_TOPN": "50",
+    # search (issue 15): items per published query list; searches a query needs to get a list
+    "RECSYS_SEARCH_K": "50",
+    "RECSYS_SEARCH_MIN_QUERY_COUNT": "3",
     "RECSYS_REFRESH_MINUTES": "5",
     "RECSYS_TF_FORCE_CPU": "0",
     "RECSYS_TF_THREADS": "2",
@@ -84,6 +87,10 @@ class Settings:
     mlflow_experiment: str
     topn: int
     refresh_minutes: int
+    #: items per published search list (``query_topn``, ``user_query_topn``) and the largest ``/search`` n
+    search_k: int = 50
+    #: searches (``ml_query_stats.n_searches``) a normalised query needs before it gets a ``query_topn`` list
+    search_min_query_count: int = 3
     #: serving reader: accepted ``X-API-Key`` values (empty: no key asked, the local default)
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: serving reader: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off unless asked)
@@ -126,8 +133,14 @@ def get_settings() -> Settings:
         port = int(_env("RECSYS_MYSQL_PORT"))
         topn = int(_env("RECSYS_TOPN"))
         refresh = int(_env("RECSYS_REFRESH_MINUTES"))
+        search_k = int(_env("RECSYS_SEARCH_K"))
+        search_min = int(_env("RECSYS_SEARCH_MIN_QUERY_COUNT"))
     except ValueError as exc:  # a typo in the environment must say which variable
         raise SettingsError(f"invalid integer in RECSYS_* environment: {exc}") from None
+    if not 1 <= search_k <= 1000 or search_min < 1:
+        raise SettingsError(
+            f"RECSYS_SEARCH_K must be 1..1000 (got {search_k}) and RECSYS_SEARCH_MIN_QUERY_COUNT >= 1 (got {search_min})"
+        )
     if prefix:
         _name(prefix, "RECSYS_DB_PREFIX")
     dbs = {
@@ -150,6 +163,8 @@ def get_settings() -> Settings:
         mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
         topn=topn,
         refresh_minutes=refresh,
+        search_k=search_k,
+        search_min_query_count=search_min,
         api_keys=tuple(k.strip() for k in _env("RECSYS_API_KEYS").split(",") if k.strip()),
         api_docs=_env("RECSYS_API_DOCS").strip().lower() in ("1", "true", "yes"),
     )

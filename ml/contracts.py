@@ -24,6 +24,10 @@ ITEM_BEHAVIORS: tuple[str, ...] = ("browse", "cart", "fav", "purchase")
 #: One ranked row of a recommender's answer and of ``recsys_serving.user_topn`` (which adds
 #: ``model_version`` and ``generated_at`` when published).
 TOPN_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "source")
+#: One ranked row of a search-list provider's query lists (``recsys_serving.query_topn``, which adds
+#: ``model_version`` and ``generated_at``) and of its personalised lists (``user_query_topn``).
+QUERY_TOPN_COLUMNS: tuple[str, ...] = ("query_norm", "rank", "item_id", "score", "source")
+USER_QUERY_TOPN_COLUMNS: tuple[str, ...] = ("user_id", "query_norm", "rank", "item_id", "score", "source")
 
 #: Per-source score columns of the ``ml_candidates`` mart (0 when the source did not propose the item).
 CANDIDATE_SCORES: tuple[str, ...] = ("repeat_score", "covisit_score", "intent_pop_score", "global_pop_score")

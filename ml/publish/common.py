@@ -16,8 +16,17 @@ from typing import Protocol
 import pandas as pd
 import pymysql
 
-#: Tables a full publish rebuilds and swaps (item_similar only when the dbt mart exists).
-SWAPPED_TABLES = ("user_topn", "item_similar", "popular_topn", "user_intent_category")
+#: Tables a full publish rebuilds and swaps (item_similar only when the dbt mart exists; the search
+#: tables query_topn, user_query_topn and search_items only when the dbt search marts exist).
+SWAPPED_TABLES = (
+    "user_topn",
+    "item_similar",
+    "popular_topn",
+    "user_intent_category",
+    "query_topn",
+    "user_query_topn",
+    "search_items",
+)
 
 WATERMARK_NAME = "user_topn"
 
@@ -74,6 +83,11 @@ class PublishResult:
     finished_at: datetime
     write_seconds: float  # TSV spool + LOAD DATA of user_topn, recommender time excluded
     validation: str
+    # search tables; None: no dbt search marts yet, the live search tables kept
+    search_model_version: str | None = None
+    queries: int | None = None  # queries with a query_topn list
+    query_rows: int | None = None
+    user_query_rows: int | None = None
 
     @property
     def write_rows_per_s(self) -> float:
@@ -91,6 +105,8 @@ class RefreshBatch:
     first_user: int  # batches cover consecutive user ids (users are refreshed in id order)
     last_user: int
     kept_users: tuple[int, ...] = ()  # users the recommender returned nothing for: old rows kept
+    search_users: int = 0  # users whose user_query_topn rows were replaced in this transaction
+    search_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,8 @@ class RefreshResult:
     rows: int
     batches: tuple[RefreshBatch, ...] = field(default_factory=tuple)
     message: str = ""
+    queries: int = 0  # query_topn lists replaced (frequent queries searched in the range)
+    query_rows: int = 0
 
     @property
     def noop(self) -> bool:

@@ -29,6 +29,7 @@ from ml.publish.common import (
 )
 from ml.publish.loader import BatchLoader, score_and_load
 from ml.publish.locking import event_upper_bound, lock_name, named_lock
+from ml.publish.search import SEARCH_TABLES, build_search
 from ml.publish.tables import (
     build_intent,
     build_popular,
@@ -39,6 +40,7 @@ from ml.publish.tables import (
     swap_tables,
 )
 from ml.quality.topn import topn_invariants_validator
+from ml.search.lists import BaselineSearchLists, SearchLists
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,13 @@ def publish_full(
     settle_seconds: float = SETTLE_SECONDS,
     lock_timeout: float = 300.0,
     progress: bool = False,
+    search: SearchLists | None = None,
 ) -> PublishResult:
     """Score all active users and atomically replace the serving tables.
+
+    ``search`` ranks the search lists (``query_topn``, ``user_query_topn``; the search champion);
+    None publishes :class:`~ml.search.lists.BaselineSearchLists`. The search tables are rebuilt
+    only when the dbt search marts exist, and are checked by their own invariants before the swap.
 
     ``validate`` (e.g. the GX top-N suite) runs on ``<serving_db>.user_topn_new`` after the
     built-in invariants pass and before the swap; on any failure the ``*_new`` tables are dropped,
@@ -86,7 +93,16 @@ def publish_full(
             job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
             create_staging(conn, s, job.tables)
             try:
-                result = _build_and_swap(conn, job, recommender, validate, batch_size, lock_timeout, progress)
+                result = _build_and_swap(
+                    conn,
+                    job,
+                    recommender,
+                    search or BaselineSearchLists(),
+                    validate,
+                    batch_size,
+                    lock_timeout,
+                    progress,
+                )
             except BaseException:
                 with contextlib.suppress(pymysql.Error):
                     drop_staging(conn, s)
@@ -135,6 +151,7 @@ def _build_and_swap(
     conn,
     job: _FullJob,
     recommender: Recommender,
+    search: SearchLists,
     validate: Validator | None,
     batch_size: int,
     lock_timeout: float,
@@ -151,6 +168,11 @@ def _build_and_swap(
         )
     intent = build_intent(conn, s)
     similar = build_similar(conn, s, n) if "item_similar" in job.tables else None
+    found = (
+        build_search(conn, s, search, job.users, loader.generated_at, batch_size)
+        if set(SEARCH_TABLES) <= set(job.tables)
+        else None
+    )
     table = f"{s.serving_db}.user_topn_new"
     ok, summary = topn_invariants_validator(s, job.upper)(table)
     if ok and validate is not None:
@@ -166,4 +188,8 @@ def _build_and_swap(
         "similar_rows": similar,
         "write_seconds": write_s,
         "validation": summary,
+        "search_model_version": search.model_version if found is not None else None,
+        "queries": found.queries if found is not None else None,
+        "query_rows": found.query_rows if found is not None else None,
+        "user_query_rows": found.user_query_rows if found is not None else None,
     }

@@ -37,6 +37,7 @@ class BatchLoader:
 
     def __init__(self, s: Settings, model_version: str, generated_at: datetime):
         self._args = (s, model_version, generated_at)
+        self.generated_at = generated_at
         self._conn = connect(s.serving_db, settings=s, autocommit=False, local_infile=True)
         with self._conn.cursor() as cur:
             cur.execute("SET SESSION unique_checks = 0, foreign_key_checks = 0")

@@ -33,8 +33,16 @@ from ml.publish.locking import (
     read_watermark,
     save_watermark,
 )
+from ml.publish.search import (
+    in_stock_items,
+    refresh_queries,
+    replace_user_rows,
+    search_marts_ready,
+    user_rows_for_refresh,
+)
 from ml.publish.tables import intent_rows
 from ml.quality.topn import check_topn_frame
+from ml.search.lists import BaselineSearchLists, SearchLists
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +73,17 @@ def _refresh_batch(
     n: int,
     batch: list[int],
     changed: str,
+    search: SearchLists | None,
 ) -> RefreshBatch:
-    """Rescore one batch of users and replace their rows in a single transaction."""
+    """Rescore one batch of users and replace their rows (top-N, intent and, with ``search``, their
+    search lists) in a single transaction."""
     try:
         frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
     except ValueError as exc:
         raise ValidationFailed(f"recommender output rejected, earlier batches stay committed: {exc}") from exc
+    searchers, search_rows = (
+        user_rows_for_refresh(search, s, batch, in_stock_items(conn, s)) if search is not None else ([], [])
+    )
     scored = sorted(set(frame["user_id"].tolist()))
     kept = tuple(sorted(set(batch) - set(scored)))
     if kept:
@@ -116,6 +129,8 @@ def _refresh_batch(
                     "VALUES (%s, %s, %s, %s)",
                     intent,
                 )
+            if search is not None:
+                replace_user_rows(cur, s, searchers, search_rows, search.model_version, generated_at)
         conn.commit()
     except BaseException:
         conn.rollback()
@@ -129,6 +144,8 @@ def _refresh_batch(
         first_user=batch[0],
         last_user=batch[-1],
         kept_users=kept,
+        search_users=len(searchers),
+        search_rows=len(search_rows),
     )
 
 
@@ -144,8 +161,14 @@ def publish_refresh(
     upper_event_id: int | None = None,
     lock_timeout: float = 60.0,
     progress: bool = False,
+    search: SearchLists | None = None,
 ) -> RefreshResult:
     """Rescore users with events after the watermark and replace their rows, batch by batch.
+
+    ``search`` (the search champion; None: :class:`~ml.search.lists.BaselineSearchLists`) re-ranks
+    the same users' recent-query lists (``user_query_topn``, in their batch's transaction) and the
+    ``query_topn`` lists of frequent queries searched in the range; both only once the dbt search
+    marts exist.
 
     ``upper_event_id`` caps the range at the newest event the recommender's features have seen
     (e.g. the newest event_id read before the realtime dbt models ran): later events are left for
@@ -186,14 +209,16 @@ def publish_refresh(
                 if waiting:
                     msg += f" ({waiting} newer event(s) ingested under {settle_seconds:g}s ago wait for the next run)"
                 return RefreshResult(run_id, low, low if high is None else high, 0, 0, (), msg)
+            lists = (search or BaselineSearchLists()) if search_marts_ready(conn, s) else None
             with progress_bar(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))
                 for batch in batches(users, batch_size):
                     started = scalar(conn, "SELECT NOW(3)")
-                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed)
+                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed, lists)
                     _log_refresh(conn, s, run_id, b, model_version, started)
                     done.append(b)
                     bar.advance(task, len(batch))
+            queries, query_rows = refresh_queries(conn, s, lists, changed) if lists is not None else (0, 0)
             newest = max((b.max_event_ts for b in done if b.max_event_ts is not None), default=None)
             save_watermark(conn, s, high, newest, gaps)  # only now: every batch has committed
     finally:
@@ -209,6 +234,11 @@ def publish_refresh(
         msg += f"; {len(gaps)} gap(s) of ids not committed yet stay watched"
     if kept:
         msg += f"; {kept} user(s) got no rows from the recommender and kept their previous list"
+    if lists is not None:
+        msg += (
+            f"; search lists of {sum(b.search_users for b in done)} user(s) and {queries} frequent "
+            "query(ies) replaced"
+        )
     return RefreshResult(
         run_id,
         low,
@@ -217,6 +247,8 @@ def publish_refresh(
         sum(b.rows for b in done),
         tuple(done),
         msg,
+        queries,
+        query_rows,
     )
 
 

@@ -1,5 +1,6 @@
 """Task entries of the publisher (Airflow tasks and the CLI): load the champion from the registry, then
-publish it fully (gated by the GX top-N suite) or refresh the users who just acted.
+publish it fully (gated by the GX top-N suite) or refresh the users who just acted. The search lists
+come from the search champion, or the search baseline while none is registered.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from ml.db import connect
 from ml.publish.common import ChampionNotPublished, NoChampion, Recommender, jsonable
 from ml.publish.full import publish_full
 from ml.publish.refresh import publish_refresh
+from ml.publish.search import load_search_lists
 from ml.quality.topn import gx_topn_validator
 
 
@@ -55,7 +57,10 @@ def publish_champion_full(
         if gx
         else None
     )
-    return jsonable(publish_full(recommender, version, settings, n=n, validate=validate, progress=progress))
+    search = load_search_lists(settings)  # the search champion, else the search baseline
+    return jsonable(
+        publish_full(recommender, version, settings, n=n, validate=validate, progress=progress, search=search)
+    )
 
 
 def last_full_publish(settings: Settings) -> str | None:
@@ -102,5 +107,6 @@ def publish_champion_refresh(
         n=n,
         upper_event_id=upper_event_id,
         progress=progress,
+        search=load_search_lists(settings),
     )
     return {**jsonable(result), "noop": result.noop}

@@ -13,6 +13,7 @@ import pymysql
 from ml.config import Settings
 from ml.publish.common import LOCK_WAIT_TIMEOUT_S, SWAPPED_TABLES, WATERMARK_NAME, PublishError, table_exists
 from ml.publish.locking import lock_name, named_lock
+from ml.publish.search import SEARCH_TABLES, search_marts_ready
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,15 @@ def drop_staging(conn: pymysql.connections.Connection, s: Settings) -> None:
 
 
 def rebuilt_tables(conn: pymysql.connections.Connection, s: Settings) -> list[str]:
-    """The tables this publish rebuilds: item_similar only when its dbt mart exists."""
-    if table_exists(conn, s.marts_db, "ml_covisitation"):
-        return list(SWAPPED_TABLES)
-    log.warning("%s.ml_covisitation does not exist yet: item_similar left as it is", s.marts_db)
-    return [t for t in SWAPPED_TABLES if t != "item_similar"]
+    """The tables this publish rebuilds: item_similar only when its dbt mart exists, the search
+    tables only when the dbt search marts exist."""
+    skip: set[str] = set()
+    if not table_exists(conn, s.marts_db, "ml_covisitation"):
+        log.warning("%s.ml_covisitation does not exist yet: item_similar left as it is", s.marts_db)
+        skip.add("item_similar")
+    if not search_marts_ready(conn, s):
+        skip.update(SEARCH_TABLES)
+    return [t for t in SWAPPED_TABLES if t not in skip]
 
 
 def create_staging(conn: pymysql.connections.Connection, s: Settings, tables: Sequence[str]) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ml.config import Settings
-from ml.contracts import TOPN_COLUMNS
+from ml.contracts import QUERY_TOPN_COLUMNS, TOPN_COLUMNS, USER_QUERY_TOPN_COLUMNS
 from ml.db import connect
 
 #: A pre-swap check: called with ``"<serving_db>.user_topn_new"``, returns (ok, summary).
@@ -27,6 +27,53 @@ def _scalar(conn, sql: str, args: object = None) -> object:
     return row[0] if row else None
 
 
+def _check_ranked_lists(
+    df: pd.DataFrame, keys: list[str], n: int, name: Callable[[pd.DataFrame, int], str]
+) -> pd.DataFrame:
+    """The rules every ranked list obeys, on a frame already typed and restricted to its columns:
+    sorted by ``keys`` + rank, ranks 1..k contiguous (k ≤ n) per list, no item twice in a list,
+    finite scores that never rise with rank, short ``source`` tokens. ``name(sorted_frame, i)`` names
+    the list of row ``i`` in the error."""
+    df = df.sort_values([*keys, "rank"], kind="stable").reset_index(drop=True)
+    expected_rank = df.groupby(keys, sort=False).cumcount().to_numpy() + 1
+    bad = np.flatnonzero(df["rank"].to_numpy() != expected_rank)
+    if bad.size:
+        raise ValueError(f"ranks for {name(df, int(bad[0]))} are not 1..k contiguous")
+    if int(df["rank"].max()) > n:
+        raise ValueError(f"recommender returned rank {int(df['rank'].max())} > n={n}")
+    dup = np.flatnonzero(df.duplicated([*keys, "item_id"]).to_numpy())
+    if dup.size:
+        raise ValueError(f"item {int(df['item_id'].iat[dup[0]])} appears twice for {name(df, int(dup[0]))}")
+    score = df["score"].to_numpy()
+    if not np.isfinite(score).all():
+        raise ValueError(f"non-finite score for {name(df, int(np.flatnonzero(~np.isfinite(score))[0]))}")
+    same_list = np.ones(len(df) - 1, dtype=bool)
+    for key in keys:
+        values = df[key].to_numpy()
+        same_list &= values[1:] == values[:-1]
+    rising = np.flatnonzero(same_list & (score[1:] > score[:-1]))
+    if rising.size:
+        raise ValueError(f"scores rise with rank for {name(df, int(rising[0]) + 1)}")
+    bad_sources = [s for s in df["source"].unique().tolist() if not _SOURCE_RE.match(s)]
+    if bad_sources:
+        raise ValueError(f"source labels must be short tokens [A-Za-z0-9_:.,+-]{{1,32}}: {bad_sources[:3]}")
+    return df
+
+
+def _typed(frame: pd.DataFrame, columns: Sequence[str], ints: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"recommender frame lacks columns {missing}; needs {tuple(columns)}")
+    df = frame[list(columns)].copy()
+    for col in ints:
+        if df[col].isna().any():
+            raise ValueError(f"recommender frame has NULL {col}")
+        df[col] = df[col].astype("int64")
+    df["score"] = df["score"].astype("float64")
+    df["source"] = df["source"].astype(str)
+    return df
+
+
 def check_topn_frame(frame: pd.DataFrame, user_ids: Sequence[int], n: int) -> pd.DataFrame:
     """Validate one recommender answer and return it as a clean ``TOPN_COLUMNS`` frame.
 
@@ -35,47 +82,71 @@ def check_topn_frame(frame: pd.DataFrame, user_ids: Sequence[int], n: int) -> pd
     rising with rank, or a ``source`` label that is not a short token. Users with no rows at all are
     allowed here; callers decide (a full publish fails validation, a refresh keeps the old rows).
     """
-    missing = [c for c in TOPN_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"recommender frame lacks columns {missing}; needs {TOPN_COLUMNS}")
-    df = frame[list(TOPN_COLUMNS)].copy()
+    df = _typed(frame, TOPN_COLUMNS, ("user_id", "rank", "item_id"))
     if df.empty:
-        return df.astype(
-            {"user_id": "int64", "rank": "int64", "item_id": "int64", "score": "float64", "source": "object"}
-        )
-    for col in ("user_id", "rank", "item_id"):
-        if df[col].isna().any():
-            raise ValueError(f"recommender frame has NULL {col}")
-        df[col] = df[col].astype("int64")
-    df["score"] = df["score"].astype("float64")
-    df["source"] = df["source"].astype(str)
+        return df.astype({"source": "object"})
     unknown = set(df["user_id"].unique().tolist()) - set(int(u) for u in user_ids)
     if unknown:
         raise ValueError(f"recommender returned users it was not asked for: {sorted(unknown)[:5]}")
-    df = df.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
-    expected_rank = df.groupby("user_id", sort=False).cumcount().to_numpy() + 1
-    bad = np.flatnonzero(df["rank"].to_numpy() != expected_rank)
-    if bad.size:
-        u = int(df["user_id"].iat[bad[0]])
-        raise ValueError(f"ranks for user {u} are not 1..k contiguous")
-    if int(df["rank"].max()) > n:
-        raise ValueError(f"recommender returned rank {int(df['rank'].max())} > n={n}")
-    dup = df.duplicated(["user_id", "item_id"])
-    if dup.any():
-        row = df[dup].iloc[0]
-        raise ValueError(f"item {int(row.item_id)} appears twice for user {int(row.user_id)}")
-    score = df["score"].to_numpy()
-    if not np.isfinite(score).all():
-        u = int(df["user_id"].iat[int(np.flatnonzero(~np.isfinite(score))[0])])
-        raise ValueError(f"non-finite score for user {u}")
-    users = df["user_id"].to_numpy()
-    rising = np.flatnonzero((users[1:] == users[:-1]) & (score[1:] > score[:-1]))
-    if rising.size:
-        raise ValueError(f"scores rise with rank for user {int(users[rising[0] + 1])}")
-    bad_sources = [s for s in df["source"].unique().tolist() if not _SOURCE_RE.match(s)]
-    if bad_sources:
-        raise ValueError(f"source labels must be short tokens [A-Za-z0-9_:.,+-]{{1,32}}: {bad_sources[:3]}")
-    return df
+    return _check_ranked_lists(df, ["user_id"], n, lambda d, i: f"user {int(d['user_id'].iat[i])}")
+
+
+def check_search_frame(
+    frame: pd.DataFrame,
+    k: int,
+    *,
+    queries: Sequence[str] | None = None,
+    user_ids: Sequence[int] | None = None,
+    in_stock: set[int] | None = None,
+) -> pd.DataFrame:
+    """Validate a search-list provider's answer (:mod:`ml.search.lists`) and return it clean.
+
+    With ``user_ids`` the frame holds personalised lists (``USER_QUERY_TOPN_COLUMNS``, one list per
+    user and query), else query lists (``QUERY_TOPN_COLUMNS``, only the ``queries`` asked for). On
+    top of the ranked-list rules of :func:`check_topn_frame`: ``query_norm`` is put in
+    :func:`ml.search.text.normalize_query` form (the serving key; it also keeps tabs and newlines
+    out of the LOAD DATA file) and must not be empty, no two queries of one list set may share a
+    key under the serving collation, and with ``in_stock`` every item is one of those ids.
+    """
+    from ml.search.lists import fold_key
+    from ml.search.text import normalize_query
+
+    personal = user_ids is not None
+    columns = USER_QUERY_TOPN_COLUMNS if personal else QUERY_TOPN_COLUMNS
+    keys = ["user_id", "query_norm"] if personal else ["query_norm"]
+    df = _typed(frame, columns, ("user_id", "rank", "item_id") if personal else ("rank", "item_id"))
+    if df.empty:
+        return df
+    df["query_norm"] = df["query_norm"].astype(str).map(normalize_query)
+    if (df["query_norm"] == "").any():
+        raise ValueError("a query_norm normalises to nothing (no letters or digits)")
+    folded = df.assign(fold=df["query_norm"].map(fold_key)).drop_duplicates(
+        [*keys[:-1], "fold", "query_norm"]
+    )
+    clash = folded.duplicated([*keys[:-1], "fold"], keep=False)
+    if clash.any():
+        raise ValueError(
+            f"queries {sorted(folded.loc[clash, 'query_norm'].unique().tolist())[:3]} share one serving key "
+            "(the utf8mb4_unicode_ci collation compares case, width and accents equal): keep one of them"
+        )
+    if personal:
+        unknown = set(df["user_id"].unique().tolist()) - {int(u) for u in user_ids}
+        if unknown:
+            raise ValueError(f"search lists for users that were not asked for: {sorted(unknown)[:5]}")
+    elif queries is not None:
+        unknown_q = set(df["query_norm"].unique().tolist()) - set(queries)
+        if unknown_q:
+            raise ValueError(f"search lists for queries that were not asked for: {sorted(unknown_q)[:5]}")
+    if in_stock is not None:
+        gone = sorted(set(df["item_id"].unique().tolist()) - in_stock)
+        if gone:
+            raise ValueError(f"search lists hold items that are unknown or out of stock: {gone[:5]}")
+
+    def name(d: pd.DataFrame, i: int) -> str:
+        query = f"query {d['query_norm'].iat[i]!r}"
+        return f"user {int(d['user_id'].iat[i])}, {query}" if personal else query
+
+    return _check_ranked_lists(df, keys, k, name)
 
 
 def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Validator:
@@ -121,6 +192,62 @@ def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Valida
             conn.close()
         ok = missing == 0 and bad_lists == 0 and rising == 0 and rows > 0
         summary = f"rows={rows} users_without_rows={missing} lists_with_rank_gaps_or_duplicates={bad_lists} score_rises={rising}"
+        return ok, summary
+
+    return validate
+
+
+#: list keys of the search serving tables (their ``*_new`` staging copies share them)
+SEARCH_LIST_KEYS: dict[str, tuple[str, ...]] = {
+    "query_topn": ("query_norm",),
+    "user_query_topn": ("user_id", "query_norm"),
+}
+
+
+def search_invariants_validator(settings: Settings) -> Validator:
+    """The hard invariants of a search list table (``query_topn`` or ``user_query_topn``, or their
+    ``*_new``), in SQL before a swap: ranks 1..k contiguous per list, no item twice in a list,
+    scores never rising with rank, every item in ``recsys_raw.items`` and in stock. An empty table
+    passes (a young shop may have no query searched often enough yet)."""
+
+    def validate(table: str) -> tuple[bool, str]:
+        db, name = table.split(".", 1)
+        keys = SEARCH_LIST_KEYS[name.removesuffix("_new")]
+        by = ", ".join(keys)
+        conn = connect(settings=settings)
+        try:
+            rows = int(_scalar(conn, f"SELECT COUNT(*) FROM `{db}`.`{name}`") or 0)
+            bad_lists = int(
+                _scalar(
+                    conn,
+                    f"SELECT COUNT(*) FROM (SELECT MIN(`rank`) mn, MAX(`rank`) mx, COUNT(*) c, COUNT(DISTINCT item_id) d "
+                    f"FROM `{db}`.`{name}` GROUP BY {by}) g WHERE mn <> 1 OR mx <> c OR d <> c",
+                )
+                or 0
+            )
+            rising = int(
+                _scalar(
+                    conn,
+                    f"SELECT COUNT(*) FROM (SELECT score, LAG(score) OVER (PARTITION BY {by} ORDER BY `rank`) AS prev "
+                    f"FROM `{db}`.`{name}`) x WHERE prev < score",
+                )
+                or 0
+            )
+            unservable = int(
+                _scalar(
+                    conn,
+                    f"SELECT COUNT(*) FROM `{db}`.`{name}` t LEFT JOIN `{settings.raw_db}`.items i "
+                    "ON i.item_id = t.item_id WHERE i.item_id IS NULL OR i.in_stock <> 1",
+                )
+                or 0
+            )
+        finally:
+            conn.close()
+        ok = bad_lists == 0 and rising == 0 and unservable == 0
+        summary = (
+            f"{name}: rows={rows} lists_with_rank_gaps_or_duplicates={bad_lists} score_rises={rising} "
+            f"unknown_or_out_of_stock_items={unservable}"
+        )
         return ok, summary
 
     return validate

@@ -1,8 +1,9 @@
-"""Reference serving reader (FastAPI): top-N per user, similar items, health.
+"""Reference serving reader (FastAPI): top-N per user, similar items, search (:mod:`ml.serving.search`),
+health.
 
 Reads only ``recsys_serving`` with the read-only account (``RECSYS_READER_USER``), through a
-small pool of autocommit mysqlclient connections (``MySQLdb``, the C driver: about a fifth of
-PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
+small pool of autocommit mysqlclient connections (:mod:`ml.serving.pool`; ``MySQLdb``, the C
+driver: about a fifth of PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
 (old or new) across atomic swaps and refresh transactions. Right after a swap a read can fail with
 error 1412 ("table definition has changed"); it is retried.
 
@@ -34,10 +35,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import MySQLdb
@@ -48,79 +48,15 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from ml.config import Settings, get_settings
+from ml.serving.pool import RECONNECT_CODES, ConnectionPool, ServingUnavailable
+from ml.serving.search import add_search_route
 
 MAX_ID = 2**63 - 1  # BIGINT: larger ids are a client error, not a database error
 RETRY_CODES = {1412}  # table definition changed (a swap happened under this read)
-# server gone / lost / commands out of sync / killed (MariaDB 1927) / idle timeout (MySQL 8 4031) / closed
-RECONNECT_CODES = {2006, 2013, 2014, 2055, 1927, 4031, 0}
 META_TTL_S = 5.0
 DB_TIMEOUT_S = 2.0  # connect/read/write timeout of a reader connection, and the pool wait
 UNAVAILABLE = "serving database unavailable"  # the whole 503 detail: nothing of the driver's message
 log = logging.getLogger(__name__)
-
-
-class ServingUnavailable(RuntimeError):
-    """The serving database cannot answer now (→ HTTP 503)."""
-
-
-class ConnectionPool:
-    """A bounded, thread-safe LIFO pool of MySQLdb connections; broken ones are discarded."""
-
-    def __init__(self, factory: Callable[[], MySQLdb.Connection], size: int = 8, wait_s: float = 2.0):
-        self._factory, self._size, self._wait_s = factory, size, wait_s
-        self._idle: queue.LifoQueue[MySQLdb.Connection] = queue.LifoQueue()
-        self._lock = threading.Lock()
-        self._open = 0
-
-    def _take(self) -> MySQLdb.Connection:
-        with contextlib.suppress(queue.Empty):
-            return self._idle.get_nowait()
-        with self._lock:
-            grow = self._open < self._size
-            if grow:
-                self._open += 1
-        if grow:
-            try:
-                return self._factory()
-            except BaseException:
-                with self._lock:
-                    self._open -= 1
-                raise
-        try:
-            return self._idle.get(timeout=self._wait_s)
-        except queue.Empty:
-            raise ServingUnavailable(
-                f"all {self._size} database connections busy for {self._wait_s}s"
-            ) from None
-
-    @contextlib.contextmanager
-    def connection(self) -> Iterator[MySQLdb.Connection]:
-        conn = self._take()
-        healthy = True
-        try:
-            yield conn
-        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
-            healthy = bool(exc.args) and exc.args[0] not in RECONNECT_CODES
-            raise
-        finally:
-            if healthy:
-                self._idle.put(conn)
-            else:
-                with self._lock:
-                    self._open -= 1
-                with contextlib.suppress(Exception):
-                    conn.close()
-
-    def close(self) -> None:
-        while True:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                return
-            with contextlib.suppress(Exception):
-                conn.close()
-            with self._lock:
-                self._open -= 1
 
 
 class ServingStore:
@@ -296,15 +232,21 @@ def _key_check(keys: tuple[str, ...]) -> Callable[[str | None], None]:
 
 
 def create_app(
-    settings: Settings | None = None, pool_size: int = 8, timeout_s: float = DB_TIMEOUT_S
+    settings: Settings | None = None,
+    pool_size: int = 8,
+    timeout_s: float = DB_TIMEOUT_S,
+    *,
+    warm: bool = True,
 ) -> FastAPI:
-    """Build the app (uvicorn ``--factory`` entry). Connections open lazily on the first request.
-    ``timeout_s`` bounds each database wait (connect, read, pool); see the module docstring."""
+    """Build the app (uvicorn ``--factory`` entry). Connections open on the first request; with ``warm`` the
+    search index is built in the background at startup. ``timeout_s`` bounds each database wait."""
     s = settings or get_settings()
     store = ServingStore(s, pool_size=pool_size, timeout_s=timeout_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
+        if warm:
+            searcher.lexical.warm()
         yield
         store.pool.close()
 
@@ -335,6 +277,8 @@ def create_app(
     ) -> Response:
         """Items co-visited with this one (then global popularity when there are too few)."""
         return _json({"item_id": item_id, "items": store.similar(item_id, n)})
+
+    searcher = add_search_route(app, store, guarded, max(1, s.search_k))
 
     @app.get("/health")
     def health() -> JSONResponse:

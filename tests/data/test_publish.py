@@ -29,6 +29,9 @@ LIVE = {
     "publish_log",
     "publish_watermark",
     "publish_watermark_gaps",
+    "query_topn",
+    "user_query_topn",
+    "search_items",
 }
 
 

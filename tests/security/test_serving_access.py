@@ -34,7 +34,7 @@ def test_keys_from_the_environment(monkeypatch):
     assert get_settings().api_keys == () and get_settings().api_docs is False
 
 
-@pytest.mark.parametrize("path", ["/recommendations/1", "/similar/1"])
+@pytest.mark.parametrize("path", ["/recommendations/1", "/similar/1", "/search?q=shoes&user_id=1"])
 @pytest.mark.parametrize("headers", [{}, {"X-API-Key": ""}, {"X-API-Key": "k-on"}, {"X-API-Key": "K-ONE"}])
 def test_data_endpoints_need_a_key(keyed, path, headers):
     resp = keyed.get(path, headers=headers)
@@ -44,7 +44,7 @@ def test_data_endpoints_need_a_key(keyed, path, headers):
 
 @pytest.mark.parametrize("key", KEYS)
 def test_any_configured_key_opens_them(keyed, key):
-    for path in ("/recommendations/1", "/similar/1"):
+    for path in ("/recommendations/1", "/similar/1", "/search?q=shoes&user_id=1"):
         resp = keyed.get(path, headers={"X-API-Key": key})
         assert resp.status_code == 200 and resp.json()["items"] == [], resp.text
 
@@ -75,7 +75,7 @@ def test_503_bodies_carry_no_database_message(settings):
         dataclasses.replace(settings, serving_db="no_such_db_14"),
     ):
         with TestClient(create_app(dataclasses.replace(bad, api_keys=KEYS))) as c:
-            for path in ("/recommendations/1", "/similar/3", "/health"):
+            for path in ("/recommendations/1", "/similar/3", "/search?q=shoes", "/health"):
                 resp = c.get(path, headers={"X-API-Key": KEYS[0]})
                 assert resp.status_code == 503
                 text = resp.text.lower()
@@ -125,8 +125,9 @@ def test_hung_database_holds_one_request_not_the_server(settings):
     503 without any database message."""
     server = HungServer()
     s = dataclasses.replace(settings, mysql_host="127.0.0.1", mysql_port=server.port)
-    # a long timeout, so that A is certainly still waiting when the other requests are answered
-    with TestClient(create_app(s, timeout_s=120)) as c:
+    # a long timeout, so that A is certainly still waiting when the other requests are answered; no
+    # search index warm-up at startup, so A's is the first connection the database holds
+    with TestClient(create_app(s, timeout_s=120, warm=False)) as c:
         got: dict[str, object] = {}
         a = threading.Thread(target=lambda: got.update(a=c.get("/recommendations/1")), daemon=True)
         a.start()
