@@ -46,9 +46,12 @@ def _progress() -> Iterator[Callable[[str], None]]:
             console.log(f"[green]done[/] {last[-1]}")
 
 
-def _metrics_table(metrics: dict[str, dict[str, float | None]], title: str) -> Table:
+def _metrics_table(
+    metrics: dict[str, dict[str, float | None]],
+    title: str,
+    cols: tuple[str, ...] = ("ndcg@10", "otto_recall@20", "intent_capture@10"),
+) -> Table:
     table = Table(title=title)
-    cols = ["ndcg@10", "otto_recall@20", "intent_capture@10"]
     table.add_column("model")
     for c in cols:
         table.add_column(c, justify="right")
@@ -81,6 +84,7 @@ def train(
     session_task: bool = _opt("session_task", "--session-task/--no-session-task"),
     session_train: bool = _opt("session_train", "--session-train/--no-session-train"),
     learn_rules: bool = _opt("learn_rules", "--learn-rules/--no-learn-rules"),
+    search: bool = _opt("search", "--search/--no-search"),
 ) -> None:
     """Whole chain: point-in-time builds, rerankers, evaluation vs baselines, MLflow run, registration, gate."""
     from ml.training.pipeline import train_pipeline
@@ -101,6 +105,7 @@ def train(
         session_task=session_task,
         session_train=session_train,
         learn_rules=learn_rules,
+        search=search,
     )
     with _progress() as step:
         out = train_pipeline(config=cfg, step=step)
@@ -110,6 +115,21 @@ def train(
     console.print(
         f"version {out['version']}: {'[bold green]promoted[/]' if out['promoted'] else '[yellow]not promoted[/]'} — {out['reason']}"
     )
+    found = out.get("search") or {}
+    if found.get("skipped", True):
+        console.print(f"search ranker: skipped — {found.get('reason', 'not run')}")
+    else:
+        console.print(
+            _metrics_table(
+                found["metrics"],
+                f"search, test cut (run {found['run_id']})",
+                ("ndcg@10", "mrr", "hitrate@10"),
+            )
+        )
+        console.print(
+            f"search version {found['version']}: "
+            f"{'[bold green]promoted[/]' if found['promoted'] else '[yellow]not promoted[/]'} — {found['reason']}"
+        )
     console.print(_stage_table(out["stage_seconds"]))
 
 

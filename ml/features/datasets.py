@@ -24,6 +24,13 @@ PIT_TABLES = (
     "ml_candidates",
     "int_user_items_aggregated",
 )
+#: dbt models read when the database has them (kept in ``CutData.extra``): the search marts exist
+#: only where the search models were built. A point-in-time cut reads one only when the point-in-time
+#: build selects it (:func:`pit_builds`): a copy left in ``recsys_pit`` by another build belongs to
+#: another cut. (ml_query_item is not selected today: in a point-in-time build of the default shop its
+#: upstream int_search_session_events alone ran over 6 minutes, while ml.search.engagement computes
+#: the same rows from the cut's history, with the same dbt vars, in about a second.)
+OPTIONAL_TABLES = ("ml_query_item",)
 EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
 
 
@@ -196,13 +203,31 @@ def load_intents(settings: Settings) -> pd.DataFrame:
     )
 
 
-def read_dbt_tables(settings: Settings, database: str, with_labels: bool) -> dict[str, pd.DataFrame]:
-    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database."""
+def pit_builds(model: str) -> bool:
+    """Whether a point-in-time build (``ml.features.dbt.PIT_SELECTION``) rebuilds ``model``."""
+    from ml.features.dbt import PIT_SELECTION
+
+    return f"+{model}" in PIT_SELECTION or model in PIT_SELECTION
+
+
+def read_dbt_tables(
+    settings: Settings, database: str, with_labels: bool, optional: tuple[str, ...] = ()
+) -> dict[str, pd.DataFrame]:
+    """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database, plus those of
+    ``optional`` that it holds."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
     out = {}
     for name in names:
         df = read_sql(f"SELECT * FROM `{database}`.`{name}`", settings)
         out[name] = _numeric(df)
+    present = read_sql(
+        "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
+        settings,
+        (database,),
+    )
+    for name in optional:
+        if name in set(present["t"]):
+            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings))
     return out
 
 
@@ -233,7 +258,8 @@ def load_cut(
 
         build_point_in_time(cut_str(cut_ts), label_hours, settings)
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
-    tables = read_dbt_tables(settings, database, with_labels=cut_ts is not None)
+    optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
+    tables = read_dbt_tables(settings, database, with_labels=cut_ts is not None, optional=optional)
     items = items if items is not None else load_items(settings)
     end = cut_ts
     history_end = end
@@ -256,6 +282,7 @@ def load_cut(
         labels=tables.get("ml_labels"),
         window=window,
         label_hours=label_hours if cut_ts is not None else None,
+        extra={name: tables[name] for name in OPTIONAL_TABLES if name in tables},
     )
 
 

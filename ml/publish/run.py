@@ -10,8 +10,8 @@ from ml.db import connect
 from ml.publish.common import ChampionNotPublished, NoChampion, Recommender, jsonable
 from ml.publish.full import publish_full
 from ml.publish.refresh import publish_refresh
+from ml.publish.search import load_search_lists
 from ml.quality.topn import gx_topn_validator
-from ml.search.lists import load_search_lists
 
 
 def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:

@@ -30,13 +30,33 @@ from ml.contracts import QUERY_TOPN_COLUMNS, USER_QUERY_TOPN_COLUMNS
 from ml.db import connect
 from ml.publish.common import PublishError, ValidationFailed, batches, table_exists
 from ml.quality.topn import check_search_frame, search_invariants_validator
-from ml.search.lists import SEARCH_MARTS, SearchLists, distinct_queries
+from ml.search.lists import SEARCH_MARTS, BaselineSearchLists, SearchLists, distinct_queries
 
 log = logging.getLogger(__name__)
 
 #: The serving tables of search, rebuilt and swapped together by a full publish.
 SEARCH_TABLES: tuple[str, ...] = ("query_topn", "user_query_topn", "search_items")
 QUERY_CHUNK = 1000  # queries per provider call and per refresh transaction
+
+
+def load_search_lists(settings: Settings) -> SearchLists:
+    """The search champion (``ml.search.serve.load_search_champion``) when one is registered, else
+    :class:`BaselineSearchLists` (search serving is never left without lists). Here, not in
+    ``ml.search.lists``: the champion loader reads the registry, a layer above the search package."""
+    try:
+        from ml.search.serve import load_search_champion
+    except ImportError as exc:
+        log.info("no search ranker module (%s): publishing the search baseline", exc)
+        return BaselineSearchLists()
+    try:
+        champion = load_search_champion(settings)
+    except LookupError as exc:
+        log.info("no search champion registered (%s): publishing the search baseline", exc)
+        return BaselineSearchLists()
+    if champion is None or not getattr(champion, "model_version", None):
+        log.info("no search champion with a model_version: publishing the search baseline")
+        return BaselineSearchLists()
+    return champion
 
 
 @dataclass(frozen=True)

@@ -214,22 +214,3 @@ class BaselineSearchLists:
             f"WHERE user_id IN ({_ids(user_ids)})",
         )
         return {int(u): int(c) for u, c in rows}
-
-
-def load_search_lists(settings: Settings) -> SearchLists:
-    """The search champion (``ml.search.serve.load_search_champion``) when one is registered, else
-    :class:`BaselineSearchLists` (search serving is never left without lists)."""
-    try:
-        from ml.search.serve import load_search_champion
-    except ImportError as exc:
-        log.info("no search ranker module (%s): publishing the search baseline", exc)
-        return BaselineSearchLists()
-    try:
-        champion = load_search_champion(settings)
-    except LookupError as exc:
-        log.info("no search champion registered (%s): publishing the search baseline", exc)
-        return BaselineSearchLists()
-    if champion is None or not getattr(champion, "model_version", None):
-        log.info("no search champion with a model_version: publishing the search baseline")
-        return BaselineSearchLists()
-    return champion

@@ -48,6 +48,11 @@ class TrainConfig:
     register: bool = True
     # evaluate every model and baseline with each business rule switched off (report/rule_ablation)
     rule_ablation: bool = True
+    # train, gate and register the personalised search ranker (ml.search.train); skipped with a
+    # reason when the log has too few searches followed by an item engagement
+    search: bool = True
+    # candidates per search from each source (BM25, query behaviour + synonyms, semantic)
+    search_k: int = 100
 
     def as_params(self) -> dict[str, str]:
         d = asdict(self)
@@ -114,6 +119,10 @@ OPTIONS: dict[str, Option] = {
     ),
     "rule_ablation": Option(
         "Also evaluate every model with each business rule switched off (report/rule_ablation)."
+    ),
+    "search": Option(
+        "Also train the personalised search ranker (its own MLflow experiment and registered model); "
+        "skipped with a reason when the log has too few searches."
     ),
 }
 

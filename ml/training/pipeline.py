@@ -20,6 +20,7 @@ from ml.features.datasets import CutData, load_intents, log_profile, max_event_t
 from ml.features.protocol import TaskChoice, choose_task, make_split
 from ml.models.rerank import FitResult, fit_lightgbm, fit_xgboost, ranking_groups
 from ml.models.tf.stage import log_tf_stage
+from ml.search.train import train_search
 from ml.training.config import Step, TrainConfig, noop
 from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts, sample_users
 from ml.training.holdout import (
@@ -111,6 +112,8 @@ def train_pipeline(
     )
     split = make_split(max_event_ts(s), choice.label_hours, cfg.n_train_cuts)
     cuts = load_cuts(s, split, cfg, step, cache)
+    # the search stage reads every cut's label window before the recommender samples and frees them
+    searched = train_search(s, cuts, split, cfg, step)
     if cfg.max_users > 0:
         cuts = {
             k: (c if k in ("test", "session_test") else sample_users(c, cfg.max_users, cfg.seed))
@@ -181,7 +184,11 @@ def train_pipeline(
             "promoted": False,
             "reason": "registration disabled",
             "champion": None,
+            "search": searched,
         }
+        mlflow.set_tags(
+            {"search_run_id": searched.get("run_id", ""), "search_skipped": str(searched["skipped"])}
+        )
         if cfg.register:
             lgbm = fits["lightgbm"]
             spec = {

@@ -94,7 +94,8 @@ def test_the_search_champion_is_published_when_there_is_one(monkeypatch):
     import types
 
     from ml.config import get_settings
-    from ml.search.lists import BaselineSearchLists, load_search_lists
+    from ml.publish.search import load_search_lists
+    from ml.search.lists import BaselineSearchLists
 
     s = get_settings()
     monkeypatch.setitem(sys.modules, "ml.search.serve", None)  # no search ranker module: ImportError

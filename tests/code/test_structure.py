@@ -23,7 +23,9 @@ LAYERS: dict[str, int] = {
     "ml.features": 2,
     "ml.quality": 2,
     "ml.models": 2,
-    "ml.search": 2,
+    "ml.search": 2,  # query understanding, relevance sources, search rows and ranker
+    "ml.search.serve": 3,  # the registered search champion as a list provider (publish reads it)
+    "ml.search.train": 4,  # the search stage of a training run
     "ml.registry": 3,
     "ml.training": 4,
     "ml.publish": 4,

@@ -133,6 +133,67 @@ def test_champion_loader_scores_current_marts(trained) -> None:
     assert not recs.duplicated(["user_id", "item_id"]).any()
 
 
+def test_search_stage_beside_the_recommender(trained) -> None:
+    """The same run trains the search ranker on the shop's searches (its own MLflow experiment and
+    registered model, linked from the recommender's run); its champion lists the users' recent
+    queries and the asked queries from the current data, in stock, k at most."""
+    import mlflow
+
+    from ml.features.datasets import read_sql
+    from ml.registry import store
+    from ml.search.serve import load_search_champion, search_model_name
+
+    s, out, steps = trained
+    found = out["search"]
+    assert found["skipped"] is False, found["reason"]
+    assert set(found["metrics"]) == {"search_ranker", "bm25", "query_pop"}
+    assert found["promoted"] is True, found["reason"]
+    client = store.configure(s)
+    assert mlflow.get_run(out["run_id"]).data.tags["search_run_id"] == found["run_id"]
+    name = search_model_name(s)
+    assert str(client.get_model_version_by_alias(name, store.CHAMPION).version) == found["version"]
+    provider = load_search_champion(s)
+    assert provider is not None and provider.model_version == f"{name}/{found['version']}"
+    users = read_sql(
+        f"SELECT DISTINCT user_id FROM `{s.raw_db}`.user_behavior WHERE behavior_type = 'search' "
+        "ORDER BY user_id LIMIT 10",
+        s,
+    )["user_id"].tolist()
+    lists = provider.user_lists(s, users, 5)
+    assert not lists.empty and set(lists["user_id"]) <= set(users)
+    assert list(lists.columns) == ["user_id", "query_norm", "rank", "item_id", "score", "source"]
+    assert lists.groupby(["user_id", "query_norm"])["rank"].max().le(5).all()
+    assert not lists.duplicated(["user_id", "query_norm", "item_id"]).any()
+    queries = lists["query_norm"].drop_duplicates().head(3).tolist()
+    topn = provider.query_lists(s, queries, 5)
+    assert topn.groupby("query_norm").size().to_dict() == {q: 5 for q in queries}
+    stock = read_sql(f"SELECT item_id FROM `{s.raw_db}`.items WHERE in_stock = 1", s)["item_id"]
+    assert set(topn["item_id"]) | set(lists["item_id"]) <= set(stock)
+
+
+def test_search_rows_attribute_like_the_mart(trained) -> None:
+    """One definition: the pandas attribution the search rows use for a cut (ml.search.engagement)
+    gives exactly the serving mart ml_query_item over the same events."""
+    import numpy as np
+
+    from ml.features.datasets import load_events, read_sql
+    from ml.features.dbt import run_dbt
+    from ml.search.engagement import query_item_stats
+
+    s, _, _ = trained
+    run_dbt(["run", "--select", "+ml_query_item"], settings=s)
+    cols = ["n_browse", "n_cart", "n_fav", "n_purchase", "n_searches", "n_users", "weighted"]
+    mart = read_sql(f"SELECT query_norm, item_id, {', '.join(cols)} FROM `{s.marts_db}`.ml_query_item", s)
+    mine = query_item_stats(load_events(s, None, None))
+    assert len(mart) > 100
+    both = mart.merge(mine, on=["query_norm", "item_id"], how="outer", suffixes=("_sql", "_py"))
+    assert len(both) == len(mart) == len(mine)
+    for col in cols:
+        np.testing.assert_allclose(
+            both[f"{col}_sql"].astype(float), both[f"{col}_py"].astype(float), rtol=1e-9
+        )
+
+
 def test_pipeline_with_the_tf_stage(trained) -> None:
     """Tiny TF configs: the two-tower becomes a candidate source, the DIN score a reranker feature, both
     are logged with the run, and the registered version rebuilds its frame with its own TF models."""
@@ -153,7 +214,7 @@ def test_pipeline_with_the_tf_stage(trained) -> None:
             "item_dim": 8,
         },
     }
-    out = train_pipeline(s, small_config(use_tf=True, tf=tiny, xgboost=False), cache=CACHE)
+    out = train_pipeline(s, small_config(use_tf=True, tf=tiny, xgboost=False, search=False), cache=CACHE)
     assert "tf_ranker" in out["metrics"] and out["metrics"]["tf_ranker"]["ndcg@10"] > 0
     assert set(out["fit_seconds"]) >= {"lightgbm", "two_tower", "tf_ranker"}
     client = store.configure(s)
