@@ -13,60 +13,34 @@ popularity; intent capture ≥ 0.6).
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from datetime import datetime
+
+from sim_shop import add_shop_args, prepare_shop
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--items", type=int, default=1000)
-    p.add_argument("--days", type=int, default=14)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--prefix",
-        default=os.environ.get("RECSYS_DB_PREFIX", "bench_quality_"),
-        help="RECSYS_DB_PREFIX for the benchmark databases",
-    )
+    add_shop_args(p, "bench_quality_")
     p.add_argument("--label-hours", type=int, default=24)
     p.add_argument("--n-train-cuts", type=int, default=1)
     p.add_argument("--tf", action="store_true", help="also train the TF two-tower and DIN ranker stage")
     p.add_argument(
         "--no-session-train", action="store_true", help="fit the rerankers on next-day frames only"
     )
-    p.add_argument(
-        "--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)"
-    )
     return p.parse_args()
 
 
 def main() -> None:
     a = _args()
-    os.environ["RECSYS_DB_PREFIX"] = a.prefix
-    os.environ.setdefault("RECSYS_MLFLOW_EXPERIMENT", "bench-quality")
     import mlflow
     import pandas as pd
 
-    from ml.config import get_settings
-    from ml.data.sim_config import SimConfig
-    from ml.data.sim_load import load_simulation
-    from ml.data.simulate import simulate
-    from ml.db import init_db
     from ml.models.report import to_markdown
     from ml.registry import store
     from ml.training.config import TrainConfig
     from ml.training.pipeline import train_pipeline
 
-    s = get_settings()
-    init_db(s)
-    t0 = time.perf_counter()
-    if not a.reuse:
-        data = simulate(
-            SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1))
-        )
-        load_simulation(data, s)
-        print(f"simulated {len(data.events):,} events in {time.perf_counter() - t0:.1f}s")
+    s = prepare_shop(a, "bench-quality")
     cfg = TrainConfig(
         label_hours=a.label_hours,
         n_train_cuts=a.n_train_cuts,

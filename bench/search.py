@@ -16,56 +16,31 @@ BM25 and ≥ 1.2× query popularity on the test window. Reader latency is measur
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from datetime import datetime
+
+from sim_shop import add_shop_args, prepare_shop
 
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--users", type=int, default=2000)
-    p.add_argument("--items", type=int, default=1000)
-    p.add_argument("--days", type=int, default=14)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument(
-        "--prefix",
-        default=os.environ.get("RECSYS_DB_PREFIX", "bench_search_"),
-        help="RECSYS_DB_PREFIX for the benchmark databases",
-    )
+    add_shop_args(p, "bench_search_")
     p.add_argument("--label-hours", type=float, default=24)
     p.add_argument("--n-train-cuts", type=int, default=2)
     p.add_argument("--k", type=int, default=100, help="candidates per search from each source")
     p.add_argument("--register", action="store_true", help="register and gate the ranker like a training run")
-    p.add_argument(
-        "--reuse", action="store_true", help="keep the raw data already in the prefix (skip simulating)"
-    )
     return p.parse_args()
 
 
 def main() -> None:
     a = _args()
-    os.environ["RECSYS_DB_PREFIX"] = a.prefix
-    os.environ.setdefault("RECSYS_MLFLOW_EXPERIMENT", "bench-search")
-    from ml.config import get_settings
-    from ml.data.sim_config import SimConfig
-    from ml.data.sim_load import load_simulation
-    from ml.data.simulate import simulate
-    from ml.db import init_db
     from ml.features.datasets import max_event_ts
     from ml.features.protocol import make_split
     from ml.search.train import comparison_table, train_search
     from ml.training.config import TrainConfig
     from ml.training.cuts import load_cuts
 
-    s = get_settings()
-    init_db(s)
     t0 = time.perf_counter()
-    if not a.reuse:
-        data = simulate(
-            SimConfig(users=a.users, items=a.items, days=a.days, seed=a.seed, start=datetime(2026, 10, 1))
-        )
-        load_simulation(data, s)
-        print(f"simulated {len(data.events):,} events in {time.perf_counter() - t0:.1f}s")
+    s = prepare_shop(a, "bench-search")
     cfg = TrainConfig(
         label_hours=a.label_hours,
         n_train_cuts=a.n_train_cuts,
