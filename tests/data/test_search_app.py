@@ -8,7 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 from publish_support import RawEventsRecommender
-from search_support import drop_search_marts, seed_search_shop
+from search_serving_support import drop_search_marts, seed_search_shop
 
 from ml.db import connect
 from ml.publish.full import publish_full
@@ -21,7 +21,7 @@ BASE = BaselineSearchLists.model_version
 
 @pytest.fixture()
 def client(clean_db):
-    """The search shop (tests/data/search_support.py) published at v1 with K = 5."""
+    """The search shop (tests/data/search_serving_support.py) published at v1 with K = 5."""
     s = dataclasses.replace(clean_db, search_k=5)
     seed_search_shop(s)
     publish_full(RawEventsRecommender(s), "v1", s, n=5)

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 from publish_support import T0, RawEventsRecommender, scalar, seed_serving_marts, serving_tables, topn
-from search_support import (
+from search_serving_support import (
     QUERY_ITEMS,
     add_searches,
     drop_search_marts,
@@ -27,7 +27,7 @@ from ml.publish.refresh import publish_refresh
 from ml.search.lists import BaselineSearchLists
 
 BASE = BaselineSearchLists.model_version
-# the baseline on the hand-made marts (search_support): behaviour rows 1 + weighted / best, in stock
+# the baseline on the hand-made marts (search_serving_support): behaviour rows 1 + weighted / best, in stock
 # only (item 30 is not); BM25 fills with the other in-stock titles that match, best = 1.0
 TRAINERS = [
     ("trainers", 1, 2, 2.0, "query_pop", BASE),

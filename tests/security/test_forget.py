@@ -70,9 +70,13 @@ def shop(sim_small_module, settings, tmp_path_factory):
     try:
         with conn.cursor() as cur:
             now = datetime(2026, 11, 1)
+            # a publish test on the same worker may have left these users' rows: start from ours only
+            cur.execute(f"DELETE FROM `{s.serving_db}`.user_topn WHERE user_id IN (%s, %s)", (victim, other))
             for u in (victim, other):
                 cur.executemany(
-                    f"INSERT INTO `{s.serving_db}`.user_topn VALUES (%s, %s, %s, 1.0, 'test', 'v1', %s)",
+                    f"INSERT INTO `{s.serving_db}`.user_topn "
+                    "(user_id, `rank`, item_id, score, source, model_version, generated_at) "
+                    "VALUES (%s, %s, %s, 1.0, 'test', 'v1', %s)",
                     [(u, r, 100 + r, now) for r in (1, 2)],
                 )
             cur.execute(
