@@ -85,6 +85,10 @@ def train(
     session_train: bool = _opt("session_train", "--session-train/--no-session-train"),
     learn_rules: bool = _opt("learn_rules", "--learn-rules/--no-learn-rules"),
     search: bool = _opt("search", "--search/--no-search"),
+    mmr: bool = _opt("mmr", "--mmr/--no-mmr"),
+    mmr_grid: str = _opt("mmr_grid"),
+    mmr_min_ndcg_ratio: float = _opt("mmr_min_ndcg_ratio"),
+    mmr_brand: bool = _opt("mmr_brand", "--mmr-brand/--no-mmr-brand"),
 ) -> None:
     """Whole chain: point-in-time builds, rerankers, evaluation vs baselines, MLflow run, registration, gate."""
     from ml.training.pipeline import train_pipeline
@@ -106,6 +110,10 @@ def train(
         session_train=session_train,
         learn_rules=learn_rules,
         search=search,
+        mmr=mmr,
+        mmr_grid=mmr_grid,
+        mmr_min_ndcg_ratio=mmr_min_ndcg_ratio,
+        mmr_brand=mmr_brand,
     )
     with _progress() as step:
         out = train_pipeline(config=cfg, step=step)
@@ -115,6 +123,8 @@ def train(
     console.print(
         f"version {out['version']}: {'[bold green]promoted[/]' if out['promoted'] else '[yellow]not promoted[/]'} — {out['reason']}"
     )
+    if out.get("mmr"):
+        console.print(f"MMR: λ={out['mmr']['lambda']} chosen on the validation cut — {out['mmr']['rule']}")
     found = out.get("search") or {}
     if found.get("skipped", True):
         console.print(f"search ranker: skipped — {found.get('reason', 'not run')}")

@@ -8,7 +8,14 @@ the ground truth is everything a user did in the label window ``[cut, cut + Δ)`
   summed over users before dividing (micro average, as the OTTO leaderboard does),
 - ``otto_recall@20`` = 0.1 clicks + 0.3 carts + 0.6 orders,
 - ``hitrate@10`` (any positive in the top 10), ``mrr`` (1 / rank of the first positive in the list),
-- ``coverage@10`` (distinct items in all top-10 lists / catalogue size),
+- ``coverage@10`` (distinct items in all top-10 lists / catalogue size) and ``coverage_in_stock@10``
+  (distinct in-stock items in them / in-stock items: what the rules let a list show),
+- ``ild_category@10`` / ``ild_brand@10``: intra-list diversity with a 0/1 distance, the share of the
+  distinct pairs of a top-10 whose category (brand) differ, averaged over users with two or more items
+  (pairs where either item has no brand are left out of the brand figure, not counted as similar),
+- ``novelty@10``: mean self-information -log2 p(i) of the listed items, p the item's share of the
+  training window's item events with add-one smoothing over the catalogue (an unseen item is finite
+  and the most novel), averaged per list then over users,
 - ``intent_capture@10`` (share of a user's top 10 in the planted intent category of the session that
   follows or straddles the cut; simulator ground truth, never read by a model), and
   ``intent_capture_straddle@10`` restricted to sessions already running at the cut (intent observable).
@@ -72,6 +79,67 @@ def coverage(lists: Iterable[Sequence[int]], catalogue_size: int, k: int = 10) -
     return len(shown) / catalogue_size
 
 
+def intra_list_diversity(ranked: Sequence[int], attribute: Mapping[int, object], k: int = 10) -> float:
+    """Share of the distinct pairs of the top k whose attribute differs (ILD with a 0/1 distance).
+
+    Items without the attribute are left out; NaN when fewer than two items remain (no pair)."""
+    values = [attribute[i] for i in ranked[:k] if attribute.get(i) is not None]
+    pairs = len(values) * (len(values) - 1) // 2
+    if pairs == 0:
+        return float("nan")
+    same = sum(c * (c - 1) // 2 for c in pd.Series(values).value_counts().tolist())
+    return 1.0 - same / pairs
+
+
+def self_information(history: pd.DataFrame, catalogue: Iterable[int]) -> dict[int, float]:
+    """-log2 of each catalogue item's share of the window's item events, add-one smoothed.
+
+    ``history`` has raw columns ``item_id`` (searches, with no item, are ignored); every catalogue
+    item gets a value, so a list of never-seen items is maximally novel rather than undefined."""
+    items = [int(i) for i in catalogue]
+    counts = history["item_id"].dropna().astype("int64").value_counts()
+    total = float(counts.reindex(items).fillna(0).sum()) + len(items)
+    return {i: float(-math.log2((counts.get(i, 0) + 1) / total)) for i in items}
+
+
+def novelty(ranked: Sequence[int], info: Mapping[int, float], k: int = 10) -> float:
+    """Mean self-information of the top k (items unknown to ``info`` are skipped); NaN for an empty list."""
+    values = [info[i] for i in ranked[:k] if i in info]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def beyond_accuracy(
+    lists: Mapping[int, Sequence[int]],
+    users: Sequence[int],
+    *,
+    item_category: Mapping[int, object] | None = None,
+    item_brand: Mapping[int, object] | None = None,
+    in_stock: Iterable[int] | None = None,
+    info: Mapping[int, float] | None = None,
+    k: int = 10,
+) -> dict[str, float]:
+    """ILD by category and brand, in-stock coverage and novelty of the top k of ``users``' lists
+    (each only when its input is given, so callers without a catalogue or history still work)."""
+    tops = [list(lists.get(u, ()))[:k] for u in users]
+    out: dict[str, float] = {}
+    if item_category is not None:
+        out[f"ild_category@{k}"] = _nanmean([intra_list_diversity(t, item_category, k) for t in tops])
+    if item_brand is not None:
+        out[f"ild_brand@{k}"] = _nanmean([intra_list_diversity(t, item_brand, k) for t in tops])
+    if in_stock is not None:
+        stock = set(int(i) for i in in_stock)
+        shown = {i for t in tops for i in t if i in stock}
+        out[f"coverage_in_stock@{k}"] = len(shown) / len(stock) if stock else float("nan")
+    if info is not None:
+        out[f"novelty@{k}"] = _nanmean([novelty(t, info, k) for t in tops])
+    return out
+
+
 def intent_share(
     ranked: Sequence[int], item_category: Mapping[int, int], intent_category: int, k: int = 10
 ) -> float:
@@ -132,6 +200,15 @@ def _first_sessions(window_events: pd.DataFrame, intents: pd.DataFrame) -> pd.Da
     return first.merge(intents[cols], on="session_id", how="inner").dropna(subset=["intent_category_id"])
 
 
+def item_brands(items: pd.DataFrame) -> dict[int, str]:
+    """Item → brand for the items with a non-empty brand (the others are left out of brand diversity)."""
+    if "brand" not in items.columns:
+        return {}
+    known = items.dropna(subset=["brand"])
+    known = known[known["brand"].astype(str).str.strip() != ""]
+    return dict(zip(known["item_id"].astype("int64"), known["brand"].astype(str)))
+
+
 def recs_to_lists(recs: pd.DataFrame) -> dict[int, list[int]]:
     """``recommend()`` output (user_id, rank, item_id, ...) → ``{user: [item, ...] by rank}``."""
     if recs.empty:
@@ -150,11 +227,15 @@ def evaluate_lists(
     k_ndcg: int = 10,
     k_recall: int = 20,
     straddling: set[int] | None = None,
+    item_brand: Mapping[int, object] | None = None,
+    in_stock: Iterable[int] | None = None,
+    info: Mapping[int, float] | None = None,
 ) -> dict[str, float]:
     """All metrics for ranked lists against the ground truth of the evaluated users (``truth``'s keys).
 
     A user in ``truth`` without a list counts as an empty list (a miss), so a recommender cannot look
-    better by skipping users.
+    better by skipping users. The beyond-accuracy metrics (:func:`beyond_accuracy`) are computed
+    for whichever of ``item_category``, ``item_brand``, ``in_stock`` and ``info`` are given.
     """
     users = list(truth)
     if not users:
@@ -186,6 +267,15 @@ def evaluate_lists(
         otto += w * r
     out[f"otto_recall@{k_recall}"] = otto
     out[f"coverage@{k_ndcg}"] = coverage((lists.get(u, ()) for u in users), catalogue_size, k_ndcg)
+    out |= beyond_accuracy(
+        lists,
+        users,
+        item_category=item_category,
+        item_brand=item_brand,
+        in_stock=in_stock,
+        info=info,
+        k=k_ndcg,
+    )
     if intents is not None and item_category is not None:
         shares = [
             intent_share(list(lists.get(u, ())), item_category, c, k_ndcg)
@@ -214,12 +304,17 @@ def evaluate_recommendations(
     eval_users: Iterable[int] | None = None,
     intents: pd.DataFrame | None = None,
     cut: pd.Timestamp | None = None,
+    history: pd.DataFrame | None = None,
+    info: Mapping[int, float] | None = None,
 ) -> dict[str, float]:
     """Evaluate a ``recommend()`` frame against the label window's events.
 
     ``eval_users`` restricts the evaluation (normally: users seen before the cut); ``items`` gives the
-    catalogue size and categories; ``intents`` (simulator ground truth) enables intent capture, and
-    with ``cut`` also intent capture over the users whose session straddles the cut.
+    catalogue size, categories, brands (column ``brand``, when present) and stock (``in_stock``);
+    ``intents`` (simulator ground truth) enables intent capture, and with ``cut`` also intent capture
+    over the users whose session straddles the cut. Novelty needs the item popularity of the training
+    window: ``info`` (:func:`self_information`, computed once per cut by a caller evaluating many
+    models) or ``history`` to compute it from.
     """
     ev = window_events
     if eval_users is not None:
@@ -228,6 +323,10 @@ def evaluate_recommendations(
     item_category = dict(zip(items["item_id"].astype("int64"), items["category_id"].astype("int64")))
     intent_map = session_intents(ev, intents) if intents is not None else None
     straddle = straddling_users(ev, intents, cut) if intents is not None and cut is not None else None
+    if info is None and history is not None:
+        info = self_information(history, items["item_id"])
+    brand = item_brands(items) if "brand" in items.columns else None
+    stock = items.loc[items["in_stock"].astype(int) == 1, "item_id"] if "in_stock" in items.columns else None
     return evaluate_lists(
         recs_to_lists(recs),
         truth,
@@ -235,4 +334,7 @@ def evaluate_recommendations(
         item_category=item_category,
         intents=intent_map,
         straddling=straddle,
+        item_brand=brand,
+        in_stock=None if stock is None else stock.astype("int64"),
+        info=info,
     )

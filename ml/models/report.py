@@ -20,6 +20,11 @@ TABLE_METRICS = [
     "coverage@10",
     "intent_capture@10",
     "intent_capture_straddle@10",
+    # beyond accuracy (ml.models.evaluate): diversity within a list, over all lists, and novelty
+    "ild_category@10",
+    "ild_brand@10",
+    "coverage_in_stock@10",
+    "novelty@10",
 ]
 
 

@@ -53,6 +53,15 @@ class TrainConfig:
     search: bool = True
     # candidates per search from each source (BM25, query behaviour + synonyms, semantic)
     search_k: int = 100
+    # measure the MMR re-rank (ml.models.diversity) of the LightGBM list at each λ of ``mmr_grid`` on
+    # the validation cut, choose λ there (the most diverse λ keeping NDCG@10 >= mmr_min_ndcg_ratio ×
+    # its λ = 1 value) and report the trade-off on the test cut; publishing is not changed by it
+    mmr: bool = True
+    mmr_grid: str = "1.0,0.9,0.8,0.7,0.5"
+    mmr_min_ndcg_ratio: float = 0.95
+    # items re-ranked by MMR per user (the rest follow in score order); brands count as similar too
+    mmr_pool: int = 100
+    mmr_brand: bool = False
 
     def as_params(self) -> dict[str, str]:
         d = asdict(self)
@@ -124,6 +133,17 @@ OPTIONS: dict[str, Option] = {
         "Also train the personalised search ranker (its own MLflow experiment and registered model); "
         "skipped with a reason when the log has too few searches."
     ),
+    "mmr": Option(
+        "Measure the MMR diversity re-rank of the LightGBM list: choose its λ on the validation cut and "
+        "report the NDCG/diversity trade-off on the test cut (report/diversity.md); published lists are unchanged."
+    ),
+    "mmr_grid": Option("Comma-separated λ values of the MMR trade-off (must include 1.0 = off)."),
+    "mmr_min_ndcg_ratio": Option(
+        "λ chosen = the most category-diverse λ whose validation NDCG@10 is at least this share of λ=1's.",
+        0.01,
+        1,
+    ),
+    "mmr_brand": Option("MMR treats items of the same brand as similar too (not only the same category)."),
 }
 
 

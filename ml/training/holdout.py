@@ -5,6 +5,7 @@ the same business rules and list length (ARCHITECTURE.md §3: full ranking, neve
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import pandas as pd
@@ -12,7 +13,8 @@ import pandas as pd
 from ml.features.candidates import candidate_recall
 from ml.features.datasets import CutData
 from ml.models.baselines import build_baselines, intent_from_marts, popularity_scores
-from ml.models.evaluate import evaluate_recommendations
+from ml.models.diversity import MMRRecommender, choose_lambda, parse_grid
+from ml.models.evaluate import evaluate_recommendations, item_brands, self_information
 from ml.models.rerank import ColumnScorer, FitResult, TwoStageRecommender
 from ml.models.rules import Backfill, RuledRecommender
 from ml.models.tf.stage import TFStage
@@ -29,8 +31,17 @@ class Holdout:
     intents: pd.DataFrame
     backfill: Backfill
 
+    @cached_property
+    def info(self) -> dict[int, float]:
+        """Self-information of every catalogue item in the cut's history window (novelty), computed
+        once for all the models evaluated on this holdout."""
+        return self_information(self.cut.history, self.cut.items["item_id"])
+
     def evaluate(self, recommender: Any, n: int) -> dict[str, float]:
-        recs = recommender.recommend(self.eval_users, n)
+        return self.evaluate_recs(recommender.recommend(self.eval_users, n))
+
+    def evaluate_recs(self, recs: pd.DataFrame) -> dict[str, float]:
+        """Every metric of a ``recommend()`` frame of the evaluated users."""
         return evaluate_recommendations(
             recs,
             self.cut.window,
@@ -38,6 +49,7 @@ class Holdout:
             eval_users=self.eval_users,
             intents=self.intents,
             cut=self.cut.cut_ts,
+            info=self.info,
         )
 
 
@@ -148,8 +160,59 @@ HEADLINE_METRICS = (
     "otto_recall@20",
     "coverage@10",
     "intent_capture@10",
+    "ild_category@10",
+    "ild_brand@10",
+    "novelty@10",
 )
 
 
 def headline(results: dict[str, dict[str, float]]) -> dict[str, dict[str, float | None]]:
     return {k: {m: v.get(m) for m in HEADLINE_METRICS} for k, v in results.items()}
+
+
+#: Columns of the MMR trade-off table (report/diversity.md), per λ.
+TRADEOFF_METRICS = (
+    "ndcg@10",
+    "ild_category@10",
+    "ild_brand@10",
+    "coverage@10",
+    "coverage_in_stock@10",
+    "novelty@10",
+)
+
+
+def mmr_tradeoff(
+    holdout: Holdout, fit: FitResult, cfg: TrainConfig, lambdas: list[float], step: Step = noop
+) -> tuple[pd.DataFrame, dict[float, dict[str, float]]]:
+    """The reranker re-ranked by MMR at each λ on one holdout, under the run's rules: the table
+    (index λ, :data:`TRADEOFF_METRICS`) and every metric per λ. The model scores once for all λ."""
+    cut = holdout.cut
+    rec = TwoStageRecommender(
+        fit.scorer, holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules
+    )
+    scored = rec.score(holdout.eval_users)
+    brand = item_brands(cut.items) if cfg.mmr_brand else None
+    metrics: dict[float, dict[str, float]] = {}
+    for lam in lambdas:
+        step(f"evaluate MMR λ={lam}")
+        mmr = MMRRecommender(rec, lam, item_brand=brand, pool=cfg.mmr_pool, scored=scored)
+        metrics[lam] = holdout.evaluate(mmr, cfg.n)
+    table = pd.DataFrame({lam: {m: v.get(m) for m in TRADEOFF_METRICS} for lam, v in metrics.items()}).T
+    table.index.name = "lambda"
+    return table.astype(float), metrics
+
+
+def measure_mmr(
+    validation: Holdout, test: Holdout, fit: FitResult, cfg: TrainConfig, step: Step = noop
+) -> dict[str, Any]:
+    """λ chosen on the validation cut (:func:`ml.models.diversity.choose_lambda`), the trade-off of
+    the whole grid on both cuts, and every test metric at the chosen λ (as ``{fit}_mmr``)."""
+    grid = parse_grid(cfg.mmr_grid)
+    val_table, _ = mmr_tradeoff(validation, fit, cfg, grid, step)
+    lam = choose_lambda(val_table, cfg.mmr_min_ndcg_ratio)
+    test_table, test_metrics = mmr_tradeoff(test, fit, cfg, grid, step)
+    rule = (
+        f"the most category-diverse λ of {grid} whose validation ndcg@10 >= "
+        f"{cfg.mmr_min_ndcg_ratio} × ndcg@10 at λ=1 (ties → larger λ)"
+    )
+    return {"lambda": lam, "rule": rule, "val": val_table, "test": test_table, "metrics": test_metrics[lam]}

@@ -30,10 +30,11 @@ from ml.training.holdout import (
     evaluate_holdout,
     headline,
     make_holdout,
+    measure_mmr,
 )
 from ml.training.promotion import register_and_gate
 from ml.training.rules_choice import choose_rules, describe, rule_ablation
-from ml.training.run_log import log_run, row_counts
+from ml.training.run_log import log_mmr, log_run, row_counts
 from ml.training.timing import StageTimer
 
 
@@ -137,8 +138,9 @@ def train_pipeline(
     del train, valid
     intents = load_intents(s)
     rule_tables: dict[str, pd.DataFrame] = {}
-    if cfg.learn_rules:
+    if cfg.learn_rules or cfg.mmr:
         validation = _holdouts(choice, cuts, frames, intents, "val")[choice.task]
+    if cfg.learn_rules:
         rules, rule_tables["rule_choice"] = choose_rules(fits["lightgbm"], validation, cfg.rules, cfg.n, step)
         cfg = replace(cfg, rules=rules)
         step(f"rules chosen on the validation cut: {describe(rules)}")
@@ -154,11 +156,15 @@ def train_pipeline(
     primary = tasks[choice.task]
     if cfg.rule_ablation:
         rule_tables["rule_ablation"] = rule_ablation(primary["holdout"], fits, cfg, primary["results"], step)
+    # measured, never applied to what is published: the λ and its trade-off are reported only
+    mmr = measure_mmr(validation, primary["holdout"], fits["lightgbm"], cfg, step) if cfg.mmr else None
     client = store.configure(s)
     name = store.model_name(s)
     step("log to MLflow")
     with mlflow.start_run(run_name="train") as run:
         log_run(tasks, choice, fits, counts, train_cuts, split, cfg, rule_tables)
+        if mmr is not None:
+            log_mmr(mmr, "lightgbm")
         out: dict[str, Any] = {
             "run_id": run.info.run_id,
             "task": {"task": choice.task, "label_hours": choice.label_hours, "reason": choice.reason},
@@ -185,6 +191,14 @@ def train_pipeline(
             "reason": "registration disabled",
             "champion": None,
             "search": searched,
+            "mmr": {
+                "lambda": mmr["lambda"],
+                "rule": mmr["rule"],
+                "val": mmr["val"].to_dict(orient="index"),
+                "test": mmr["test"].to_dict(orient="index"),
+            }
+            if mmr is not None
+            else None,
         }
         mlflow.set_tags(
             {"search_run_id": searched.get("run_id", ""), "search_skipped": str(searched["skipped"])}

@@ -115,3 +115,40 @@ def log_run(
                     f"{name} test scores",
                 )
         mlflow.log_artifacts(str(d), artifact_path="report")
+
+
+def log_mmr(mmr: dict[str, Any], model: str) -> None:
+    """Log the MMR measurement (:func:`ml.training.holdout.measure_mmr`) into the active run: the
+    chosen λ, the trade-off of every λ on the validation and test cuts (``mmr.{cut}.lam{λ}.{metric}``),
+    every test metric at the chosen λ as ``{model}_mmr.{metric}``, and report/diversity.md + csv."""
+    import mlflow
+
+    from ml.models import report
+    from ml.registry.store import mlflow_key
+
+    metrics = {"mmr.lambda": float(mmr["lambda"])}
+    for cut in ("val", "test"):
+        for lam, row in mmr[cut].iterrows():
+            metrics |= {
+                mlflow_key(f"mmr.{cut}.lam{lam:g}.{k}"): float(v) for k, v in row.items() if np.isfinite(v)
+            }
+    metrics |= {
+        mlflow_key(f"{model}_mmr.{k}"): float(v)
+        for k, v in mmr["metrics"].items()
+        if v is not None and np.isfinite(v)
+    }
+    mlflow.log_metrics(metrics)
+    mlflow.log_param("mmr_lambda", str(mmr["lambda"]))
+    text = (
+        f"# MMR re-rank of {model}: NDCG / diversity trade-off\n\n"
+        f"λ chosen = **{mmr['lambda']:g}**: {mmr['rule']}. λ = 1 is the model's own list. "
+        "Published lists are not re-ranked.\n\n"
+        f"## Validation cut (where λ is chosen)\n\n{report.to_markdown(mmr['val'])}\n"
+        f"## Test cut\n\n{report.to_markdown(mmr['test'])}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        mmr["val"].to_csv(d / "diversity_val.csv")
+        mmr["test"].to_csv(d / "diversity.csv")
+        (d / "diversity.md").write_text(text)
+        mlflow.log_artifacts(str(d), artifact_path="report")

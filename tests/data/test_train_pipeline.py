@@ -70,6 +70,10 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
             "mrr",
             "coverage_at_10",
             "intent_capture_at_10",
+            "ild_category_at_10",
+            "ild_brand_at_10",
+            "coverage_in_stock_at_10",
+            "novelty_at_10",
         ):
             assert f"{model}.{metric}" in run.data.metrics, f"{model}.{metric} missing"
     assert run.data.params["label_hours"] == "24" and run.data.params["test_cut"] == out["split"]["test_cut"]
@@ -86,7 +90,22 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
         "report/metric_bars_session.png",
         "report/rule_choice.md",
         "report/rule_ablation.md",
+        "report/diversity.md",
+        "report/diversity.csv",
     } <= files
+    # the MMR trade-off: λ chosen on the validation cut by its rule, measured on the test cut
+    mmr = out["mmr"]
+    val, test = mmr["val"], mmr["test"]
+    assert set(val) == {1.0, 0.9, 0.8, 0.7, 0.5} and run.data.metrics["mmr.lambda"] == mmr["lambda"]
+    assert val[mmr["lambda"]]["ndcg@10"] >= 0.95 * val[1.0]["ndcg@10"] - 1e-12
+    assert all(
+        v["ild_category@10"] <= val[mmr["lambda"]]["ild_category@10"] + 1e-12
+        for v in val.values()
+        if v["ndcg@10"] >= 0.95 * val[1.0]["ndcg@10"]
+    )
+    assert test[0.5]["ild_category@10"] > test[1.0]["ild_category@10"]  # MMR spreads categories
+    assert run.data.metrics["lightgbm_mmr.ndcg_at_10"] == pytest.approx(test[mmr["lambda"]]["ndcg@10"])
+    assert "mmr.test.lam0.5.ild_category_at_10" in run.data.metrics
     # rules chosen on the validation cut, their cost measured on the test cut for every model
     assert run.data.params["task"] == "next_day" and "chosen_rules_max_category_share" in run.data.params
     for variant in ("chosen", "no_category_cap", "bought_allowed", "any_stock", "no_rules"):
