@@ -28,6 +28,26 @@ TOPN_COLUMNS: tuple[str, ...] = ("user_id", "rank", "item_id", "score", "source"
 #: ``model_version`` and ``generated_at``) and of its personalised lists (``user_query_topn``).
 QUERY_TOPN_COLUMNS: tuple[str, ...] = ("query_norm", "rank", "item_id", "score", "source")
 USER_QUERY_TOPN_COLUMNS: tuple[str, ...] = ("user_id", "query_norm", "rank", "item_id", "score", "source")
+#: Why a published ``user_topn`` row is there (issue 17): a code of :data:`REASON_CODES` and its
+#: argument, added by the publisher (:mod:`ml.models.reasons`), never by a recommender.
+TOPN_REASON_COLUMNS: tuple[str, ...] = ("reason", "reason_arg")
+#: Reason codes in precedence order (the first that holds for a row is its reason): the item is in
+#: the user's cart (not bought since), matches a query of their last session (arg: the query), is
+#: co-visited with one of their recent items (arg: that item's id), was bought / viewed by them
+#: before, is in their session's intent category / a recently viewed category (arg: its name), or
+#: is popular overall. The reader's popularity fallback says ``popular_in`` / ``popular`` too.
+REASON_CODES: tuple[str, ...] = (
+    "carted",
+    "searched",
+    "viewed_with",
+    "bought_before",
+    "viewed_before",
+    "session_intent",
+    "popular_in",
+    "popular",
+)
+#: Longest ``reason_arg`` (``user_topn.reason_arg`` is VARCHAR(100)).
+MAX_REASON_ARG_CHARS = 100
 
 #: Per-source score columns of the ``ml_candidates`` mart (0 when the source did not propose the item).
 CANDIDATE_SCORES: tuple[str, ...] = ("repeat_score", "covisit_score", "intent_pop_score", "global_pop_score")

@@ -29,6 +29,7 @@ from ml.publish.common import (
 )
 from ml.publish.loader import BatchLoader, score_and_load
 from ml.publish.locking import event_upper_bound, lock_name, named_lock
+from ml.publish.reasons import Explainer
 from ml.publish.search import SEARCH_TABLES, build_search
 from ml.publish.tables import (
     build_intent,
@@ -159,8 +160,9 @@ def _build_and_swap(
 ) -> dict:
     """Fill the ``*_new`` tables, validate them, swap. Returns the counts for :class:`PublishResult`."""
     s, n = job.settings, job.n
+    explain = Explainer(conn, s, job.upper)
     loader = BatchLoader(s, job.model_version, scalar(conn, "SELECT NOW(3)"))
-    rows, write_s = score_and_load(recommender, job.users, n, batch_size, loader, progress)
+    rows, write_s = score_and_load(recommender, job.users, n, batch_size, loader, progress, explain)
     popular = build_popular(conn, s, n)
     if popular == 0:
         raise ValidationFailed(

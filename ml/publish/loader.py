@@ -18,6 +18,7 @@ import pymysql
 from ml.config import Settings
 from ml.db import connect
 from ml.publish.common import PublishError, Recommender, ValidationFailed, batches, progress_bar
+from ml.publish.reasons import Explainer
 from ml.quality.topn import check_topn_frame
 
 
@@ -80,9 +81,16 @@ class BatchLoader:
 
 
 def score_and_load(
-    recommender: Recommender, users: list[int], n: int, batch_size: int, loader: BatchLoader, progress: bool
+    recommender: Recommender,
+    users: list[int],
+    n: int,
+    batch_size: int,
+    loader: BatchLoader,
+    progress: bool,
+    explain: Explainer,
 ) -> tuple[int, float]:
-    """Score users batch by batch, spool each checked batch and hand it to the loader.
+    """Score users batch by batch, add each checked batch's reasons (``explain``), spool it and hand
+    it to the loader.
 
     Returns (rows, write seconds): time spent formatting, waiting for the loader queue and for the
     last loads — the publisher's own cost, without the recommender's.
@@ -93,7 +101,7 @@ def score_and_load(
             task = bar.add_task("scoring users", total=len(users))
             for batch in batches(users, batch_size):
                 try:
-                    frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
+                    frame = explain(check_topn_frame(recommender.recommend(batch, n), batch, n))
                 except ValueError as exc:
                     raise ValidationFailed(f"recommender output rejected, nothing swapped: {exc}") from exc
                 t0 = time.perf_counter()
@@ -119,7 +127,7 @@ def _load_topn(
         cur.execute(
             f"LOAD DATA LOCAL INFILE %s INTO TABLE `{s.serving_db}`.user_topn_new CHARACTER SET utf8mb4 "
             "FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' "
-            "(user_id, `rank`, item_id, score, source) SET model_version = %s, generated_at = %s",
+            "(user_id, `rank`, item_id, score, source, reason, reason_arg) SET model_version = %s, generated_at = %s",
             (path, model_version, generated_at),
         )
         cur.execute("SHOW WARNINGS LIMIT 3")

@@ -33,6 +33,7 @@ from ml.publish.locking import (
     read_watermark,
     save_watermark,
 )
+from ml.publish.reasons import Explainer
 from ml.publish.search import (
     in_stock_items,
     refresh_queries,
@@ -74,11 +75,12 @@ def _refresh_batch(
     batch: list[int],
     changed: str,
     search: SearchLists | None,
+    explain: Explainer,
 ) -> RefreshBatch:
-    """Rescore one batch of users and replace their rows (top-N, intent and, with ``search``, their
-    search lists) in a single transaction."""
+    """Rescore one batch of users and replace their rows (top-N with their reasons, intent and, with
+    ``search``, their search lists) in a single transaction."""
     try:
-        frame = check_topn_frame(recommender.recommend(batch, n), batch, n)
+        frame = explain(check_topn_frame(recommender.recommend(batch, n), batch, n))
     except ValueError as exc:
         raise ValidationFailed(f"recommender output rejected, earlier batches stay committed: {exc}") from exc
     searchers, search_rows = (
@@ -107,6 +109,8 @@ def _refresh_batch(
             frame["item_id"].tolist(),
             frame["score"].tolist(),
             frame["source"].tolist(),
+            frame["reason"].tolist(),
+            frame["reason_arg"].tolist(),
             [model_version] * k,
             [generated_at] * k,
         )
@@ -118,15 +122,15 @@ def _refresh_batch(
             if scored:
                 cur.execute(f"DELETE FROM `{db}`.user_topn WHERE user_id IN ({in_list(scored)})")
                 cur.executemany(
-                    f"INSERT INTO `{db}`.user_topn (user_id, `rank`, item_id, score, source, model_version, generated_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    f"INSERT INTO `{db}`.user_topn (user_id, `rank`, item_id, score, source, reason, reason_arg, "
+                    "model_version, generated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     values,
                 )
             cur.execute(f"DELETE FROM `{db}`.user_intent_category WHERE user_id IN ({ids})")
             if intent:
                 cur.executemany(
-                    f"INSERT INTO `{db}`.user_intent_category (user_id, category_id, strength, last_event_ts) "
-                    "VALUES (%s, %s, %s, %s)",
+                    f"INSERT INTO `{db}`.user_intent_category (user_id, category_id, strength, last_event_ts, category) "
+                    "VALUES (%s, %s, %s, %s, %s)",
                     intent,
                 )
             if search is not None:
@@ -210,11 +214,12 @@ def publish_refresh(
                     msg += f" ({waiting} newer event(s) ingested under {settle_seconds:g}s ago wait for the next run)"
                 return RefreshResult(run_id, low, low if high is None else high, 0, 0, (), msg)
             lists = (search or BaselineSearchLists()) if search_marts_ready(conn, s) else None
+            explain = Explainer(conn, s)
             with progress_bar(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))
                 for batch in batches(users, batch_size):
                     started = scalar(conn, "SELECT NOW(3)")
-                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed, lists)
+                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed, lists, explain)
                     _log_refresh(conn, s, run_id, b, model_version, started)
                     done.append(b)
                     bar.advance(task, len(batch))

@@ -70,28 +70,35 @@ def build_popular(conn: pymysql.connections.Connection, s: Settings, k: int) -> 
         )
 
 
+def _intent_select(s: Settings) -> str:
+    """user_id, category_id, strength, last_event_ts and the category's name (for the reader's
+    "popular in <name>" fallback reason; '' when the catalogue has none) of the intent mart."""
+    return (
+        "SELECT u.user_id, u.category_id, u.strength, u.last_event_ts, COALESCE(LEFT(n.category, 64), '') "
+        f"FROM `{s.marts_db}`.serve_user_intent_category u LEFT JOIN (SELECT category_id, MAX(category) AS category "
+        f"FROM `{s.raw_db}`.items GROUP BY category_id) n ON n.category_id = u.category_id"
+    )
+
+
 def build_intent(conn: pymysql.connections.Connection, s: Settings) -> int:
     """Every user's current intent category (the cold-start fallback) from the dbt view
-    ``serve_user_intent_category`` over ``fct_session_intent``."""
+    ``serve_user_intent_category`` over ``fct_session_intent``, with the category's name."""
     _require_mart(conn, s, "serve_user_intent_category")
     with conn.cursor() as cur:
         return cur.execute(
-            f"INSERT INTO `{s.serving_db}`.user_intent_category_new (user_id, category_id, strength, last_event_ts) "
-            f"SELECT user_id, category_id, strength, last_event_ts FROM `{s.marts_db}`.serve_user_intent_category"
+            f"INSERT INTO `{s.serving_db}`.user_intent_category_new (user_id, category_id, strength, last_event_ts, "
+            f"category) {_intent_select(s)}"
         )
 
 
 def intent_rows(conn: pymysql.connections.Connection, s: Settings, user_ids: Sequence[int]) -> list[tuple]:
-    """(user_id, category_id, strength, last_event_ts) of these users, for a refresh batch."""
+    """(user_id, category_id, strength, last_event_ts, category name) of these users, for a refresh batch."""
     if not user_ids:
         return []
     _require_mart(conn, s, "serve_user_intent_category")
     ids = ",".join(str(int(u)) for u in user_ids)
     with conn.cursor() as cur:
-        cur.execute(
-            f"SELECT user_id, category_id, strength, last_event_ts FROM `{s.marts_db}`.serve_user_intent_category "
-            f"WHERE user_id IN ({ids})"
-        )
+        cur.execute(f"{_intent_select(s)} WHERE u.user_id IN ({ids})")
         return [tuple(r) for r in cur.fetchall()]
 
 

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 
 from ml.config import Settings
-from ml.contracts import QUERY_TOPN_COLUMNS, TOPN_COLUMNS, USER_QUERY_TOPN_COLUMNS
+from ml.contracts import (
+    MAX_REASON_ARG_CHARS,
+    QUERY_TOPN_COLUMNS,
+    REASON_CODES,
+    TOPN_COLUMNS,
+    TOPN_REASON_COLUMNS,
+    USER_QUERY_TOPN_COLUMNS,
+)
 from ml.db import connect
 
 #: A pre-swap check: called with ``"<serving_db>.user_topn_new"``, returns (ok, summary).
@@ -91,6 +98,35 @@ def check_topn_frame(frame: pd.DataFrame, user_ids: Sequence[int], n: int) -> pd
     return _check_ranked_lists(df, ["user_id"], n, lambda d, i: f"user {int(d['user_id'].iat[i])}")
 
 
+def check_reasons(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every row of a frame about to be published carries a reason (issue 17): a code of
+    ``REASON_CODES`` and an argument of at most ``MAX_REASON_ARG_CHARS`` characters without tabs,
+    line breaks or backslashes (the LOAD DATA layout). Returns the frame; raises ``ValueError``."""
+    missing = [c for c in TOPN_REASON_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"published frame lacks columns {missing}: every row needs a reason")
+    if frame.empty:
+        return frame
+    reason = frame["reason"].fillna("").astype(str)
+    bad = reason[~reason.isin(REASON_CODES)]
+    if len(bad):
+        i = bad.index[0]
+        raise ValueError(
+            f"row of user {int(frame.at[i, 'user_id'])}, item {int(frame.at[i, 'item_id'])} has reason "
+            f"{bad.iat[0]!r}: every published row needs one of {REASON_CODES}"
+        )
+    arg = frame["reason_arg"]
+    if arg.isna().any():
+        raise ValueError("reason_arg is NULL: use '' for a reason without an argument")
+    arg = arg.astype(str)
+    if (arg.str.len() > MAX_REASON_ARG_CHARS).any() or arg.str.contains(r"[\t\r\n\\]").any():
+        raise ValueError(
+            f"reason_arg must be at most {MAX_REASON_ARG_CHARS} characters without tabs, line breaks "
+            "or backslashes (ml.models.reasons.clean_arg)"
+        )
+    return frame
+
+
 def check_search_frame(
     frame: pd.DataFrame,
     k: int,
@@ -153,7 +189,7 @@ def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Valida
     """The hard invariants of a top-N table, checked in SQL before any swap.
 
     Every user with an event up to ``upper_event_id`` has rows; ranks are 1..k contiguous; no
-    item twice for a user; scores never rise with rank. (Finiteness is checked on the frames:
+    item twice for a user; scores never rise with rank; every row has a reason of ``REASON_CODES``. (Finiteness is checked on the frames:
     MySQL cannot store NaN.)
     """
 
@@ -188,10 +224,17 @@ def topn_invariants_validator(settings: Settings, upper_event_id: int) -> Valida
                 )
                 or 0
             )
+            codes = ", ".join(f"'{c}'" for c in REASON_CODES)
+            no_reason = int(
+                _scalar(conn, f"SELECT COUNT(*) FROM `{db}`.`{name}` WHERE reason NOT IN ({codes})") or 0
+            )
         finally:
             conn.close()
-        ok = missing == 0 and bad_lists == 0 and rising == 0 and rows > 0
-        summary = f"rows={rows} users_without_rows={missing} lists_with_rank_gaps_or_duplicates={bad_lists} score_rises={rising}"
+        ok = missing == 0 and bad_lists == 0 and rising == 0 and no_reason == 0 and rows > 0
+        summary = (
+            f"rows={rows} users_without_rows={missing} lists_with_rank_gaps_or_duplicates={bad_lists} "
+            f"score_rises={rising} rows_without_reason={no_reason}"
+        )
         return ok, summary
 
     return validate

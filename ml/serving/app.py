@@ -10,7 +10,9 @@ error 1412 ("table definition has changed"); it is retried.
 Fallback chain for a user without (enough) published rows: the popularity of the user's
 recent-intent category (``user_intent_category``, published because this account cannot read raw
 events), then global popularity (``popular_topn`` scope ``global``). Fallback items carry the
-``model_version`` of the last full publish, which built the popularity tables.
+``model_version`` of the last full publish, which built the popularity tables. Every item carries
+a ``reason`` and ``reason_arg`` (issue 17): published rows their own, fallback items ``popular_in``
++ the category's name or ``popular``, similar items ``viewed_with`` + the item asked about.
 
 Endpoints are plain ``def``: FastAPI runs them, and so every blocking driver call, in its thread
 pool, so a stalled database holds one pool thread, never the event loop (other requests, ``/health``
@@ -147,7 +149,9 @@ class ServingStore:
             self._meta = (now, meta)
         return meta
 
-    def _popular(self, scope: str, n: int, exclude: set[int], source: str) -> list[dict[str, Any]]:
+    def _popular(
+        self, scope: str, n: int, exclude: set[int], source: str, reason: tuple[str, str] = ("popular", "")
+    ) -> list[dict[str, Any]]:
         rows = self.query(
             "SELECT item_id, score FROM popular_topn WHERE scope = %s ORDER BY `rank` LIMIT %s",
             (scope, n + len(exclude)),
@@ -156,16 +160,30 @@ class ServingStore:
         out = []
         for item_id, score in rows:
             if item_id not in exclude and len(out) < n:
-                out.append({"item_id": item_id, "score": score, "source": source, "model_version": version})
+                out.append(
+                    {
+                        "item_id": item_id,
+                        "score": score,
+                        "source": source,
+                        "model_version": version,
+                        "reason": reason[0],
+                        "reason_arg": reason[1],
+                    }
+                )
         return out
 
     def fallback(self, user_id: int | None, n: int, exclude: set[int]) -> list[dict[str, Any]]:
-        """Intent-category popularity for the user, then global popularity; never repeats an item."""
+        """Intent-category popularity for the user (reason ``popular_in`` + the category's name), then
+        global popularity (``popular``); never repeats an item."""
         items: list[dict[str, Any]] = []
         if user_id is not None:
-            intent = self.query("SELECT category_id FROM user_intent_category WHERE user_id = %s", (user_id,))
+            intent = self.query(
+                "SELECT category_id, category FROM user_intent_category WHERE user_id = %s", (user_id,)
+            )
             if intent:
-                items = self._popular(f"category:{intent[0][0]}", n, exclude, "intent_pop")
+                category_id, name = intent[0]
+                reason = ("popular_in", name or str(category_id))
+                items = self._popular(f"category:{category_id}", n, exclude, "intent_pop", reason)
         if len(items) < n:
             seen = exclude | {it["item_id"] for it in items}
             items += self._popular("global", n - len(items), seen, "global_pop")
@@ -173,10 +191,14 @@ class ServingStore:
 
     def recommendations(self, user_id: int, n: int) -> list[dict[str, Any]]:
         rows = self.query(
-            "SELECT item_id, score, source, model_version FROM user_topn WHERE user_id = %s ORDER BY `rank` LIMIT %s",
+            "SELECT item_id, score, source, model_version, reason, reason_arg FROM user_topn WHERE user_id = %s "
+            "ORDER BY `rank` LIMIT %s",
             (user_id, n),
         )
-        items = [{"item_id": i, "score": s, "source": src, "model_version": mv} for i, s, src, mv in rows]
+        items = [
+            {"item_id": i, "score": s, "source": src, "model_version": mv, "reason": r, "reason_arg": arg}
+            for i, s, src, mv, r, arg in rows
+        ]
         if len(items) < n:
             items += self.fallback(user_id, n - len(items), {it["item_id"] for it in items})
         return items
@@ -187,7 +209,17 @@ class ServingStore:
             (item_id, n),
         )
         version = self.meta()["model_version"] if rows else None
-        items = [{"item_id": i, "score": s, "source": "covisit", "model_version": version} for i, s in rows]
+        items = [
+            {
+                "item_id": i,
+                "score": s,
+                "source": "covisit",
+                "model_version": version,
+                "reason": "viewed_with",
+                "reason_arg": str(item_id),
+            }
+            for i, s in rows
+        ]
         if len(items) < n:
             items += self._popular(
                 "global", n - len(items), {item_id} | {it["item_id"] for it in items}, "global_pop"
@@ -205,6 +237,9 @@ class Item(BaseModel):
     score: float
     source: str
     model_version: str | None
+    # why the item is listed (issue 17): a code of ml.contracts.REASON_CODES and its argument
+    reason: str = ""
+    reason_arg: str = ""
 
 
 class Recommendations(BaseModel):

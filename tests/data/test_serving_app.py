@@ -71,6 +71,27 @@ def test_similar_items_then_popularity(client):
     assert {it["source"] for it in client.get("/similar/29").json()["items"]} == {"global_pop"}
 
 
+def test_every_item_says_why_it_is_listed(client):
+    """Published rows carry their own reasons; the popularity fallback says ``popular_in`` + the
+    intent category's name, then ``popular``; similar items are ``viewed_with`` the item asked about."""
+
+    def reasons(path: str) -> list[tuple[int, str, str]]:
+        return [(it["item_id"], it["reason"], it["reason_arg"]) for it in client.get(path).json()["items"]]
+
+    # user 1 carted item 1 and browsed items 4 and 7
+    assert reasons("/recommendations/1?n=3") == [
+        (1, "carted", ""),
+        (4, "viewed_before", ""),
+        (7, "viewed_before", ""),
+    ]
+    fallback = reasons("/recommendations/42")  # no published list: intent category 2, then global
+    intent = [r for r in fallback if r[1] == "popular_in"]
+    assert intent and all(arg == "cat2" and (i - 1) % 3 + 1 == 2 for i, _, arg in intent)
+    assert fallback[: len(intent)] == intent and {r[1:] for r in fallback[len(intent) :]} <= {("popular", "")}
+    assert {r[1:] for r in reasons("/recommendations/123456")} == {("popular", "")}
+    assert reasons("/similar/1?n=3")[:2] == [(4, "viewed_with", "1"), (7, "viewed_with", "1")]
+
+
 @pytest.mark.parametrize(
     "path",
     [
