@@ -2,8 +2,8 @@
 
 Every served list becomes one ``{raw_db}.impressions`` row per item. A request never waits for the
 database: :meth:`ImpressionLogger.log` appends the rows to a bounded in-memory buffer under a lock
-and returns; one background thread batch-INSERTs them (``executemany``, which MySQLdb sends as one
-multi-row INSERT) every ``flush_s`` or as soon as ``batch_rows`` are waiting. Nothing is lost
+and returns; one background thread batch-INSERTs them (one multi-row INSERT per batch,
+:func:`insert_statement`) every ``flush_s`` or as soon as ``batch_rows`` are waiting. Nothing is lost
 silently: rows that do not fit in a full buffer are counted as ``dropped``, rows whose batch the
 database refused twice as ``failed``, and ``/health`` reports both (:meth:`ImpressionLogger.stats`).
 :meth:`ImpressionLogger.close` (the app's shutdown) writes what is still waiting.
@@ -43,9 +43,9 @@ MAX_PENDING_ROWS = 100_000  # ~ 200 s of 500 req/s × 1 list of 10: a long datab
 #: sources of the store's fallback items (:mod:`ml.serving.app`): logged as the ``popular`` list
 POPULAR_SOURCES = frozenset({"intent_pop", "global_pop"})
 
-_INSERT = (
-    "INSERT INTO impressions (request_id, user_id, item_id, `rank`, model_version, list_source, endpoint, served_at)"
-    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+_INSERT_HEAD = (
+    b"INSERT INTO impressions (request_id, user_id, item_id, `rank`, model_version, list_source, endpoint, served_at)"
+    b" VALUES "
 )
 Row = tuple[str, int | None, int, int, str | None, str, str, datetime]
 log = logging.getLogger(__name__)
@@ -70,6 +70,30 @@ def request_id_header(
 def now_utc() -> datetime:
     """The reader's UTC clock as a naive DATETIME(3) value (all raw times are UTC)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def insert_statement(conn: Any, batch: Sequence[Row]) -> bytes:
+    """One multi-row INSERT of ``batch``: strings and times escaped by the driver (``conn.literal``),
+    each distinct value once per batch, ids and ranks written as integers.
+
+    This is what ``executemany`` would send, at a fraction of its CPU: the rows of one list share
+    request id, time, version and source, and every microsecond the writer thread holds the GIL is
+    taken from the requests of its process (about 16 µs a row with executemany's per-value escaping,
+    at 10,000 rows/s for 500 req/s of 20 items)."""
+    cache: dict[Any, bytes] = {}
+
+    def lit(value: Any) -> bytes:
+        out = cache.get(value)
+        if out is None:
+            out = cache[value] = conn.literal(value)
+        return out
+
+    values = b",".join(
+        b"(%s,%s,%d,%d,%s,%s,%s,%s)"
+        % (lit(rid), b"NULL" if uid is None else b"%d" % uid, item, rank, lit(mv), lit(src), lit(ep), lit(at))
+        for rid, uid, item, rank, mv, src, ep, at in batch
+    )
+    return _INSERT_HEAD + values
 
 
 class ImpressionLogger:
@@ -192,7 +216,7 @@ class ImpressionLogger:
                 if self._conn is None:
                     self._conn = self._connect()
                 with self._conn.cursor() as cur:
-                    cur.executemany(_INSERT, batch)
+                    cur.execute(insert_statement(self._conn, batch))
                 with self._cond:
                     self.written += len(batch)
                 return

@@ -103,7 +103,7 @@ def test_posted_impressions_are_stored_exactly(shop):
     report = {
         "request_id": "page-7:a",
         "user_id": 7,
-        "model_version": "m1",
+        "model_version": "m'1\\ é",  # quote, backslash, non-ASCII: escaped by the driver
         "list_source": "client",
         "items": [{"item_id": 9, "rank": 2}, {"item_id": 5, "rank": 1}, {"item_id": 12, "rank": 4}],
     }
@@ -114,9 +114,9 @@ def test_posted_impressions_are_stored_exactly(shop):
     assert minimal.status_code == 202
     made = minimal.json()["request_id"]
     assert _stored(shop) == [
-        ("page-7:a", 7, 5, 1, "m1", "client", "/impressions"),
-        ("page-7:a", 7, 9, 2, "m1", "client", "/impressions"),
-        ("page-7:a", 7, 12, 4, "m1", "client", "/impressions"),
+        ("page-7:a", 7, 5, 1, "m'1\\ é", "client", "/impressions"),
+        ("page-7:a", 7, 9, 2, "m'1\\ é", "client", "/impressions"),
+        ("page-7:a", 7, 12, 4, "m'1\\ é", "client", "/impressions"),
         (made, None, 3, 1, None, "client", "/impressions"),
     ]
 
