@@ -27,6 +27,10 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_SERVING_DB": "recsys_serving",
     "RECSYS_READER_USER": "recsys_reader",
     "RECSYS_READER_PASSWORD": "recsys_reader",
+    # issue 17: the reader records what it served (1) into raw.impressions with this INSERT-only account
+    "RECSYS_IMPRESSIONS": "1",
+    "RECSYS_IMPRESSIONS_USER": "recsys_impressions",
+    "RECSYS_IMPRESSIONS_PASSWORD": "recsys_impressions",
     "RECSYS_HOME": str(PROJECT_ROOT / ".local"),
     "RECSYS_DBT_VENV": str(PROJECT_ROOT / ".venv-dbt"),
     "MLFLOW_TRACKING_URI": "",
@@ -95,6 +99,11 @@ class Settings:
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     #: serving reader: serve ``/docs``, ``/redoc`` and ``/openapi.json`` (off unless asked)
     api_docs: bool = False
+    #: serving reader: record every served list in ``{raw_db}.impressions`` (issue 17)
+    impressions: bool = True
+    #: the account that writes them: INSERT on ``{raw_db}.impressions`` only (migration 0014)
+    impressions_user: str = "recsys_impressions"
+    impressions_password: str = field(default="recsys_impressions", repr=False)
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -167,4 +176,7 @@ def get_settings() -> Settings:
         search_min_query_count=search_min,
         api_keys=tuple(k.strip() for k in _env("RECSYS_API_KEYS").split(",") if k.strip()),
         api_docs=_env("RECSYS_API_DOCS").strip().lower() in ("1", "true", "yes"),
+        impressions=_env("RECSYS_IMPRESSIONS").strip().lower() in ("1", "true", "yes"),
+        impressions_user=_name(_env("RECSYS_IMPRESSIONS_USER"), "RECSYS_IMPRESSIONS_USER"),
+        impressions_password=_env("RECSYS_IMPRESSIONS_PASSWORD"),
     )

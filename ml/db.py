@@ -1,7 +1,8 @@
 """MySQL connections and the versioned raw-schema migrations.
 
 Migrations are ``ml/migrations/NNNN_name.sql`` files with ``{raw_db}``, ``{marts_db}``,
-``{serving_db}``, ``{reader_user}`` and ``{reader_password}`` placeholders. Each is applied once,
+``{serving_db}``, ``{reader_user}``, ``{reader_password}``, ``{impressions_user}`` and
+``{impressions_password}`` placeholders. Each is applied once,
 in order, and recorded in ``{raw_db}.schema_migrations`` with its checksum; every statement is
 written to be idempotent as well, so a half-applied migration can simply be re-run.
 
@@ -115,6 +116,12 @@ def transaction(
         conn.close()
 
 
+def _quoted(password: str) -> str:
+    """``password`` as the body of a quoted literal under the default sql_mode (for the migrations;
+    :func:`_ensure_reader` and :func:`_ensure_impressions_writer` re-apply it with bound values)."""
+    return password.replace("\\", "\\\\").replace("'", "''")
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -127,8 +134,9 @@ class Migration:
             marts_db=s.marts_db,
             serving_db=s.serving_db,
             reader_user=s.reader_user,
-            # a quoted literal under the default sql_mode; _ensure_reader re-applies it with bound values
-            reader_password=s.reader_password.replace("\\", "\\\\").replace("'", "''"),
+            reader_password=_quoted(s.reader_password),
+            impressions_user=s.impressions_user,
+            impressions_password=_quoted(s.impressions_password),
         )
 
     def checksum(self) -> str:
@@ -183,6 +191,17 @@ def _ensure_reader(cur, s: Settings) -> None:
         cur.execute(f"GRANT SELECT ON `{s.serving_db}`.* TO %s@%s", account)
 
 
+def _ensure_impressions_writer(cur, s: Settings) -> None:
+    """The impressions account (migration 0014) as :func:`_ensure_reader` keeps the reader's: INSERT on
+    ``{raw_db}.impressions`` and nothing else, so the serving process can record what it served
+    without being able to read or change any other raw table (nor read back the impressions)."""
+    for host in READER_HOSTS:
+        account = (s.impressions_user, host)
+        cur.execute("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", (*account, s.impressions_password))
+        cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (*account, s.impressions_password))
+        cur.execute(f"GRANT INSERT ON `{s.raw_db}`.impressions TO %s@%s", account)
+
+
 def init_db(settings: Settings | None = None, *, purpose: str = "demo") -> list[str]:
     """Create the three databases and apply pending migrations. Returns the names applied.
     Databases this call creates (or finds without tables) are marked with ``purpose`` (one of
@@ -232,6 +251,7 @@ def init_db(settings: Settings | None = None, *, purpose: str = "demo") -> list[
                 )
                 applied_now.append(mig.path.name)
             _ensure_reader(cur, s)
+            _ensure_impressions_writer(cur, s)
     finally:
         conn.close()
     return applied_now

@@ -50,6 +50,13 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from ml.config import Settings, get_settings
+from ml.serving.impressions import (
+    POPULAR_SOURCES,
+    ImpressionLogger,
+    add_impressions_route,
+    request_id_header,
+    served_response,
+)
 from ml.serving.pool import RECONNECT_CODES, ConnectionPool, ServingUnavailable
 from ml.serving.search import add_search_route
 
@@ -227,6 +234,15 @@ class ServingStore:
         return items
 
 
+def _rec_source(item: dict[str, Any]) -> str:
+    """The impression ``list_source`` of a /recommendations item: the published list or a fallback."""
+    return "popular" if item["source"] in POPULAR_SOURCES else "user_topn"
+
+
+def _similar_source(item: dict[str, Any]) -> str:
+    return "popular" if item["source"] in POPULAR_SOURCES else "item_similar"
+
+
 def _json(body: dict[str, Any]) -> Response:
     """A 200 JSON response serialized without per-item model validation (same bytes as FastAPI's)."""
     return Response(to_json(body), media_type="application/json")
@@ -277,6 +293,7 @@ def create_app(
     search index is built in the background at startup. ``timeout_s`` bounds each database wait."""
     s = settings or get_settings()
     store = ServingStore(s, pool_size=pool_size, timeout_s=timeout_s)
+    impressions = ImpressionLogger.for_settings(s, timeout_s) if s.impressions else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -284,10 +301,13 @@ def create_app(
             searcher.lexical.warm()
         yield
         store.pool.close()
+        if impressions is not None:
+            impressions.close()  # writes what is still queued
 
     docs = {} if s.api_docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(title="recsys serving reader", version="1", lifespan=lifespan, **docs)
     app.state.store = store
+    app.state.impressions = impressions
     max_n = max(1, s.topn)
 
     @app.exception_handler(ServingUnavailable)
@@ -301,19 +321,27 @@ def create_app(
     # handlers serialize them directly; response_model stays for the OpenAPI schema only.
     @app.get("/recommendations/{user_id}", response_model=Recommendations, dependencies=guarded)
     def recommendations(
-        user_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
+        user_id: int = Path(ge=0, le=MAX_ID),
+        n: int = Query(default=min(10, max_n), ge=1, le=max_n),
+        request_id: str = Depends(request_id_header),
     ) -> Response:
         """Top-n items for a user: published list, then intent-category and global popularity."""
-        return _json({"user_id": user_id, "items": store.recommendations(user_id, n)})
+        body = {"user_id": user_id, "items": store.recommendations(user_id, n)}
+        return served_response(impressions, body, request_id, user_id, _rec_source, "/recommendations")
 
     @app.get("/similar/{item_id}", response_model=Similar, dependencies=guarded)
     def similar(
-        item_id: int = Path(ge=0, le=MAX_ID), n: int = Query(default=min(10, max_n), ge=1, le=max_n)
+        item_id: int = Path(ge=0, le=MAX_ID),
+        n: int = Query(default=min(10, max_n), ge=1, le=max_n),
+        request_id: str = Depends(request_id_header),
     ) -> Response:
         """Items co-visited with this one (then global popularity when there are too few)."""
-        return _json({"item_id": item_id, "items": store.similar(item_id, n)})
+        body = {"item_id": item_id, "items": store.similar(item_id, n)}
+        return served_response(impressions, body, request_id, None, _similar_source, "/similar")
 
-    searcher = add_search_route(app, store, guarded, max(1, s.search_k))
+    searcher = add_search_route(app, store, guarded, max(1, s.search_k), impressions)
+    if impressions is not None:
+        add_impressions_route(app, impressions, guarded)
 
     @app.get("/health")
     def health() -> JSONResponse:
@@ -324,6 +352,9 @@ def create_app(
         except ServingUnavailable as exc:
             log.warning("health: %s", exc)
             return JSONResponse(status_code=503, content={"status": "unavailable", "detail": UNAVAILABLE})
-        return JSONResponse({"status": "ok", "database": s.serving_db, "read_retries": store.retried, **meta})
+        body = {"status": "ok", "database": s.serving_db, "read_retries": store.retried, **meta}
+        if impressions is not None:  # dropped/failed > 0: impressions were lost (buffer full, DB refused)
+            body["impressions"] = impressions.stats()
+        return JSONResponse(body)
 
     return app

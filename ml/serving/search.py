@@ -23,12 +23,12 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import Response
 from pydantic import BaseModel
-from pydantic_core import to_json
 
 from ml.search.text import normalize_query
+from ml.serving.impressions import ImpressionLogger, request_id_header, served_response
 
 MAX_ID = 2**63 - 1  # BIGINT, as for the other endpoints
 MAX_QUERY_CHARS_IN = 200  # a longer q is a client error (422); normalisation keeps 100 characters
@@ -186,11 +186,14 @@ class SearchReader:
         return {**body, **self.search(query_norm, user_id, n)}
 
 
-def add_search_route(app: FastAPI, store: _Reads, guarded: list, max_n: int) -> SearchReader:
+def add_search_route(
+    app: FastAPI, store: _Reads, guarded: list, max_n: int, impressions: ImpressionLogger | None = None
+) -> SearchReader:
     """Register ``GET /search`` over ``store`` and return its reader (whose index the app warms up).
     Guarded like the other data endpoints; a plain ``def``, so FastAPI runs it, driver calls and BM25
     included, in its thread pool. The body is serialized directly, as in :mod:`ml.serving.app`;
-    ``response_model`` documents it."""
+    ``response_model`` documents it. With ``impressions`` the items served are logged (``list_source``
+    ``search:<source>``, the user's id or NULL) and the response carries ``X-Request-ID``."""
     searcher = SearchReader(store)
 
     @app.get("/search", response_model=SearchResults, dependencies=guarded)
@@ -198,9 +201,12 @@ def add_search_route(app: FastAPI, store: _Reads, guarded: list, max_n: int) -> 
         q: str = Query(min_length=1, max_length=MAX_QUERY_CHARS_IN, description="the shopper's query text"),
         user_id: int | None = Query(default=None, ge=0, le=MAX_ID),
         n: int = Query(default=min(10, max_n), ge=1, le=max_n),
+        request_id: str = Depends(request_id_header),
     ) -> Response:
         """Items for a search query: the user's own list, else the query's list reordered by the user's
         intent category, else BM25 over titles. A query with no letters or digits gets no items."""
-        return Response(to_json(searcher.answer(q, user_id, n)), media_type="application/json")
+        body = searcher.answer(q, user_id, n)
+        source = f"search:{body['source']}"
+        return served_response(impressions, body, request_id, user_id, lambda _: source, "/search")
 
     return searcher

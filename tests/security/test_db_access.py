@@ -192,3 +192,43 @@ def test_cli_names_the_bad_variable_in_one_line():
     )
     assert proc.returncode == 2, proc.stderr
     assert "RECSYS_SERVING_DB" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_impressions_account_may_only_insert_impressions(clean_db):
+    """Issue 17: the reader's impression writer (migration 0014) can add rows to raw.impressions and do
+    nothing else: not read them back, not touch another raw table, not read the serving tables."""
+    s = clean_db
+    conn = pymysql.connect(
+        host=s.mysql_host,
+        port=s.mysql_port,
+        user=s.impressions_user,
+        password=s.impressions_password,
+        database=s.raw_db,
+        connect_timeout=5,
+        autocommit=True,
+    )
+    denied = {1142, 1143}  # command denied to user (for table / column)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO impressions (request_id, user_id, item_id, `rank`, list_source, endpoint, served_at)"
+                " VALUES ('r', 1, 2, 1, 'client', '/impressions', NOW(3))"
+            )
+            for stmt in (
+                "SELECT COUNT(*) FROM impressions",
+                "DELETE FROM impressions",
+                "UPDATE impressions SET `rank` = 2",
+                "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, ts) VALUES (1, 1, 's', 'browse', NOW())",
+                "SELECT COUNT(*) FROM users",
+                f"SELECT COUNT(*) FROM `{s.serving_db}`.user_topn",
+            ):
+                with pytest.raises(pymysql.err.OperationalError) as err:
+                    cur.execute(stmt)
+                assert err.value.args[0] in denied, (stmt, err.value)
+    finally:
+        conn.close()
+    root = connect(s.raw_db, settings=s)
+    with root.cursor() as cur:
+        cur.execute("SELECT request_id, item_id, `rank` FROM impressions")
+        assert cur.fetchall() == (("r", 2, 1),)
+    root.close()
