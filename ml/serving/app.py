@@ -1,36 +1,26 @@
 """Reference serving reader (FastAPI): top-N per user, similar items, search (:mod:`ml.serving.search`),
-health.
+health. Reads only ``recsys_serving`` with the read-only account (``RECSYS_READER_USER``) through a small
+pool of autocommit mysqlclient connections (:mod:`ml.serving.pool`; the C driver: about a fifth of
+PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list (old or
+new) across atomic swaps and refresh transactions; a read failing with 1412 right after a swap is retried.
 
-Reads only ``recsys_serving`` with the read-only account (``RECSYS_READER_USER``), through a
-small pool of autocommit mysqlclient connections (:mod:`ml.serving.pool`; ``MySQLdb``, the C
-driver: about a fifth of PyMySQL's CPU per read). Each read is one autocommit statement, so it sees a whole published list
-(old or new) across atomic swaps and refresh transactions. Right after a swap a read can fail with
-error 1412 ("table definition has changed"); it is retried.
+Fallback for a user without (enough) published rows: popularity of the user's recent-intent category
+(``user_intent_category``), then global (``popular_topn``), with the last full publish's ``model_version``.
+Every item carries ``reason``/``reason_arg`` (issue 17): published rows their own, fallback items
+``popular_in`` + category name or ``popular``, similar items ``viewed_with`` + the item asked about.
 
-Fallback chain for a user without (enough) published rows: the popularity of the user's
-recent-intent category (``user_intent_category``, published because this account cannot read raw
-events), then global popularity (``popular_topn`` scope ``global``). Fallback items carry the
-``model_version`` of the last full publish, which built the popularity tables. Every item carries
-a ``reason`` and ``reason_arg`` (issue 17): published rows their own, fallback items ``popular_in``
-+ the category's name or ``popular``, similar items ``viewed_with`` + the item asked about.
+Endpoints are plain ``def``: FastAPI runs them, and so every blocking driver call, in its thread pool, so a
+stalled database holds one pool thread, never the event loop. Each read is bounded: connect and read
+timeouts of ``timeout_s`` (default :data:`DB_TIMEOUT_S`), at most one retry, only when the first attempt
+failed fast (1412 or a dropped connection; never a timeout). For the latency budget (10 ms p99 on two
+shared cores) the endpoints return JSON already serialized (``pydantic_core.to_json``, FastAPI's own
+serializer, so the bytes are the same): the response models document the shape in OpenAPI.
 
-Endpoints are plain ``def``: FastAPI runs them, and so every blocking driver call, in its thread
-pool, so a stalled database holds one pool thread, never the event loop (other requests, ``/health``
-included, are still answered). Each read is bounded: connect and read timeouts of ``timeout_s``
-(default :data:`DB_TIMEOUT_S`), at most one retry, and only while the first attempt failed fast (a
-swap's 1412 or a dropped connection; a timeout is not retried). For the latency budget (10 ms p99 on
-two shared cores) the endpoints return their JSON already serialized (``pydantic_core.to_json``, the
-serializer behind FastAPI's own response path, so the bytes are the same): the response models
-document the shape in OpenAPI but are not validated item by item.
-
-Access (issue 14): with ``RECSYS_API_KEYS`` set (comma-separated), the data endpoints answer 401
-unless the ``X-API-Key`` header holds one of the keys (``/health`` stays open for probes); unset, as in
-the local demo, no key is asked. ``/docs``, ``/redoc`` and ``/openapi.json`` exist only with
-``RECSYS_API_DOCS=1``. A 503 says only that the database is unavailable; the driver's message (hosts,
-accounts, SQL) goes to the server log.
-Run: ``recsys serve --host 127.0.0.1 --port 8000 [--workers N]`` (2 by default) or
-``uvicorn ml.serving.app:create_app --factory``.
-"""
+Access (issue 14): with ``RECSYS_API_KEYS`` set (comma-separated), the data endpoints answer 401 unless
+``X-API-Key`` holds one of the keys (``/health`` stays open); unset, as in the local demo, no key is asked.
+``/docs``, ``/redoc`` and ``/openapi.json`` exist only with ``RECSYS_API_DOCS=1``. A 503 says only that the
+database is unavailable; the driver's message goes to the server log. Run: ``recsys serve`` or
+``uvicorn ml.serving.app:create_app --factory``."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fastapi.testclient import TestClient
 from publish_support import RawEventsRecommender, seed_shop
-from search_support import drop_search_marts, seed_search_shop
+from search_serving_support import drop_search_marts, seed_search_shop
 
 from ml.db import connect
 from ml.publish.full import publish_full

@@ -334,7 +334,8 @@ def test_topn_from_a_serving_table_with_non_finite_scores(settings, topn):
         conn = connect(settings=settings)
         with conn.cursor() as cur:
             cur.executemany(
-                f"INSERT INTO `{settings.serving_db}`.{table} VALUES (%s, %s, %s, %s, 'model', 'v1', NOW())",
+                f"INSERT INTO `{settings.serving_db}`.{table} (user_id, `rank`, item_id, score, source, model_version, "
+                "generated_at) VALUES (%s, %s, %s, %s, 'model', 'v1', NOW())",
                 [tuple(r) for r in frame.itertuples(index=False)],
             )
         conn.close()
