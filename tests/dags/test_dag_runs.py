@@ -23,6 +23,7 @@ TRAIN_CONF = {
     "xgboost": False,
     "session_train": False,  # the rest-of-session task is still evaluated; fitting on it is tested in tests/data
     "rule_ablation": False,  # measured in tests/data/test_train_pipeline.py
+    "mmr": False,  # the MMR trade-off too; the search stage stays on (its models are published here)
     "label_hours": 24,
     "topn": 20,
 }
