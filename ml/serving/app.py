@@ -47,7 +47,7 @@ from ml.serving.impressions import (
     request_id_header,
     served_response,
 )
-from ml.serving.pool import RECONNECT_CODES, ConnectionPool, ServingUnavailable
+from ml.serving.pool import RECONNECT_CODES, ConnectionPool, ServingUnavailable, connect_args
 from ml.serving.search import add_search_route
 
 MAX_ID = 2**63 - 1  # BIGINT: larger ids are a client error, not a database error
@@ -74,19 +74,9 @@ class ServingStore:
 
     def connect_args(self) -> dict[str, Any]:
         """MySQLdb.connect arguments: the read-only account, autocommit, whole-second timeouts."""
-        s, wait = self.settings, max(1, round(self.timeout_s))
-        return dict(
-            host=s.mysql_host,
-            port=s.mysql_port,
-            user=s.reader_user,
-            password=s.reader_password,
-            database=s.serving_db,
-            charset="utf8mb4",
-            autocommit=True,
-            connect_timeout=wait,
-            read_timeout=wait,
-            write_timeout=wait,
-            multi_statements=False,
+        s = self.settings
+        return connect_args(
+            s.mysql_host, s.mysql_port, s.reader_user, s.reader_password, s.serving_db, self.timeout_s
         )
 
     def _connect(self) -> MySQLdb.Connection:

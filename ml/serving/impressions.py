@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_core import to_json
 
 from ml.config import Settings
+from ml.serving.pool import connect_args
 
 #: what an ``X-Request-ID`` (or a posted ``request_id``) may be: it is stored and echoed back in a header
 REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,64}$"
@@ -120,21 +121,12 @@ class ImpressionLogger:
     @classmethod
     def for_settings(cls, s: Settings, timeout_s: float = 2.0, **kwargs: Any) -> ImpressionLogger:
         """A logger writing to ``{raw_db}.impressions`` with the impressions account."""
-        wait = max(1, round(timeout_s))
+        args = connect_args(
+            s.mysql_host, s.mysql_port, s.impressions_user, s.impressions_password, s.raw_db, timeout_s
+        )
 
         def connect() -> MySQLdb.Connection:
-            return MySQLdb.connect(
-                host=s.mysql_host,
-                port=s.mysql_port,
-                user=s.impressions_user,
-                password=s.impressions_password,
-                database=s.raw_db,
-                charset="utf8mb4",
-                autocommit=True,
-                connect_timeout=wait,
-                read_timeout=wait,
-                write_timeout=wait,
-            )
+            return MySQLdb.connect(**args)
 
         return cls(connect, **kwargs)
 

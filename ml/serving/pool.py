@@ -9,11 +9,33 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import MySQLdb
 
 # server gone / lost / commands out of sync / killed (MariaDB 1927) / idle timeout (MySQL 8 4031) / closed
 RECONNECT_CODES = {2006, 2013, 2014, 2055, 1927, 4031, 0}
+
+
+def connect_args(
+    host: str, port: int, user: str, password: str, database: str, timeout_s: float
+) -> dict[str, Any]:
+    """MySQLdb.connect arguments of the reader's accounts: autocommit, one statement per call, whole-second
+    connect/read/write timeouts (at least 1 s)."""
+    wait = max(1, round(timeout_s))
+    return dict(
+        host=host,
+        port=port,
+        user=user,
+        password=password,
+        database=database,
+        charset="utf8mb4",
+        autocommit=True,
+        connect_timeout=wait,
+        read_timeout=wait,
+        write_timeout=wait,
+        multi_statements=False,
+    )
 
 
 class ServingUnavailable(RuntimeError):
