@@ -142,7 +142,9 @@ def test_champion_loader_scores_current_marts(trained) -> None:
     from ml.registry.champion import load_champion
 
     s, out, _ = trained
-    run_dbt(["run", "--exclude", "tag:pit"], settings=s)  # the serving view (no cut) in recsys_marts
+    # the serving view (no cut) in recsys_marts, from scratch: tests before this one on the same
+    # worker may have left realtime marts of an incremental run (the guard refuses to build on those)
+    run_dbt(["run", "--exclude", "tag:pit", "--full-refresh"], settings=s)
     rec = load_champion(s)
     assert rec.model_version.endswith(f"/{out['version']}")
     users = rec.frame["user_id"].drop_duplicates().head(25).tolist() + [10**9]  # plus an unknown user
