@@ -8,7 +8,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from ml.orchestration import tasks
-from ml.orchestration.cosmos import dbt_task_group
+from ml.orchestration.cosmos import dbt_cross_model_tests, dbt_task_group
 from ml.training.config import OPTIONS, param_specs
 
 MARTS, CHAMPION, USER_TOPN = Asset("recsys_marts"), Asset("recsys_champion_model"), Asset("recsys_user_topn")
@@ -51,6 +51,10 @@ def recsys_train():
         return tasks.quality_gate("raw")
 
     dbt_marts = dbt_task_group("dbt_marts", select=["path:models"], exclude=["tag:pit"])
+    # the relationships tests between the marts, in one dbt process once every model is built
+    dbt_marts_relationships = dbt_cross_model_tests(
+        "dbt_marts_relationships", select="path:models", exclude="tag:pit"
+    )
 
     @task(
         outlets=[MARTS],
@@ -77,7 +81,15 @@ def recsys_train():
     def publish(params=None):
         return tasks.publish_full(int(params["topn"]))
 
-    check_freshness() >> gx_raw() >> dbt_marts >> gx_marts() >> train() >> publish()
+    (
+        check_freshness()
+        >> gx_raw()
+        >> dbt_marts
+        >> dbt_marts_relationships
+        >> gx_marts()
+        >> train()
+        >> publish()
+    )
 
 
 recsys_train()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,8 @@ from ml.config import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
 EXPECTED = {"recsys_train", "recsys_refresh", "recsys_simulate_feed"}
-#: the search marts and their inputs (tag realtime): a task each in both DAGs' dbt groups
+#: the search marts and their inputs (tag realtime): a task each in the train DAG's dbt group, and
+#: built by the refresh DAG's one `dbt build --select tag:realtime`
 SEARCH_MODELS = (
     "int_search_session_events",
     "int_search_attributions",
@@ -61,6 +63,12 @@ def test_train_dag_shape(dagbag):
     # the gate sits between dbt and training: every dbt task is upstream of gx_marts
     upstream = dag.get_task("gx_marts").get_flat_relative_ids(upstream=True)
     assert {i for i in ids if i.startswith("dbt_marts.")} <= upstream
+    # the relationships tests: none inside the group (no task per test), all in one task after it
+    assert not any("relationships_" in i for i in ids)
+    rel = dag.get_task("dbt_marts_relationships")
+    assert {i for i in ids if i.startswith("dbt_marts.")} <= rel.get_flat_relative_ids(upstream=True)
+    assert rel.downstream_task_ids == {"gx_marts"} and rel.pool == "recsys_dbt"
+    assert rel.select == "path:models,test_name:relationships" and rel.exclude == "tag:pit"
     assert {
         "max_staleness_hours",
         "label_hours",
@@ -75,16 +83,26 @@ def test_train_dag_shape(dagbag):
 
 
 def test_refresh_dag_shape(dagbag):
+    import json
+
+    from ml.orchestration.cosmos import manifest_path
+
     dag = dagbag.dags["recsys_refresh"]
     ids = set(dag.task_ids)
-    dbt = {i for i in ids if i.startswith("dbt_realtime.")}
-    assert any("fct_session_intent" in i for i in dbt) and any("ml_candidates" in i for i in dbt)
-    assert {f"dbt_realtime.{m}_model_build" for m in SEARCH_MODELS} <= dbt
+    # one Cosmos `dbt build` of the realtime models (dbt orders them), not a task per model
+    dbt = dag.get_task("dbt_realtime")
+    assert type(dbt).__name__ == "DbtBuildLocalOperator" and dbt.select == "tag:realtime"
+    assert dbt.pool == "recsys_dbt" and dbt.upstream_task_ids == {"guard"}
+    assert not any(i.startswith("dbt_realtime.") for i in ids)
+    nodes = json.loads(Path(manifest_path()).read_text(encoding="utf-8"))["nodes"]
+    realtime = {
+        n["name"] for n in nodes.values() if n["resource_type"] == "model" and "realtime" in n["tags"]
+    }
+    assert {"fct_session_intent", "ml_candidates", *SEARCH_MODELS} <= realtime
+    assert not realtime & {"dim_users", "ml_covisitation"}, "only realtime models"
     # the search events are read after int_realtime_user_events, whose newest event id the marts record
-    assert "dbt_realtime.int_realtime_user_events_model_build" in dag.get_task(
-        "dbt_realtime.int_search_session_events_model_build"
-    ).get_flat_relative_ids(upstream=True)
-    assert not any("dim_users" in i or "ml_covisitation" in i for i in dbt), "only realtime models"
+    search_events = nodes["model.recsys.int_search_session_events"]["depends_on"]["nodes"]
+    assert "model.recsys.int_realtime_user_events" in search_events
     assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
     assert dag.timetable.timetable.expression == "*/5 * * * *"  # RECSYS_REFRESH_MINUTES default
     # a new champion triggers a refresh only once its full publish passed the GX top-N check
@@ -135,3 +153,35 @@ def test_parse_touches_no_database_and_imports_no_ml_library(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     seconds, n = out.stdout.strip().splitlines()[-1].split()
     assert int(n) >= 3  # parse time is measured (printed), not asserted: it depends on the machine's load
+
+
+def test_cross_model_tests_are_all_relationships_or_refused(tmp_path, monkeypatch):
+    """The one relationships task selects by test name: a cross-model test of another kind would not
+    run there, so listing the project's cross-model tests refuses it."""
+    import json
+
+    from ml.orchestration import cosmos
+
+    names = cosmos.cross_model_tests()
+    assert names and all(n.startswith("relationships_") for n in names)
+
+    def test_node(name: str, kind: str, parents: list[str]) -> dict:
+        return {
+            "resource_type": "test",
+            "name": name,
+            "test_metadata": {"name": kind},
+            "depends_on": {"nodes": parents},
+        }
+
+    nodes = {
+        "test.recsys.a": test_node("rel_a", "relationships", ["model.recsys.x", "model.recsys.y"]),
+        "test.recsys.b": test_node("uniq_b", "unique", ["model.recsys.x"]),
+    }
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"nodes": nodes}))
+    monkeypatch.setattr(cosmos, "manifest_path", lambda: str(path))
+    assert cosmos.cross_model_tests() == ["rel_a"]
+    nodes["test.recsys.c"] = test_node("eq_c", "equal_rowcount", ["model.recsys.x", "source.recsys.raw.y"])
+    path.write_text(json.dumps({"nodes": nodes}))
+    with pytest.raises(ValueError, match="eq_c spans 2 nodes but is not a relationships test"):
+        cosmos.cross_model_tests()
