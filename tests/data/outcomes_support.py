@@ -73,10 +73,20 @@ def load_log(settings) -> None:
                 " list_source, arm, endpoint, served_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 IMPRESSIONS,
             )
+    finally:
+        conn.close()
+    insert_events(settings, EVENTS)
+
+
+def insert_events(settings, events: list[tuple]) -> None:
+    """Append raw events given as (user_id, item_id, session_id, behavior_type, ts)."""
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
             cur.executemany(
                 "INSERT INTO user_behavior (user_id, item_id, session_id, behavior_type, ts)"
                 " VALUES (%s, %s, %s, %s, %s)",
-                EVENTS,
+                events,
             )
     finally:
         conn.close()
