@@ -115,3 +115,17 @@ def test_a_day_is_logged_again_once_its_impressions_matured(served):
     assert _history(client, run_id, "online.ctr_at_10")[day_step(DAY2)] == pytest.approx(1.0)
     assert _history(client, run_id, "online.matured_impressions") == {day_step(DAY1): 2, day_step(DAY2): 1}
     assert len(client.get_metric_history(run_id, "online.impressions")) == before
+
+
+def test_report_online_prints_the_last_days(served, monkeypatch):
+    from typer.testing import CliRunner
+
+    from ml.cli.app import app
+
+    s, _, _ = served
+    monkeypatch.setenv("COLUMNS", "250")
+    out = CliRunner().invoke(app, ["report", "online", "--days", "1"])
+    assert out.exit_code == 0, out.output
+    assert str(DAY2) in out.output and str(DAY1) not in out.output and "challenger" in out.output
+    out = CliRunner().invoke(app, ["report", "online", "--days", "2"])
+    assert str(DAY1) in out.output and "0.2500" in out.output  # MV1's CTR@10 on day 1
