@@ -9,22 +9,8 @@ from ml.cli.common import console, fail
 report_app = typer.Typer(help="Online metrics of served lists (outcome marts).", no_args_is_help=True)
 
 #: the columns printed per row (rpt_model_online_metrics has more: the counts behind every rate)
-COLUMNS = (
-    "served_date",
-    "model_version",
-    "list_source",
-    "arm",
-    "endpoint",
-    "impressions",
-    "lists",
-    "matured_impressions",
-    "ctr_at_10",
-    "list_ctr_at_10",
-    "cart_rate",
-    "purchase_rate",
-    "coverage",
-    "repeat_share",
-)
+KEYS = ("served_date", "model_version", "list_source", "arm", "endpoint")
+COUNTS = ("impressions", "lists", "matured_impressions")
 
 
 def _cell(value: object) -> str:
@@ -44,7 +30,7 @@ def online_cmd(
     from rich.table import Table
 
     from ml.config import get_settings
-    from ml.registry.online import SLICE_TABLE, read_report
+    from ml.registry.online import RATES, SLICE_TABLE, read_report
 
     s = get_settings()
     try:
@@ -55,8 +41,9 @@ def online_cmd(
         console.print(f"no impressions in {s.marts_db}.{SLICE_TABLE}")
         return
     table = Table(title=f"online metrics, last {days} served day(s) ({SLICE_TABLE})")
-    for col in COLUMNS:
-        table.add_column(col, justify="left" if col in COLUMNS[:5] else "right")
-    for row in frame[list(COLUMNS)].astype(object).itertuples(index=False):
+    columns = [*KEYS, *COUNTS, *RATES]
+    for col in columns:
+        table.add_column(col, justify="left" if col in KEYS else "right")
+    for row in frame[columns].astype(object).itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
     console.print(table)

@@ -48,7 +48,9 @@ DAILY_TABLE = "rpt_model_online_daily"
 SLICE_TABLE = "rpt_model_online_metrics"
 ARTIFACT_DIR = "online"
 PREFIX = "online."
-#: what is logged per day: counts, then rates (a NULL rate, i.e. no matured impression, is not logged)
+#: the rates of the outcome marts (NULL when nothing matured: then not logged)
+RATES = ("ctr_at_10", "list_ctr_at_10", "cart_rate", "purchase_rate", "coverage", "repeat_share")
+#: what is logged per day: counts, then the rates
 METRICS = (
     "impressions",
     "lists",
@@ -57,12 +59,7 @@ METRICS = (
     "clicks_at_10",
     "carts",
     "purchases",
-    "ctr_at_10",
-    "list_ctr_at_10",
-    "cart_rate",
-    "purchase_rate",
-    "coverage",
-    "repeat_share",
+    *RATES,
 )
 #: the model_version the publisher writes: ``<registered name>/<version>`` (``:baseline-<b>`` for a baseline)
 _MODEL_VERSION = re.compile(r"^(?P<name>[^/:]+)/(?P<version>\d+)(?::.*)?$")
