@@ -9,6 +9,7 @@ from airflow.sdk import Asset, Param, dag, task
 
 from ml.orchestration import tasks
 from ml.orchestration.cosmos import dbt_cross_model_tests, dbt_task_group
+from ml.registry.online import ONLINE_METRICS_DAYS, OUTCOME_MARTS_DOC
 from ml.training.config import OPTIONS, param_specs
 
 MARTS, CHAMPION, USER_TOPN = Asset("recsys_marts"), Asset("recsys_champion_model"), Asset("recsys_user_topn")
@@ -26,7 +27,9 @@ DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponen
     tags=["recsys", "train"],
     default_args={"owner": "ml-platform", "on_failure_callback": tasks.on_failure, **DB_RETRIES},
     doc_md=__doc__
-    + "\n\nTrigger from the UI with the params below. A failed quality gate stops the run and leaves serving untouched.",
+    + "\n\nTrigger from the UI with the params below. A failed quality gate stops the run and leaves serving untouched."
+    + "\n\n"
+    + OUTCOME_MARTS_DOC,
     params={
         "max_staleness_hours": Param(
             48.0, type="number", description="Fail when the newest event is older (<= 0: report only)."
@@ -38,6 +41,9 @@ DB_RETRIES = {"retries": 2, "retry_delay": timedelta(seconds=30), "retry_exponen
             minimum=0,
             maximum=500,
             description="Rows per user to publish (0 = RECSYS_TOPN).",
+        ),
+        "online_metrics_days": Param(
+            ONLINE_METRICS_DAYS, type="integer", minimum=1, description="Served days logged to MLflow."
         ),
     },
 )
@@ -81,6 +87,12 @@ def recsys_train():
     def publish(params=None):
         return tasks.publish_full(int(params["topn"]))
 
+    @task(
+        doc_md="Online metrics (outcome marts) of the last served days → each serving version's MLflow run."
+    )
+    def log_online_metrics(params=None):
+        return tasks.log_online_metrics(int(params["online_metrics_days"]))
+
     (
         check_freshness()
         >> gx_raw()
@@ -89,6 +101,7 @@ def recsys_train():
         >> gx_marts()
         >> train()
         >> publish()
+        >> log_online_metrics()
     )
 
 

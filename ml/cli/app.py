@@ -16,6 +16,7 @@ from ml.cli.db import db_app
 from ml.cli.dbt import dbt_app
 from ml.cli.publish import publish_app, serve
 from ml.cli.quality import quality_app
+from ml.cli.report import report_app
 from ml.cli.train import register as register_train_commands
 from ml.cli.user import user_app
 from ml.config import SettingsError
@@ -32,6 +33,7 @@ register_train_commands(app)  # recsys train | evaluate | promote
 app.add_typer(publish_app, name="publish")
 app.command("serve")(serve)
 app.add_typer(user_app, name="user")
+app.add_typer(report_app, name="report")
 
 
 def main() -> None:

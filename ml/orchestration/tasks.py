@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ml.config import get_settings
@@ -96,6 +96,22 @@ def publish_full(n: int | None = None) -> dict[str, Any]:
         raise RuntimeError(f"nothing to publish: {exc}") from None
 
 
+def log_online_metrics(days: int) -> dict[str, Any]:
+    """Online metrics of the last ``days`` served days (outcome marts) → each serving version's MLflow
+    run; versions not in the registry are skipped and named in the log."""
+    from ml.registry.online import log_online_metrics as log_online
+
+    out = log_online(get_settings(), days)
+    log.info(
+        "online metrics (%s..%s): logged %s; skipped %s",
+        out.first_day,
+        out.last_day,
+        sorted(out.logged) or "none",
+        out.skipped or "none",
+    )
+    return _jsonable(out)
+
+
 def refresh_guard() -> dict[str, Any]:
     """Skip the refresh run (and say why) when no champion exists yet, when its full publish has not
     passed yet, or when nothing new arrived."""
@@ -177,7 +193,7 @@ def _jsonable(obj: Any) -> Any:
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
-    if isinstance(obj, (datetime,)):
+    if isinstance(obj, date):  # datetime too
         return obj.isoformat()
     if isinstance(obj, timedelta):
         return obj.total_seconds()

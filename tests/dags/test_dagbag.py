@@ -185,3 +185,21 @@ def test_cross_model_tests_are_all_relationships_or_refused(tmp_path, monkeypatc
     path.write_text(json.dumps({"nodes": nodes}))
     with pytest.raises(ValueError, match="eq_c spans 2 nodes but is not a relationships test"):
         cosmos.cross_model_tests()
+
+
+#: the outcome marts (tag outcomes): built by the train DAG's batch group, never by the refresh
+OUTCOME_MODELS = (
+    "int_outcome_events",
+    "fct_served_outcomes",
+    "rpt_model_online_metrics",
+    "rpt_model_online_daily",
+)
+
+
+def test_outcome_marts_build_in_the_train_dag_and_their_metrics_log_after_publish(dagbag):
+    train, refresh = dagbag.dags["recsys_train"], dagbag.dags["recsys_refresh"]
+    assert {f"dbt_marts.{m}_model_build" for m in OUTCOME_MODELS} <= set(train.task_ids)
+    assert not any(m in i for m in OUTCOME_MODELS for i in refresh.task_ids)
+    assert train.get_task("log_online_metrics").upstream_task_ids == {"publish"}
+    assert train.params["online_metrics_days"] == 7
+    assert "fct_served_outcomes" in train.doc_md and "Last touch" in train.doc_md
