@@ -4,7 +4,7 @@ engaging are demoted (:mod:`ml.models.fatigue`), in the full publish and in the 
 Where N and the decay live: a full publish fits them on the impression log (``recsys_raw.impressions``
 joined to the users' item events, the last ``lookback_days``) and appends one row to
 ``recsys_serving.fatigue_params`` (migration 0016) before it scores; a refresh demotes with the
-newest row, so both writers use the same demotion until the next full publish. A log too small to
+row of the newest full publish that went live (``publish_log``), so both writers use the same demotion until the next full publish. A log too small to
 fit, or one without a significant drop, stores a row with ``min_shows`` NULL (no demotion) and its
 reason, which the publisher logs. ``RECSYS_FATIGUE=0`` turns the hook off (nothing fitted or read).
 
@@ -95,11 +95,16 @@ def fit_and_store(
 
 
 def stored_params(conn: pymysql.connections.Connection, s: Settings) -> FatigueParams:
-    """The newest demotion a full publish stored (none stored yet: no demotion)."""
+    """The demotion of the newest full publish that went live (none yet: no demotion).
+
+    A full publish stores its fit before it scores; one that then fails validation never writes its
+    ``publish_log`` row, so its fit is never used: the join keeps the live lists and the refresh on
+    the same N and decay."""
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT min_shows, decay, reason, impressions, clicks FROM `{s.serving_db}`.fatigue_params "
-            "ORDER BY id DESC LIMIT 1"
+            f"SELECT f.min_shows, f.decay, f.reason, f.impressions, f.clicks FROM `{s.serving_db}`.fatigue_params f "
+            f"JOIN `{s.serving_db}`.publish_log p ON p.run_id = f.run_id AND p.kind = 'full' "
+            "ORDER BY f.id DESC LIMIT 1"
         )
         row = cur.fetchone()
     if row is None:

@@ -30,13 +30,17 @@ def _shows(s, rows) -> None:
     conn.close()
 
 
-def _store_fit(s, min_shows, decay) -> None:
+def _store_fit(s, min_shows, decay, run_id: str | None = None) -> None:
+    """A fit row of the last live full publish (``run_id`` None), or of another run."""
     conn = connect(s.serving_db, settings=s)
     with conn.cursor() as cur:
+        if run_id is None:
+            cur.execute("SELECT run_id FROM publish_log WHERE kind = 'full' ORDER BY id DESC LIMIT 1")
+            run_id = cur.fetchone()[0]
         cur.execute(
             "INSERT INTO fatigue_params (run_id, fitted_at, min_shows, decay, impressions, clicks, reason, ctr_table) "
-            "VALUES ('hand', NOW(3), %s, %s, 0, 0, 'hand-made', '[]')",
-            (min_shows, decay),
+            "VALUES (%s, NOW(3), %s, %s, 0, 0, 'hand-made', '[]')",
+            (run_id, min_shows, decay),
         )
     conn.close()
 
@@ -86,6 +90,16 @@ def test_refresh_demotes_the_item_shown_n_times_without_engagement(published):
     assert [r[1] for r in rows] == [1, 2, 3, 4, 5]
     assert all(a[3] >= b[3] for a, b in zip(rows, rows[1:]))  # scores never rise with rank
     assert _items(s, 2) == [x[2] for x in topn(s, 2)]  # other users untouched
+
+
+def test_refresh_ignores_the_fit_of_a_full_publish_that_never_went_live(published):
+    """A full publish stores its fit before scoring; when it then fails validation (no publish_log
+    row), the refresh keeps the live publish's N = 2, not that run's N = 4."""
+    s = published
+    _store_fit(s, 4, 0.5, run_id="failed-full-publish")
+    _hand_log(s)
+    publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+    assert _items(s, 1)[0] != 1  # item 1 (three unengaged shows) demoted under N = 2
 
 
 def test_fatigue_off_leaves_the_refreshed_list_as_the_recommender_ranked_it(published):
