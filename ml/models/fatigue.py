@@ -35,6 +35,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from ml.models.rules import apply_rules
+
 #: Columns of an exposure table: one row per impression.
 EXPOSURE_COLUMNS = ["user_id", "item_id", "rank", "served_at", "k", "clicked"]
 
@@ -255,9 +257,11 @@ def demote(candidates: pd.DataFrame, shows: pd.DataFrame, params: FatigueParams,
 
 
 class FatigueRecommender:
-    """Any recommender with tired items demoted: asks the inner one for ``n + pool`` candidates,
-    reads the batch's unengaged show counts with ``exposures(user_ids, min_shows)`` (one query per
-    batch in the publisher) and keeps the best ``n`` after :func:`demote`."""
+    """Any recommender with tired items demoted. Reads the batch's unengaged show counts with
+    ``exposures(user_ids, min_shows)`` (one query per batch in the publisher). A two-stage
+    recommender (``score`` + business ``rules``, as the champion is) has all its candidates' scores
+    demoted and then its rules applied at ``n``, so the category cap holds on the final list; any
+    other recommender is asked for ``n + pool`` rows, which :func:`demote` re-orders and cuts to ``n``."""
 
     def __init__(
         self,
@@ -273,7 +277,18 @@ class FatigueRecommender:
         self.demoted = 0  # candidates with shows ≥ N seen so far (for the publisher's log)
 
     def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
-        candidates = self.inner.recommend(user_ids, n + self.pool)
         shows = self.exposures(user_ids, int(self.params.min_shows))  # type: ignore[arg-type]
         self.demoted += len(shows)
-        return demote(candidates, shows, self.params, n)
+        inner = self.inner
+        if all(hasattr(inner, a) for a in ("score", "rules", "items", "purchased", "backfill")):
+            # a two-stage recommender (the champion): demote its raw scores of ALL candidates, then
+            # its own business rules (category cap at n, stock, bought, backfill) make the n rows
+            scored = inner.score(list(user_ids)).assign(source=inner.name)
+            scored = scored.sort_values(["user_id", "score"], ascending=[True, False], kind="stable")
+            scored["rank"] = scored.groupby("user_id", sort=False).cumcount() + 1
+            demoted = demote(scored, shows, self.params, len(scored))
+            out, inner.last_stats = apply_rules(
+                demoted, user_ids, n, inner.items, inner.purchased, inner.backfill, inner.rules
+            )
+            return out
+        return demote(inner.recommend(user_ids, n + self.pool), shows, self.params, n)

@@ -135,7 +135,37 @@ def test_fatigue_recommender_asks_for_a_pool_and_one_exposure_read_per_batch():
 
     rec = FatigueRecommender(Inner(), FatigueParams(2, 0.1, ""), exposures, pool=3)
     out = rec.recommend([1, 2], 2)
-    assert calls == [("recommend", (1, 2), 5), ("exposures", (1, 2), 2)]
+    assert sorted(calls) == [("exposures", (1, 2), 2), ("recommend", (1, 2), 5)]
     assert out[out["user_id"] == 2]["item_id"].tolist() == [11, 12]
     with pytest.raises(ValueError, match="active demotion"):
         FatigueRecommender(Inner(), FatigueParams(None, 1.0, ""), exposures)
+
+
+def test_two_stage_recommender_keeps_its_category_cap_after_demotion():
+    """With the champion's kind of recommender (scores + rules), the demotion re-scores all its
+    candidates and then its own rules make the list: the category cap holds at n (here 2 of 4 per
+    category), and the tired item (2 unengaged shows, N = 2) leaves the list."""
+    from ml.models.rerank import TwoStageRecommender
+    from ml.models.rules import Backfill, RuleConfig
+
+    class Scorer:
+        name = "hand"
+
+        def predict(self, frame: pd.DataFrame) -> np.ndarray:
+            return frame["s"].to_numpy(dtype=float)
+
+    # user 1's candidates, best first: category 1 holds the four best (items 1-4), category 2 items 5-8
+    frame = pd.DataFrame(
+        {"user_id": 1, "item_id": range(1, 9), "s": [8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]}
+    )
+    items = pd.DataFrame({"item_id": range(1, 9), "category_id": [1] * 4 + [2] * 4, "in_stock": 1})
+    purchased = pd.DataFrame(columns=["user_id", "item_id"])
+    backfill = Backfill(by_category={}, global_items=[], user_intent={})
+    rules = RuleConfig(max_category_share=0.5)
+    inner = TwoStageRecommender(Scorer(), frame, items, purchased, backfill, rules)
+    assert inner.recommend([1], 4)["item_id"].tolist() == [1, 2, 5, 6]
+    tired = pd.DataFrame({"user_id": [1], "item_id": [1], "shows": [2]})
+    rec = FatigueRecommender(inner, FatigueParams(2, 0.1, "hand", 0, 0), lambda users, k: tired)
+    out = rec.recommend([1], 4)
+    assert out["item_id"].tolist() == [2, 3, 5, 6]  # 1 demoted; category 1 still holds only 2 of 4
+    assert out["rank"].tolist() == [1, 2, 3, 4]
