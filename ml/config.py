@@ -46,6 +46,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_API_DOCS": "0",
     # keyed hash of `recsys data import --pseudonymize` (ml/data/pseudonym.py); empty = not configured
     "RECSYS_PSEUDONYM_KEY": "",
+    # issue 17: demote items shown N times without engagement (N and decay fitted on impressions; 0 = off)
+    "RECSYS_FATIGUE": "1",
 }
 
 
@@ -104,6 +106,8 @@ class Settings:
     #: the account that writes them: INSERT on ``{raw_db}.impressions`` only (migration 0014)
     impressions_user: str = "recsys_impressions"
     impressions_password: str = field(default="recsys_impressions", repr=False)
+    #: publisher: demote items shown N times without engagement (ml.models.fatigue; issue 17)
+    fatigue: bool = True
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -179,4 +183,5 @@ def get_settings() -> Settings:
         impressions=_env("RECSYS_IMPRESSIONS").strip().lower() in ("1", "true", "yes"),
         impressions_user=_name(_env("RECSYS_IMPRESSIONS_USER"), "RECSYS_IMPRESSIONS_USER"),
         impressions_password=_env("RECSYS_IMPRESSIONS_PASSWORD"),
+        fatigue=_env("RECSYS_FATIGUE").strip().lower() in ("1", "true", "yes"),
     )

@@ -162,6 +162,15 @@ def scalar(conn: pymysql.connections.Connection, sql: str, args: object = None) 
     return row[0] if row else None
 
 
+def read_rows(
+    conn: pymysql.connections.Connection, sql: str, columns: list[str], args: object = None
+) -> pd.DataFrame:
+    """The rows of ``sql`` as a frame with ``columns``."""
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return pd.DataFrame(list(cur.fetchall()), columns=columns)
+
+
 def table_exists(conn: pymysql.connections.Connection, db: str, table: str) -> bool:
     return bool(
         scalar(

@@ -27,6 +27,7 @@ from ml.publish.common import (
     new_run_id,
     scalar,
 )
+from ml.publish.fatigue import with_fatigue
 from ml.publish.loader import BatchLoader, score_and_load
 from ml.publish.locking import event_upper_bound, lock_name, named_lock
 from ml.publish.reasons import Explainer
@@ -92,6 +93,7 @@ def publish_full(
         with named_lock(conn, lock_name(s, "full"), 0, "full publish"):
             drop_staging(conn, s)
             job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
+            recommender = with_fatigue(conn, s, recommender, fit_run_id=run_id)  # fits N/decay, stores them
             create_staging(conn, s, job.tables)
             try:
                 result = _build_and_swap(

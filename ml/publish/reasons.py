@@ -19,18 +19,11 @@ from ml.config import Settings
 from ml.contracts import number_var
 from ml.models.reasons import ReasonEvidence, assign_reasons
 from ml.publish.common import PublishError, table_exists
+from ml.publish.common import read_rows as _frame
 from ml.quality.topn import check_reasons
 
 #: The user's own items kept as evidence, most recent first (fct_session_intent.last_items keeps 20).
 RECENT_ITEMS = 20
-
-
-def _frame(
-    conn: pymysql.connections.Connection, sql: str, columns: list[str], args: object = None
-) -> pd.DataFrame:
-    with conn.cursor() as cur:
-        cur.execute(sql, args)
-        return pd.DataFrame(list(cur.fetchall()), columns=columns)
 
 
 def _in(ids: Sequence[int]) -> str:

@@ -25,6 +25,7 @@ from ml.publish.common import (
     progress_bar,
     scalar,
 )
+from ml.publish.fatigue import with_fatigue
 from ml.publish.locking import (
     event_upper_bound,
     lock_name,
@@ -215,6 +216,7 @@ def publish_refresh(
                 return RefreshResult(run_id, low, low if high is None else high, 0, 0, (), msg)
             lists = (search or BaselineSearchLists()) if search_marts_ready(conn, s) else None
             explain = Explainer(conn, s)
+            recommender = with_fatigue(conn, s, recommender)  # the newest stored N/decay
             with progress_bar(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))
                 for batch in batches(users, batch_size):

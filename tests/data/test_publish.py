@@ -32,6 +32,7 @@ LIVE = {
     "query_topn",
     "user_query_topn",
     "search_items",
+    "fatigue_params",  # the demotion each full publish fitted (migration 0016)
 }
 
 
