@@ -46,6 +46,10 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_API_DOCS": "0",
     # keyed hash of `recsys data import --pseudonymize` (ml/data/pseudonym.py); empty = not configured
     "RECSYS_PSEUDONYM_KEY": "",
+    # A/B (issue 17): share of users in the challenger arm (0 = no experiment) and the experiment's name,
+    # which salts the user split (ml/experiment.py)
+    "RECSYS_AB_SHARE": "0",
+    "RECSYS_AB_SALT": "",
 }
 
 
@@ -104,6 +108,15 @@ class Settings:
     #: the account that writes them: INSERT on ``{raw_db}.impressions`` only (migration 0014)
     impressions_user: str = "recsys_impressions"
     impressions_password: str = field(default="recsys_impressions", repr=False)
+    #: A/B (issue 17): share of users in the challenger arm, 0 = no experiment (``RECSYS_AB_SHARE``)
+    ab_share: float = 0.0
+    #: the experiment's name, which salts the user split (``RECSYS_AB_SALT``)
+    ab_salt: str = ""
+
+    @property
+    def ab_on(self) -> bool:
+        """An A/B experiment is configured: the full publish also builds the challenger's lists."""
+        return self.ab_share > 0
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -152,6 +165,7 @@ def get_settings() -> Settings:
         )
     if prefix:
         _name(prefix, "RECSYS_DB_PREFIX")
+    ab_share, ab_salt = _ab_settings()
     dbs = {
         var: _name(prefix + _name(_env(var), var), f"{var} (after RECSYS_DB_PREFIX)")
         for var in ("RECSYS_RAW_DB", "RECSYS_MARTS_DB", "RECSYS_SERVING_DB")
@@ -179,4 +193,27 @@ def get_settings() -> Settings:
         impressions=_env("RECSYS_IMPRESSIONS").strip().lower() in ("1", "true", "yes"),
         impressions_user=_name(_env("RECSYS_IMPRESSIONS_USER"), "RECSYS_IMPRESSIONS_USER"),
         impressions_password=_env("RECSYS_IMPRESSIONS_PASSWORD"),
+        ab_share=ab_share,
+        ab_salt=ab_salt,
     )
+
+
+def _ab_settings() -> tuple[float, str]:
+    """(share, salt) of ``RECSYS_AB_SHARE``/``RECSYS_AB_SALT``: share 0 is off; otherwise 0 < share < 1
+    and a name (the salt, stored in ``ab_experiment.name``) is required."""
+    try:
+        share = float(_env("RECSYS_AB_SHARE") or "0")
+    except ValueError:
+        raise SettingsError(f"RECSYS_AB_SHARE={_env('RECSYS_AB_SHARE')!r} is not a number") from None
+    salt = _env("RECSYS_AB_SALT").strip()
+    if share == 0:
+        return 0.0, salt
+    if not 0 < share < 1:
+        raise SettingsError(
+            f"RECSYS_AB_SHARE must be 0 (no experiment) or strictly between 0 and 1, got {share}"
+        )
+    if not salt:
+        raise SettingsError(
+            "RECSYS_AB_SHARE > 0 needs RECSYS_AB_SALT: the experiment's name, which salts the split"
+        )
+    return share, _name(salt, "RECSYS_AB_SALT")
