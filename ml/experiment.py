@@ -45,13 +45,6 @@ def arm_of(user_id: int, salt: str, share: float) -> str:
     return CHALLENGER_ARM if bucket(user_id, salt) < share else CHAMPION_ARM
 
 
-def check_share(share: float) -> float:
-    """``share`` if it is a usable challenger share (0 < share < 1), else ValueError."""
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"the challenger share must be strictly between 0 and 1, got {share}")
-    return share
-
-
 @dataclass(frozen=True)
 class Experiment:
     """One run of an experiment: its name (also the salt of the split), the challenger share and the two
