@@ -197,10 +197,10 @@ def _build_and_swap(
         raise ValidationFailed(f"user_topn_new failed validation, nothing swapped: {summary}")
     challenger_rows = None
     if job.experiment is not None and challenger is not None:
-        challenger_rows = _build_challenger(
+        challenger_rows, checked = _build_challenger(
             job, challenger, explain, loader.generated_at, batch_size, progress
         )
-        summary = f"{summary}; challenger: {challenger_rows} rows"
+        summary = f"{summary}; challenger ({challenger_rows} rows): {checked}"
     run = (
         stage_experiment(conn, s, job.experiment, job.live_experiment)
         if "ab_experiment" in job.tables
@@ -231,9 +231,9 @@ def _build_challenger(
     generated_at: datetime,
     batch_size: int,
     progress: bool,
-) -> int:
+) -> tuple[int, str]:
     """Score every active user with the challenger into ``user_topn_challenger_new`` and check it like
-    ``user_topn_new`` (built-in invariants, then ``challenger.validate``). Returns its rows."""
+    ``user_topn_new`` (built-in invariants, then ``challenger.validate``). Returns (rows, check summary)."""
     s = job.settings
     table = "user_topn_challenger_new"
     loader = BatchLoader(s, challenger.model_version, generated_at, table)
@@ -244,4 +244,4 @@ def _build_challenger(
         summary = f"{summary}; {extra}"
     if not ok:
         raise ValidationFailed(f"{table} failed validation, nothing swapped: {summary}")
-    return rows
+    return rows, summary

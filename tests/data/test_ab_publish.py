@@ -318,7 +318,13 @@ def test_task_entries_load_champion_and_challenger_together(shop, monkeypatch):
         return [made[name] for name in names]
 
     monkeypatch.setattr(registry, "load_aliases", aliases)
-    out = run.publish_champion_full(shop, 5, gx=False)
+    out = run.publish_champion_full(
+        shop, 5
+    )  # both lists through the GX top-N suite, each under its own rules
+    assert (
+        "challenger (50 rows)" in out["validation"]
+        and "user_topn_challenger_new, 50 rows" in out["validation"]
+    )
     assert (out["experiment"], out["challenger_model_version"], asked[-1]) == (
         "exp1",
         "m/2",
