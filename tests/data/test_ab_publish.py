@@ -342,3 +342,28 @@ def test_task_entries_load_champion_and_challenger_together(shop, monkeypatch):
     off = dataclasses.replace(shop, ab_share=0.0)
     run.publish_champion_full(off, 5, gx=False)
     assert asked[-1] == ("champion",) and runs(shop)[-1][-1] == 0
+
+
+def test_refresh_task_skips_while_the_challenger_alias_is_ahead_of_the_run(shop, monkeypatch):
+    """The train DAG moved the challenger alias (m/3) but its full publish has not swapped yet: the
+    refresh task skips (nothing written, watermark kept) instead of failing every few minutes."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from ml.orchestration import tasks
+    from ml.registry import champion as registry
+
+    publish(shop)  # the run serves v1 vs v2
+
+    def aliases(_s, names):
+        made = {"champion": RawEventsRecommender(shop), "challenger": PopularRecommender(shop)}
+        made["champion"].model_version, made["challenger"].model_version = "v1", "v3"
+        return [made[name] for name in names]
+
+    monkeypatch.setattr(registry, "load_aliases", aliases)
+    add_events(shop, [(CHALLENGERS[0], 28, "cart", T0 + timedelta(days=1))])
+    seed_serving_marts(shop)
+    mark = "SELECT event_id FROM publish_watermark"
+    before = (lists(shop, "user_topn"), lists(shop, "user_topn_challenger"), rows(shop, mark))
+    with pytest.raises(AirflowSkipException, match="serves challenger v2, the refresh was given v3"):
+        tasks.refresh()
+    assert (lists(shop, "user_topn"), lists(shop, "user_topn_challenger"), rows(shop, mark)) == before
