@@ -7,7 +7,7 @@ bucket is the first 8 bytes of ``sha256("<salt>:<user_id>")`` read as a fraction
 across processes, machines and Python versions (``hash()`` is salted per process; this is not).
 A different salt (the experiment's name) gives a split independent of the last one.
 
-The running experiment lives in ``{serving_db}.ab_experiment`` (migration 0016), one row per run
+The running experiment lives in ``{serving_db}.ab_experiment`` (migration 0017), one row per run
 (a run ends when the share or either version changes, or the experiment is switched off). The full
 publish swaps that table in the same ``RENAME`` as ``user_topn`` and ``user_topn_challenger``, so
 every reader process sees the state and the lists change together.

@@ -72,7 +72,7 @@ class ChallengerNotPublished(ChampionNotPublished):
 def live_experiment(conn: pymysql.connections.Connection, s: Settings) -> Experiment | None:
     """The running experiment in ``{serving_db}.ab_experiment`` (``conn``'s default database)."""
     if not table_exists(conn, s.serving_db, "ab_experiment"):
-        raise PublishError(f"{s.serving_db}.ab_experiment is missing: run `recsys db init` (migration 0016)")
+        raise PublishError(f"{s.serving_db}.ab_experiment is missing: run `recsys db init` (migration 0017)")
 
     def query(sql: str) -> list[tuple]:
         with conn.cursor() as cur:

@@ -32,7 +32,7 @@ LIVE = {
     "query_topn",
     "user_query_topn",
     "search_items",
-    "user_topn_challenger",  # A/B (migration 0016): swapped only while an experiment runs or ends
+    "user_topn_challenger",  # A/B (migration 0017): swapped only while an experiment runs or ends
     "ab_experiment",
 }
 
