@@ -48,6 +48,10 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_PSEUDONYM_KEY": "",
     # issue 17: demote items shown N times without engagement (N and decay fitted on impressions; 0 = off)
     "RECSYS_FATIGUE": "1",
+    # A/B (issue 17): share of users in the challenger arm (0 = no experiment) and the experiment's name,
+    # which salts the user split (ml/experiment.py)
+    "RECSYS_AB_SHARE": "0",
+    "RECSYS_AB_SALT": "",
 }
 
 
@@ -108,6 +112,15 @@ class Settings:
     impressions_password: str = field(default="recsys_impressions", repr=False)
     #: publisher: demote items shown N times without engagement (ml.models.fatigue; issue 17)
     fatigue: bool = True
+    #: A/B (issue 17): share of users in the challenger arm, 0 = no experiment (``RECSYS_AB_SHARE``)
+    ab_share: float = 0.0
+    #: the experiment's name, which salts the user split (``RECSYS_AB_SALT``)
+    ab_salt: str = ""
+
+    @property
+    def ab_on(self) -> bool:
+        """An A/B experiment is configured: the full publish also builds the challenger's lists."""
+        return self.ab_share > 0
 
     @property
     def dbt_project_dir(self) -> Path:
@@ -156,6 +169,7 @@ def get_settings() -> Settings:
         )
     if prefix:
         _name(prefix, "RECSYS_DB_PREFIX")
+    ab_share, ab_salt = _ab_settings()
     dbs = {
         var: _name(prefix + _name(_env(var), var), f"{var} (after RECSYS_DB_PREFIX)")
         for var in ("RECSYS_RAW_DB", "RECSYS_MARTS_DB", "RECSYS_SERVING_DB")
@@ -184,4 +198,27 @@ def get_settings() -> Settings:
         impressions_user=_name(_env("RECSYS_IMPRESSIONS_USER"), "RECSYS_IMPRESSIONS_USER"),
         impressions_password=_env("RECSYS_IMPRESSIONS_PASSWORD"),
         fatigue=_env("RECSYS_FATIGUE").strip().lower() in ("1", "true", "yes"),
+        ab_share=ab_share,
+        ab_salt=ab_salt,
     )
+
+
+def _ab_settings() -> tuple[float, str]:
+    """(share, salt) of ``RECSYS_AB_SHARE``/``RECSYS_AB_SALT``: share 0 is off; otherwise 0 < share < 1
+    and a name (the salt, stored in ``ab_experiment.name``) is required."""
+    try:
+        share = float(_env("RECSYS_AB_SHARE") or "0")
+    except ValueError:
+        raise SettingsError(f"RECSYS_AB_SHARE={_env('RECSYS_AB_SHARE')!r} is not a number") from None
+    salt = _env("RECSYS_AB_SALT").strip()
+    if share == 0:
+        return 0.0, salt
+    if not 0 < share < 1:
+        raise SettingsError(
+            f"RECSYS_AB_SHARE must be 0 (no experiment) or strictly between 0 and 1, got {share}"
+        )
+    if not salt:
+        raise SettingsError(
+            "RECSYS_AB_SHARE > 0 needs RECSYS_AB_SALT: the experiment's name, which salts the split"
+        )
+    return share, _name(salt, "RECSYS_AB_SALT")

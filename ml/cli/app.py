@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from ml.cli.ab import ab_app
 from ml.cli.common import EXIT_UNUSABLE, err_console
 from ml.cli.data import data_app
 from ml.cli.db import db_app
@@ -34,6 +35,7 @@ app.add_typer(publish_app, name="publish")
 app.command("serve")(serve)
 app.add_typer(user_app, name="user")
 app.add_typer(report_app, name="report")
+app.add_typer(ab_app, name="ab")
 
 
 def main() -> None:

@@ -36,6 +36,10 @@ def publish_full_cmd(
         f"popular {r['popular_rows']:,}, intent {r['intent_rows']:,}, similar {similar}; "
         f"write {r['rows'] / max(r['write_seconds'], 1e-9):,.0f} rows/s; {r['validation']}"
     )
+    if r.get("experiment"):
+        console.print(
+            f"A/B {r['experiment']}: challenger {r['challenger_model_version']} published to user_topn_challenger"
+        )
 
 
 @publish_app.command("refresh")

@@ -27,6 +27,7 @@ def online_cmd(
 ) -> None:
     """Print rpt_model_online_metrics of the last DAYS served days (build it with `recsys dbt build`
     or the train DAG): one row per day x model version x list source x A/B arm x endpoint."""
+    from rich.console import Console
     from rich.table import Table
 
     from ml.config import get_settings
@@ -46,4 +47,5 @@ def online_cmd(
         table.add_column(col, justify="left" if col in KEYS else "right")
     for row in frame[columns].astype(object).itertuples(index=False):
         table.add_row(*(_cell(v) for v in row))
-    console.print(table)
+    # a wide table: never squeezed into ellipses on a narrow terminal (or a pipe), let it wrap there
+    Console(width=max(console.width, 220)).print(table)

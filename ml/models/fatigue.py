@@ -276,6 +276,10 @@ class FatigueRecommender:
         self.name = f"{getattr(inner, 'name', 'model')}_fatigue"
         self.demoted = 0  # candidates with shows ≥ N seen so far (for the publisher's log)
 
+    def like(self, other) -> FatigueRecommender:
+        """``other`` demoted with the same N, decay and exposure reads (the other arm of an A/B)."""
+        return FatigueRecommender(other, self.params, self.exposures, self.pool)
+
     def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
         shows = self.exposures(user_ids, int(self.params.min_shows))  # type: ignore[arg-type]
         self.demoted += len(shows)

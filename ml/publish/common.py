@@ -28,6 +28,9 @@ SWAPPED_TABLES = (
     "search_items",
 )
 
+#: Tables a full publish adds to the same swap while an A/B experiment runs or ends (ml/publish/ab.py).
+AB_TABLES = ("user_topn_challenger", "ab_experiment")
+
 WATERMARK_NAME = "user_topn"
 
 SETTLE_SECONDS = 5.0
@@ -88,6 +91,10 @@ class PublishResult:
     queries: int | None = None  # queries with a query_topn list
     query_rows: int | None = None
     user_query_rows: int | None = None
+    # A/B (issue 17): the experiment run swapped in (None: no experiment) and the challenger's lists
+    experiment: str | None = None
+    challenger_model_version: str | None = None
+    challenger_rows: int | None = None
 
     @property
     def write_rows_per_s(self) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -31,6 +32,7 @@ from ml.models.fatigue import (
     fit_fatigue,
     no_demotion,
 )
+from ml.publish.ab import ChallengerLists
 from ml.publish.common import Recommender, scalar
 from ml.publish.common import read_rows as _frame
 
@@ -169,3 +171,11 @@ def with_fatigue(
     return FatigueRecommender(
         recommender, params, lambda users, min_shows: read_exposures(conn, s, users, min_shows, since)
     )
+
+
+def challenger_alike(recommender: Recommender, challenger: ChallengerLists | None) -> ChallengerLists | None:
+    """The A/B challenger demoted exactly as ``recommender`` (the champion after :func:`with_fatigue`)
+    is: both arms get the same serving treatment, so the experiment compares the models alone."""
+    if challenger is None or not isinstance(recommender, FatigueRecommender):
+        return challenger
+    return replace(challenger, recommender=recommender.like(challenger.recommender))

@@ -16,6 +16,8 @@ import pymysql
 
 from ml.config import Settings
 from ml.db import connect
+from ml.experiment import Experiment
+from ml.publish.ab import ChallengerLists, ab_tables, live_experiment, planned_experiment, stage_experiment
 from ml.publish.common import (
     LOCK_WAIT_TIMEOUT_S,
     SETTLE_SECONDS,
@@ -27,7 +29,7 @@ from ml.publish.common import (
     new_run_id,
     scalar,
 )
-from ml.publish.fatigue import with_fatigue
+from ml.publish.fatigue import challenger_alike, with_fatigue
 from ml.publish.loader import BatchLoader, score_and_load
 from ml.publish.locking import event_upper_bound, lock_name, named_lock
 from ml.publish.reasons import Explainer
@@ -56,6 +58,8 @@ class _FullJob:
     upper: int  # newest event_id read (the watermark it publishes)
     max_ts: datetime
     tables: list[str]
+    experiment: Experiment | None = None  # the A/B run to serve (None: champion only)
+    live_experiment: Experiment | None = None  # the run serving now
 
 
 def publish_full(
@@ -71,6 +75,7 @@ def publish_full(
     lock_timeout: float = 300.0,
     progress: bool = False,
     search: SearchLists | None = None,
+    challenger: ChallengerLists | None = None,
 ) -> PublishResult:
     """Score all active users and atomically replace the serving tables.
 
@@ -82,6 +87,10 @@ def publish_full(
     built-in invariants pass and before the swap; on any failure the ``*_new`` tables are dropped,
     :class:`ValidationFailed` is raised and the live tables stay as they were. ``lock_timeout`` is
     how long the swap waits for a running refresh to finish.
+
+    ``challenger`` (A/B, issue 17; used only when ``settings.ab_on``): its lists for every active
+    user go to ``user_topn_challenger`` and the run to ``ab_experiment``, checked like the champion's
+    and swapped in the same RENAME (:mod:`ml.publish.ab`).
     """
     s = settings
     run_id = run_id or new_run_id("full")
@@ -92,8 +101,9 @@ def publish_full(
         started = scalar(conn, "SELECT NOW(3)")
         with named_lock(conn, lock_name(s, "full"), 0, "full publish"):
             drop_staging(conn, s)
-            job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds)
             recommender = with_fatigue(conn, s, recommender, fit_run_id=run_id)  # fits N/decay, stores them
+            challenger = challenger_alike(recommender, challenger)
+            job = _plan_full(conn, s, model_version, n or s.topn, settle_seconds, challenger)
             create_staging(conn, s, job.tables)
             try:
                 result = _build_and_swap(
@@ -102,6 +112,7 @@ def publish_full(
                     recommender,
                     search or BaselineSearchLists(),
                     validate,
+                    challenger,
                     batch_size,
                     lock_timeout,
                     progress,
@@ -131,14 +142,16 @@ def publish_full(
     )
 
 
-def _plan_full(conn, s: Settings, model_version: str, n: int, settle_seconds: float) -> _FullJob:
+def _plan_full(
+    conn, s: Settings, model_version: str, n: int, settle_seconds: float, challenger: ChallengerLists | None
+) -> _FullJob:
     upper = event_upper_bound(conn, s, 0, settle_seconds)
     if upper is None:
         raise PublishError(f"no settled events in {s.raw_db}.user_behavior: nothing to publish")
     max_ts = scalar(conn, f"SELECT MAX(ts) FROM `{s.raw_db}`.user_behavior WHERE event_id <= %s", (upper,))
-    return _FullJob(
-        s, model_version, n, _active_users(conn, s, upper), upper, max_ts, rebuilt_tables(conn, s)
-    )
+    live, new = live_experiment(conn, s), planned_experiment(s, model_version, challenger)
+    tables = rebuilt_tables(conn, s) + ab_tables(new, live)
+    return _FullJob(s, model_version, n, _active_users(conn, s, upper), upper, max_ts, tables, new, live)
 
 
 def _active_users(conn: pymysql.connections.Connection, s: Settings, upper: int) -> list[int]:
@@ -156,6 +169,7 @@ def _build_and_swap(
     recommender: Recommender,
     search: SearchLists,
     validate: Validator | None,
+    challenger: ChallengerLists | None,
     batch_size: int,
     lock_timeout: float,
     progress: bool,
@@ -184,6 +198,17 @@ def _build_and_swap(
         summary = f"{summary}; {extra}"
     if not ok:
         raise ValidationFailed(f"user_topn_new failed validation, nothing swapped: {summary}")
+    challenger_rows = None
+    if job.experiment is not None and challenger is not None:
+        challenger_rows, checked = _build_challenger(
+            job, challenger, explain, loader.generated_at, batch_size, progress
+        )
+        summary = f"{summary}; challenger ({challenger_rows} rows): {checked}"
+    run = (
+        stage_experiment(conn, s, job.experiment, job.live_experiment)
+        if "ab_experiment" in job.tables
+        else None
+    )
     swap_tables(conn, s, job.tables, job.upper, job.max_ts, lock_timeout)
     return {
         "rows": rows,
@@ -196,4 +221,30 @@ def _build_and_swap(
         "queries": found.queries if found is not None else None,
         "query_rows": found.query_rows if found is not None else None,
         "user_query_rows": found.user_query_rows if found is not None else None,
+        "experiment": run.name if run is not None else None,
+        "challenger_model_version": run.challenger_version if run is not None else None,
+        "challenger_rows": challenger_rows,
     }
+
+
+def _build_challenger(
+    job: _FullJob,
+    challenger: ChallengerLists,
+    explain: Explainer,
+    generated_at: datetime,
+    batch_size: int,
+    progress: bool,
+) -> tuple[int, str]:
+    """Score every active user with the challenger into ``user_topn_challenger_new`` and check it like
+    ``user_topn_new`` (built-in invariants, then ``challenger.validate``). Returns (rows, check summary)."""
+    s = job.settings
+    table = "user_topn_challenger_new"
+    loader = BatchLoader(s, challenger.model_version, generated_at, table)
+    rows, _ = score_and_load(challenger.recommender, job.users, job.n, batch_size, loader, progress, explain)
+    ok, summary = topn_invariants_validator(s, job.upper)(f"{s.serving_db}.{table}")
+    if ok and challenger.validate is not None:
+        ok, extra = challenger.validate(f"{s.serving_db}.{table}")
+        summary = f"{summary}; {extra}"
+    if not ok:
+        raise ValidationFailed(f"{table} failed validation, nothing swapped: {summary}")
+    return rows, summary

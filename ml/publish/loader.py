@@ -36,8 +36,8 @@ class BatchLoader:
     which aborts the publish.
     """
 
-    def __init__(self, s: Settings, model_version: str, generated_at: datetime):
-        self._args = (s, model_version, generated_at)
+    def __init__(self, s: Settings, model_version: str, generated_at: datetime, table: str = "user_topn_new"):
+        self._args = (s, model_version, generated_at, table)
         self.generated_at = generated_at
         self._conn = connect(s.serving_db, settings=s, autocommit=False, local_infile=True)
         with self._conn.cursor() as cur:
@@ -120,12 +120,18 @@ def score_and_load(
 
 
 def _load_topn(
-    conn: pymysql.connections.Connection, s: Settings, path: str, model_version: str, generated_at: datetime
+    conn: pymysql.connections.Connection,
+    s: Settings,
+    path: str,
+    model_version: str,
+    generated_at: datetime,
+    table: str = "user_topn_new",
 ) -> None:
-    """LOAD DATA the spooled TSV into ``user_topn_new``; any server warning aborts the publish."""
+    """LOAD DATA the spooled TSV into ``table`` (``user_topn_new``, or ``user_topn_challenger_new`` in an
+    A/B experiment); any server warning aborts the publish."""
     with conn.cursor() as cur:
         cur.execute(
-            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{s.serving_db}`.user_topn_new CHARACTER SET utf8mb4 "
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{s.serving_db}`.`{table}` CHARACTER SET utf8mb4 "
             "FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' "
             "(user_id, `rank`, item_id, score, source, reason, reason_arg) SET model_version = %s, generated_at = %s",
             (path, model_version, generated_at),
@@ -133,4 +139,4 @@ def _load_topn(
         cur.execute("SHOW WARNINGS LIMIT 3")
         warnings = cur.fetchall()
     if warnings:
-        raise PublishError(f"LOAD DATA into user_topn_new warned (data would be altered): {warnings}")
+        raise PublishError(f"LOAD DATA into {table} warned (data would be altered): {warnings}")

@@ -9,11 +9,13 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime
 
+import pandas as pd
 import pymysql
 
 from ml.config import Settings
 from ml.data.gaps import Gap, closable, find_gaps, in_gaps_sql, remaining, server_now
 from ml.db import connect
+from ml.publish.ab import ArmLists, ChallengerLists, live_experiment, refresh_arms
 from ml.publish.common import (
     SETTLE_SECONDS,
     Recommender,
@@ -25,7 +27,7 @@ from ml.publish.common import (
     progress_bar,
     scalar,
 )
-from ml.publish.fatigue import with_fatigue
+from ml.publish.fatigue import challenger_alike, with_fatigue
 from ml.publish.locking import (
     event_upper_bound,
     lock_name,
@@ -67,27 +69,48 @@ def in_list(ids: Sequence[int]) -> str:
     return ",".join(str(int(u)) for u in ids)
 
 
+def _score(part: ArmLists, n: int, explain: Explainer) -> pd.DataFrame:
+    try:
+        return explain(check_topn_frame(part.recommender.recommend(part.users, n), part.users, n))
+    except ValueError as exc:
+        raise ValidationFailed(f"recommender output rejected, earlier batches stay committed: {exc}") from exc
+
+
+def _topn_values(frame: pd.DataFrame, model_version: str, generated_at: datetime) -> list[tuple]:
+    k = len(frame)
+    return list(
+        zip(
+            frame["user_id"].tolist(),
+            frame["rank"].tolist(),
+            frame["item_id"].tolist(),
+            frame["score"].tolist(),
+            frame["source"].tolist(),
+            frame["reason"].tolist(),
+            frame["reason_arg"].tolist(),
+            [model_version] * k,
+            [generated_at] * k,
+        )
+    )
+
+
 def _refresh_batch(
     conn,
     s: Settings,
-    recommender: Recommender,
-    model_version: str,
+    parts: list[ArmLists],
     n: int,
     batch: list[int],
     changed: str,
     search: SearchLists | None,
     explain: Explainer,
 ) -> RefreshBatch:
-    """Rescore one batch of users and replace their rows (top-N with their reasons, intent and, with
-    ``search``, their search lists) in a single transaction."""
-    try:
-        frame = explain(check_topn_frame(recommender.recommend(batch, n), batch, n))
-    except ValueError as exc:
-        raise ValidationFailed(f"recommender output rejected, earlier batches stay committed: {exc}") from exc
+    """Rescore one batch of users and replace their rows (top-N with their reasons — in each user's
+    own arm's table, ``parts``, during an A/B experiment — intent and, with ``search``, their search
+    lists) in a single transaction."""
+    frames = [(part, _score(part, n, explain)) for part in parts]
     searchers, search_rows = (
         user_rows_for_refresh(search, s, batch, in_stock_items(conn, s)) if search is not None else ([], [])
     )
-    scored = sorted(set(frame["user_id"].tolist()))
+    scored = sorted({u for _, frame in frames for u in frame["user_id"].tolist()})
     kept = tuple(sorted(set(batch) - set(scored)))
     if kept:
         log.warning(
@@ -102,31 +125,22 @@ def _refresh_batch(
     )
     intent = intent_rows(conn, s, batch)
     generated_at = scalar(conn, "SELECT NOW(3)")
-    k = len(frame)
-    values = list(
-        zip(
-            frame["user_id"].tolist(),
-            frame["rank"].tolist(),
-            frame["item_id"].tolist(),
-            frame["score"].tolist(),
-            frame["source"].tolist(),
-            frame["reason"].tolist(),
-            frame["reason_arg"].tolist(),
-            [model_version] * k,
-            [generated_at] * k,
-        )
-    )
+    writes = [
+        (part.table, frame, _topn_values(frame, part.model_version, generated_at)) for part, frame in frames
+    ]
     db = s.serving_db
     conn.begin()
     try:
         with conn.cursor() as cur:
-            if scored:
-                cur.execute(f"DELETE FROM `{db}`.user_topn WHERE user_id IN ({in_list(scored)})")
-                cur.executemany(
-                    f"INSERT INTO `{db}`.user_topn (user_id, `rank`, item_id, score, source, reason, reason_arg, "
-                    "model_version, generated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    values,
-                )
+            for table, frame, values in writes:
+                if values:
+                    users = in_list(sorted(set(frame["user_id"].tolist())))
+                    cur.execute(f"DELETE FROM `{db}`.`{table}` WHERE user_id IN ({users})")
+                    cur.executemany(
+                        f"INSERT INTO `{db}`.`{table}` (user_id, `rank`, item_id, score, source, reason, "
+                        "reason_arg, model_version, generated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        values,
+                    )
             cur.execute(f"DELETE FROM `{db}`.user_intent_category WHERE user_id IN ({ids})")
             if intent:
                 cur.executemany(
@@ -143,7 +157,7 @@ def _refresh_batch(
     committed_at = scalar(conn, "SELECT NOW(3)")
     return RefreshBatch(
         users=len(scored),
-        rows=len(values),
+        rows=sum(len(values) for _, _, values in writes),
         max_event_ts=max_ts,
         committed_at=committed_at,
         first_user=batch[0],
@@ -167,6 +181,7 @@ def publish_refresh(
     lock_timeout: float = 60.0,
     progress: bool = False,
     search: SearchLists | None = None,
+    challenger: ChallengerLists | None = None,
 ) -> RefreshResult:
     """Rescore users with events after the watermark and replace their rows, batch by batch.
 
@@ -186,6 +201,9 @@ def publish_refresh(
     visible event (a transaction still open) are stored as gaps with the watermark; each run also
     rescores the users of events that have since appeared in a gap (:mod:`ml.data.gaps`). Nothing
     new → a no-op.
+
+    While an A/B experiment runs (``ab_experiment``), each user's list is rewritten in their own arm's
+    table; ``challenger`` must then be the run's challenger (:func:`ml.publish.ab.refresh_arms`).
     """
     s, n = settings, n or settings.topn
     run_id = run_id or new_run_id("refresh")
@@ -216,12 +234,15 @@ def publish_refresh(
                 return RefreshResult(run_id, low, low if high is None else high, 0, 0, (), msg)
             lists = (search or BaselineSearchLists()) if search_marts_ready(conn, s) else None
             explain = Explainer(conn, s)
-            recommender = with_fatigue(conn, s, recommender)  # the newest stored N/decay
+            recommender = with_fatigue(conn, s, recommender)  # the N/decay of the live full publish
+            challenger = challenger_alike(recommender, challenger)
+            live = live_experiment(conn, s)
             with progress_bar(progress) as bar:
                 task = bar.add_task("refreshing users", total=len(users))
                 for batch in batches(users, batch_size):
                     started = scalar(conn, "SELECT NOW(3)")
-                    b = _refresh_batch(conn, s, recommender, model_version, n, batch, changed, lists, explain)
+                    parts = refresh_arms(live, recommender, model_version, challenger, batch)
+                    b = _refresh_batch(conn, s, parts, n, batch, changed, lists, explain)
                     _log_refresh(conn, s, run_id, b, model_version, started)
                     done.append(b)
                     bar.advance(task, len(batch))

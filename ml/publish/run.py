@@ -1,5 +1,6 @@
 """Task entries of the publisher (Airflow tasks and the CLI): load the champion from the registry, then
-publish it fully (gated by the GX top-N suite) or refresh the users who just acted. The search lists
+publish it fully (gated by the GX top-N suite) or refresh the users who just acted; during an A/B
+experiment the challenger too (:mod:`ml.publish.ab`). The search lists
 come from the search champion, or the search baseline while none is registered.
 """
 
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from ml.config import Settings
 from ml.db import connect
-from ml.publish.common import ChampionNotPublished, NoChampion, Recommender, jsonable
+from ml.experiment import Experiment
+from ml.publish.ab import ChallengerLists, live_experiment
+from ml.publish.common import ChampionNotPublished, NoChampion, Recommender, Validator, jsonable
 from ml.publish.full import publish_full
 from ml.publish.refresh import publish_refresh
 from ml.publish.search import load_search_lists
@@ -20,47 +23,81 @@ def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:
     Raises :class:`NoChampion` with a message a person can act on when the registry is not
     available or holds no champion.
     """
+    champion, _ = _load_registered(settings, challenger=False)
+    return champion
+
+
+def _load_registered(
+    settings: Settings, *, challenger: bool
+) -> tuple[tuple[Recommender, str], tuple[Recommender, str] | None]:
+    """(champion, version) and, when asked and registered, (challenger, version), over one marts load."""
     try:
-        from ml.registry.champion import load_champion
+        from ml.registry.champion import load_aliases
+        from ml.registry.store import CHALLENGER, CHAMPION
     except ImportError as exc:
         raise NoChampion(
             f"no model registry available ({exc}): train and register a champion first (`recsys train`)"
         ) from None
     try:
-        recommender = load_champion(settings)
+        found = load_aliases(settings, (CHAMPION, CHALLENGER) if challenger else (CHAMPION,))
     except LookupError as exc:
         raise NoChampion(f"no champion model registered: {exc}") from None
-    version = getattr(recommender, "model_version", None)
-    if recommender is None or not version:
+    pairs = [None if rec is None else (rec, str(getattr(rec, "model_version", None) or "")) for rec in found]
+    if pairs[0] is None or not pairs[0][1]:
         raise NoChampion(
             "the registry returned no champion with a model_version; promote one to the 'champion' alias"
         )
-    return recommender, str(version)
+    if challenger and pairs[1] is not None and not pairs[1][1]:
+        raise NoChampion("the registry returned a challenger without a model_version")
+    return pairs[0], (pairs[1] if challenger else None)
+
+
+def _gx(settings: Settings, n: int | None, recommender: Recommender) -> Validator:
+    """The GX top-N suite under the business rules ``recommender`` was chosen with."""
+    rules = getattr(recommender, "rules", None)
+    return gx_topn_validator(
+        settings,
+        n,
+        repeat_buy_category_ids=tuple(getattr(rules, "repeat_buy_categories", ())),
+        exclude_purchased=bool(getattr(rules, "exclude_purchased", True)),
+    )
 
 
 def publish_champion_full(
     settings: Settings, n: int | None = None, *, gx: bool = True, progress: bool = False
 ) -> dict:
-    """Task entry (Airflow, CLI): full publish of the champion, gated by the GX top-N suite.
+    """Task entry (Airflow, CLI): full publish of the champion, gated by the GX top-N suite; with an
+    A/B experiment configured (``RECSYS_AB_SHARE``), of the challenger too, gated the same way.
 
     Returns a JSON-able summary; raises :class:`PublishError` (``NoChampion``, ``ValidationFailed``...).
     """
-    recommender, version = load_champion_recommender(settings)
-    rules = getattr(recommender, "rules", None)  # the business rules the champion was chosen with
-    validate = (
-        gx_topn_validator(
-            settings,
-            n,
-            repeat_buy_category_ids=tuple(getattr(rules, "repeat_buy_categories", ())),
-            exclude_purchased=bool(getattr(rules, "exclude_purchased", True)),
-        )
-        if gx
-        else None
-    )
+    (recommender, version), pair = _load_registered(settings, challenger=settings.ab_on)
+    validate = _gx(settings, n, recommender) if gx else None
+    challenger = None
+    if pair is not None:
+        challenger = ChallengerLists(pair[0], pair[1], _gx(settings, n, pair[0]) if gx else None)
     search = load_search_lists(settings)  # the search champion, else the search baseline
     return jsonable(
-        publish_full(recommender, version, settings, n=n, validate=validate, progress=progress, search=search)
+        publish_full(
+            recommender,
+            version,
+            settings,
+            n=n,
+            validate=validate,
+            progress=progress,
+            search=search,
+            challenger=challenger,
+        )
     )
+
+
+def running_experiment(settings: Settings) -> Experiment | None:
+    """The A/B run serving now (``ab_experiment``), or None."""
+    conn = connect(settings.serving_db, settings=settings)
+    try:
+        return live_experiment(conn, settings)
+    finally:
+        conn.close()
 
 
 def last_full_publish(settings: Settings) -> str | None:
@@ -97,7 +134,12 @@ def publish_champion_refresh(
 
     Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran. Only a
     champion whose full publish passed refreshes (:func:`require_published`)."""
-    recommender, version = load_champion_recommender(settings)
+    challenger = None
+    if running_experiment(settings) is None:
+        recommender, version = load_champion_recommender(settings)
+    else:  # each acting user's list is rewritten in their own arm (ml.publish.ab)
+        (recommender, version), pair = _load_registered(settings, challenger=True)
+        challenger = None if pair is None else ChallengerLists(*pair)
     require_published(settings, version)
     result = publish_refresh(
         recommender,
@@ -108,5 +150,6 @@ def publish_champion_refresh(
         upper_event_id=upper_event_id,
         progress=progress,
         search=load_search_lists(settings),
+        challenger=challenger,
     )
     return {**jsonable(result), "noop": result.noop}

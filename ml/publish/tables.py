@@ -11,7 +11,14 @@ from datetime import datetime
 import pymysql
 
 from ml.config import Settings
-from ml.publish.common import LOCK_WAIT_TIMEOUT_S, SWAPPED_TABLES, WATERMARK_NAME, PublishError, table_exists
+from ml.publish.common import (
+    AB_TABLES,
+    LOCK_WAIT_TIMEOUT_S,
+    SWAPPED_TABLES,
+    WATERMARK_NAME,
+    PublishError,
+    table_exists,
+)
 from ml.publish.locking import lock_name, named_lock
 from ml.publish.search import SEARCH_TABLES, search_marts_ready
 
@@ -20,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def drop_staging(conn: pymysql.connections.Connection, s: Settings) -> None:
     """Drop ``*_new``/``*_old`` leftovers of an earlier crashed publish."""
-    wanted = [f"{t}_{suffix}" for t in SWAPPED_TABLES for suffix in ("new", "old")]
+    wanted = [f"{t}_{suffix}" for t in (*SWAPPED_TABLES, *AB_TABLES) for suffix in ("new", "old")]
     with conn.cursor() as cur:
         cur.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_name IN %s",

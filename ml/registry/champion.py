@@ -71,11 +71,18 @@ def registered_recommender(client: Any, name: str, version: str, cut: CutData, b
 
 def load_champion(settings: Settings | None = None) -> TwoStageRecommender:
     """The champion reranker over the current marts (serving view, no cut) — what publishing scores with."""
+    return load_aliases(settings, (store.CHAMPION,))[0]
+
+
+def load_aliases(settings: Settings | None, aliases: tuple[str, ...]) -> list[Any]:
+    """The versions holding ``aliases`` as recommenders over one load of the current marts (the A/B full
+    publish scores with ``champion`` and ``challenger``). A missing champion raises
+    :class:`~ml.registry.store.NoChampionError`; any other missing alias gives None in its place."""
     s = settings or get_settings()
     client = store.configure(s)
     name = store.model_name(s)
-    mv = store.alias_version(client, name, store.CHAMPION)
-    if mv is None:
+    versions = [store.alias_version(client, name, alias) for alias in aliases]
+    if store.CHAMPION in aliases and versions[aliases.index(store.CHAMPION)] is None:
         raise store.NoChampionError(
             f"no '{store.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first"
         )
@@ -83,4 +90,7 @@ def load_champion(settings: Settings | None = None) -> TwoStageRecommender:
     backfill = Backfill.from_popularity(
         popularity_scores(cut.history, cut.now), cut.items, intent_from_marts(cut.intent)
     )
-    return registered_recommender(client, name, mv.version, cut, backfill)
+    return [
+        None if mv is None else registered_recommender(client, name, mv.version, cut, backfill)
+        for mv in versions
+    ]

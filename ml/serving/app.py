@@ -40,6 +40,7 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from ml.config import Settings, get_settings
+from ml.serving.ab import ArmChooser
 from ml.serving.impressions import (
     POPULAR_SOURCES,
     ImpressionLogger,
@@ -176,9 +177,10 @@ class ServingStore:
             items += self._popular("global", n - len(items), seen, "global_pop")
         return items
 
-    def recommendations(self, user_id: int, n: int) -> list[dict[str, Any]]:
+    def recommendations(self, user_id: int, n: int, table: str = "user_topn") -> list[dict[str, Any]]:
+        """The user's list from ``table`` (``user_topn``, or an A/B arm's, :mod:`ml.serving.ab`), then fallbacks."""
         rows = self.query(
-            "SELECT item_id, score, source, model_version, reason, reason_arg FROM user_topn WHERE user_id = %s "
+            f"SELECT item_id, score, source, model_version, reason, reason_arg FROM {table} WHERE user_id = %s "
             "ORDER BY `rank` LIMIT %s",
             (user_id, n),
         )
@@ -288,6 +290,7 @@ def create_app(
     app = FastAPI(title="recsys serving reader", version="1", lifespan=lifespan, **docs)
     app.state.store = store
     app.state.impressions = impressions
+    arms = app.state.arms = ArmChooser(store.query)  # A/B arm of a user (issue 17)
     max_n = max(1, s.topn)
 
     @app.exception_handler(ServingUnavailable)
@@ -305,9 +308,10 @@ def create_app(
         n: int = Query(default=min(10, max_n), ge=1, le=max_n),
         request_id: str = Depends(request_id_header),
     ) -> Response:
-        """Top-n items for a user: published list, then intent-category and global popularity."""
-        body = {"user_id": user_id, "items": store.recommendations(user_id, n)}
-        return served_response(impressions, body, request_id, user_id, _rec_source, "/recommendations")
+        """Top-n items for a user: published list (their A/B arm's), then intent-category and global popularity."""
+        arm = arms.arm(user_id)
+        body = {"user_id": user_id, "items": store.recommendations(user_id, n, arms.table(arm))}
+        return served_response(impressions, body, request_id, user_id, _rec_source, "/recommendations", arm)
 
     @app.get("/similar/{item_id}", response_model=Similar, dependencies=guarded)
     def similar(

@@ -21,7 +21,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import MySQLdb
 from fastapi import FastAPI, Header, HTTPException
@@ -45,10 +45,12 @@ MAX_PENDING_ROWS = 100_000  # ~ 200 s of 500 req/s × 1 list of 10: a long datab
 POPULAR_SOURCES = frozenset({"intent_pop", "global_pop"})
 
 _INSERT_HEAD = (
-    b"INSERT INTO impressions (request_id, user_id, item_id, `rank`, model_version, list_source, endpoint, served_at)"
+    b"INSERT INTO impressions (request_id, user_id, item_id, `rank`, model_version, list_source, endpoint, served_at, arm)"
     b" VALUES "
 )
-Row = tuple[str, int | None, int, int, str | None, str, str, datetime]
+#: (request_id, user_id, item_id, rank, model_version, list_source, endpoint, served_at, arm); arm is the
+#: A/B arm of the list (``champion``/``challenger``, ml/experiment.py), None outside an experiment
+Row = tuple[str, int | None, int, int, str | None, str, str, datetime, str | None]
 log = logging.getLogger(__name__)
 
 
@@ -90,9 +92,19 @@ def insert_statement(conn: Any, batch: Sequence[Row]) -> bytes:
         return out
 
     values = b",".join(
-        b"(%s,%s,%d,%d,%s,%s,%s,%s)"
-        % (lit(rid), b"NULL" if uid is None else b"%d" % uid, item, rank, lit(mv), lit(src), lit(ep), lit(at))
-        for rid, uid, item, rank, mv, src, ep, at in batch
+        b"(%s,%s,%d,%d,%s,%s,%s,%s,%s)"
+        % (
+            lit(rid),
+            b"NULL" if uid is None else b"%d" % uid,
+            item,
+            rank,
+            lit(mv),
+            lit(src),
+            lit(ep),
+            lit(at),
+            lit(arm),
+        )
+        for rid, uid, item, rank, mv, src, ep, at, arm in batch
     )
     return _INSERT_HEAD + values
 
@@ -153,9 +165,10 @@ class ImpressionLogger:
         list_source: Callable[[dict[str, Any]], str],
         endpoint: str,
         model_version: str | None = None,
+        arm: str | None = None,
     ) -> bool:
         """Log a served list: one row per item, ranked 1.. in the order served; an item without its own
-        ``model_version`` gets the list's."""
+        ``model_version`` gets the list's; ``arm`` is the list's A/B arm (None outside an experiment)."""
         at = now_utc()
         rows = [
             (
@@ -167,6 +180,7 @@ class ImpressionLogger:
                 list_source(it),
                 endpoint,
                 at,
+                arm,
             )
             for rank, it in enumerate(items, start=1)
         ]
@@ -244,14 +258,20 @@ def served_response(
     user_id: int | None,
     list_source: Callable[[dict[str, Any]], str],
     endpoint: str,
+    arm: str | None = None,
 ) -> Response:
     """The JSON response of a served list (serialized as in :mod:`ml.serving.app`); with a logger, its
     ``items`` are logged and the response carries ``X-Request-ID``, so a client can join its events to
-    the impressions. Without one (``RECSYS_IMPRESSIONS=0``) the response is today's."""
+    the impressions. Without one (``RECSYS_IMPRESSIONS=0``) the response is today's. An A/B ``arm``
+    is logged with the rows and returned in ``X-Recsys-Arm``."""
     response = Response(to_json(body), media_type="application/json")
     if logger is not None:
-        logger.served(request_id, user_id, body["items"], list_source, endpoint, body.get("model_version"))
+        logger.served(
+            request_id, user_id, body["items"], list_source, endpoint, body.get("model_version"), arm
+        )
         response.headers["X-Request-ID"] = request_id
+    if arm is not None:
+        response.headers["X-Recsys-Arm"] = arm
     return response
 
 
@@ -267,6 +287,8 @@ class ImpressionReport(BaseModel):
     user_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     model_version: str | None = Field(default=None, min_length=1, max_length=64)
     list_source: str = Field(pattern=r"^[A-Za-z0-9_:+.\-]{1,32}$")
+    #: the A/B arm the serving layer showed the list in (ml/experiment.py), when it runs an experiment
+    arm: Literal["champion", "challenger"] | None = None
     items: list[ShownItem] = Field(min_length=1, max_length=MAX_REPORTED_ITEMS)
 
     @field_validator("items")
@@ -303,6 +325,7 @@ def add_impressions_route(app: FastAPI, logger: ImpressionLogger, guarded: list)
                 report.list_source,
                 "/impressions",
                 at,
+                report.arm,
             )
             for it in sorted(report.items, key=lambda it: it.rank)
         ]

@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "ml.config": 0,
     "ml.contracts": 0,
     "ml.db": 0,
+    "ml.experiment": 0,  # the A/B user split and run (publisher, reader and report share it)
     "ml.data": 1,
     "ml.features": 2,
     "ml.quality": 2,

@@ -212,7 +212,7 @@ def test_full_buffer_counts_drops_and_health_reports_them(shop):
 
 
 def _row(k: int) -> tuple:
-    return (f"r{k}", 1, k, 1, "v1", "client", "/impressions", now_utc())
+    return (f"r{k}", 1, k, 1, "v1", "client", "/impressions", now_utc(), None)
 
 
 def test_logger_drops_beyond_its_bound_while_the_database_is_slow(shop):

@@ -123,7 +123,6 @@ def test_report_online_prints_the_last_days(served, monkeypatch):
     from ml.cli.app import app
 
     s, _, _ = served
-    monkeypatch.setenv("COLUMNS", "250")
     out = CliRunner().invoke(app, ["report", "online", "--days", "1"])
     assert out.exit_code == 0, out.output
     assert str(DAY2) in out.output and str(DAY1) not in out.output and "challenger" in out.output

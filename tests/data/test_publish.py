@@ -33,6 +33,8 @@ LIVE = {
     "user_query_topn",
     "search_items",
     "fatigue_params",  # the demotion each full publish fitted (migration 0016)
+    "user_topn_challenger",  # A/B (migration 0017): swapped only while an experiment runs or ends
+    "ab_experiment",
 }
 
 
