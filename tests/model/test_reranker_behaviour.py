@@ -28,6 +28,11 @@ def _cfg(**kw) -> TrainConfig:
             "learn_rules": False,
             "n_train_cuts": 1,
             "use_tf": False,
+            # what these tests judge is the gate and the champion's lists: the search ranker, the MMR
+            # trade-off and fitting on rest-of-session frames are tested in tests/data/test_train_pipeline.py
+            "search": False,
+            "mmr": False,
+            "session_train": False,
             **kw,
         }
     )
