@@ -53,9 +53,18 @@ class FatigueFitConfig:
     min_bucket_impressions: int = 100  # a bucket with fewer impressions is not tested
     rank_buckets: int = 10  # ranks above this are pooled when the k = 0 CTR is taken per rank
     lookback_days: float = 14.0  # impressions read for the fit and counted as exposures
+    # the fit reads the impressions of a hash sample of users (all of each user's shows, so exposure
+    # counts stay exact) sized to about this many rows: a busy reader logs millions a day
+    max_fit_impressions: int = 2_000_000
 
     def __post_init__(self) -> None:
-        if self.window_s <= 0 or self.max_k < 1 or not 0 < self.alpha < 1 or self.lookback_days <= 0:
+        if (
+            self.window_s <= 0
+            or self.max_k < 1
+            or not 0 < self.alpha < 1
+            or self.lookback_days <= 0
+            or self.max_fit_impressions < 1
+        ):
             raise ValueError(f"invalid fatigue fit config: {self}")
 
 

@@ -16,6 +16,7 @@ show, counted per (user, item) and kept from ``min_shows`` on.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -39,23 +40,43 @@ from ml.publish.common import read_rows as _frame
 log = logging.getLogger(__name__)
 
 
+def user_sample_modulus(
+    conn: pymysql.connections.Connection, s: Settings, since: datetime, max_rows: int
+) -> int:
+    """m such that the users with ``CRC32(user_id) % m = 0`` hold about ``max_rows`` of the shows since
+    ``since`` (1: read all). The row count is estimated from impression ids (the newest id minus the
+    first id served at or after ``since``: two index look-ups, no scan)."""
+    raw = f"`{s.raw_db}`"
+    first = scalar(
+        conn,
+        f"SELECT impression_id FROM {raw}.impressions WHERE served_at >= %s ORDER BY served_at LIMIT 1",
+        (since,),
+    )
+    if first is None:
+        return 1
+    rows = int(scalar(conn, f"SELECT MAX(impression_id) FROM {raw}.impressions")) - int(first) + 1  # type: ignore[arg-type]
+    return max(1, math.ceil(rows / max_rows))
+
+
 def read_log(
-    conn: pymysql.connections.Connection, s: Settings, since: datetime
+    conn: pymysql.connections.Connection, s: Settings, since: datetime, modulus: int = 1
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(impressions, item events) of the fit: shows to known users since ``since`` and the events of
-    those users on those items since then."""
+    those users on those items since then; with ``modulus`` > 1 only the users whose
+    ``CRC32(user_id) % modulus = 0`` (every show of each, so their exposure counts stay exact)."""
     raw = f"`{s.raw_db}`"
+    sample = "" if modulus <= 1 else f" AND MOD(CRC32(user_id), {int(modulus)}) = 0"
     imps = _frame(
         conn,
         f"SELECT user_id, item_id, `rank`, served_at FROM {raw}.impressions "
-        "WHERE user_id IS NOT NULL AND served_at >= %s",
+        f"WHERE user_id IS NOT NULL AND served_at >= %s{sample}",
         ["user_id", "item_id", "rank", "served_at"],
         (since,),
     )
     events = _frame(
         conn,
         f"SELECT e.user_id, e.item_id, e.ts FROM {raw}.user_behavior e JOIN (SELECT DISTINCT user_id, item_id "
-        f"FROM {raw}.impressions WHERE user_id IS NOT NULL AND served_at >= %s) p "
+        f"FROM {raw}.impressions WHERE user_id IS NOT NULL AND served_at >= %s{sample}) p "
         "ON p.user_id = e.user_id AND p.item_id = e.item_id WHERE e.ts >= %s",
         ["user_id", "item_id", "ts"],
         (since, since),
@@ -77,7 +98,15 @@ def fit_and_store(
     if anchor is None:
         params = no_demotion("no impressions logged yet: no demotion")
     else:
-        imps, events = read_log(conn, s, anchor - timedelta(days=cfg.lookback_days))
+        since = anchor - timedelta(days=cfg.lookback_days)
+        modulus = user_sample_modulus(conn, s, since, cfg.max_fit_impressions)
+        if modulus > 1:
+            log.info(
+                "fatigue fit: users with CRC32(user_id) %% %d = 0 (about %d shows)",
+                modulus,
+                cfg.max_fit_impressions,
+            )
+        imps, events = read_log(conn, s, since, modulus)
         params = fit_fatigue(exposure_table(imps, events, cfg.window_s), cfg)
     with conn.cursor() as cur:
         cur.execute(

@@ -3,6 +3,7 @@ publish (ml/publish/fatigue.py), and the fit stored in fatigue_params."""
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import replace
 from datetime import timedelta
 
@@ -172,3 +173,28 @@ def test_full_publish_on_a_small_log_stores_no_demotion_with_the_reason(clean_db
     ]
     assert row[0] is None and row[1].startswith("too few impressions to fit fatigue")
     assert _items(s, 1)[0] == 1  # nothing demoted
+
+
+def test_fit_reads_a_hash_sample_of_whole_users_when_the_log_is_large(clean_db):
+    """300 users × 8 items × 6 days = 14,400 shows; capped at 4,000 the fit reads the users with
+    CRC32(user_id) % 4 = 0 — every show of each (exposure counts stay exact) and nobody else's."""
+    from ml.publish.fatigue import read_log, user_sample_modulus
+
+    s = clean_db
+    seed_shop(s)
+    _fatigued_log(s)
+    conn = connect(s.serving_db, settings=s)
+    try:
+        since = T0
+        assert user_sample_modulus(conn, s, since, 100_000) == 1
+        m = user_sample_modulus(conn, s, since, 4_000)
+        assert m == 4  # ceil(14,400 / 4,000)
+        full, _ = read_log(conn, s, since)
+        part, events = read_log(conn, s, since, m)
+    finally:
+        conn.close()
+    assert len(full) == 14_400
+    picked = set(part["user_id"])
+    assert picked and picked == {u for u in range(101, 401) if zlib.crc32(str(u).encode()) % m == 0}
+    assert len(part) == 48 * len(picked)  # all 8 items × 6 days of each sampled user
+    assert set(events["user_id"]) <= picked
