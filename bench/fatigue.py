@@ -50,11 +50,13 @@ def _args() -> argparse.Namespace:
 
 class MemoryRecommender:
     """Category affinity of the user's weighted events × the item's popularity quantile in its
-    category; items the user bought are left out."""
+    category; items the user bought are left out. ``affinity`` < 1 blends the user's category shares
+    with a uniform one (0: the same list for everyone, the taste ignored; bench/ab_sim.py's champion)."""
 
     name = "bench_affinity"
 
-    def __init__(self, items: pd.DataFrame, events: pd.DataFrame) -> None:
+    def __init__(self, items: pd.DataFrame, events: pd.DataFrame, affinity: float = 1.0) -> None:
+        self.affinity = affinity
         self.item_id = items["item_id"].to_numpy(dtype=np.int64)
         self.cat = items["category_id"].to_numpy(dtype=np.int64)
         ev = events.dropna(subset=["item_id"])
@@ -72,6 +74,7 @@ class MemoryRecommender:
         )
         aff = aff.reindex(index=user_ids, columns=np.unique(self.cat), fill_value=0.0)
         aff = aff.div(aff.sum(axis=1).replace(0, 1), axis=0).to_numpy()
+        aff = self.affinity * aff + (1 - self.affinity) / aff.shape[1]
         cat_col = np.searchsorted(np.unique(self.cat), self.cat)
         score = (aff[:, cat_col] + 0.02) * (0.2 + self.pop_q)[None, :]
         bought = ev[ev["behavior_type"] == "purchase"]

@@ -162,18 +162,40 @@ class ReactiveShop:
         bias = np.asarray(rank, dtype=float) ** -p.position_power
         return p.ctr_max * bias * self.relevance(u, i) * p.fatigue(self.shows(u, i))
 
-    def react(
-        self, lists: pd.DataFrame, start: datetime, round_no: int, model_version: str = "sim"
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """One round from ``start``: who visits, what they see and do. ``lists``: user_id, rank,
-        item_id (ranks 1..k per user). Returns (impressions, events) frames in the raw columns and
-        updates the users' memory. Deterministic for (cfg.seed, round_no) and the same lists."""
+    def _round_rng(self, round_no: int) -> np.random.Generator:
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.cfg.seed, 7, round_no])))
+
+    def _draw_visits(self, rng: np.random.Generator, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The first draws of a round's stream: which of ``users`` visit and when (seconds after start)."""
         p = self.params
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.cfg.seed, 7, round_no])))
-        users = np.sort(lists["user_id"].astype("int64").unique())
+        users = np.sort(np.unique(np.asarray(users, dtype=np.int64)))
         rate = self.users.rate[self._user_index(users)]
         visits = users[rng.random(len(users)) < 1 - np.exp(-rate * p.round_hours / 24.0)]
-        visit_at = rng.uniform(0, 0.8 * p.round_hours * 3600, len(visits))
+        return visits, rng.uniform(0, 0.8 * p.round_hours * 3600, len(visits))
+
+    def visits(self, users: np.ndarray, round_no: int) -> tuple[np.ndarray, np.ndarray]:
+        """(visitors, seconds after the round's start) of round ``round_no`` among ``users``: exactly
+        the visits :meth:`react` draws for the same population, so a caller can fetch each visitor's
+        list when they come (e.g. from the reader, bench/ab_sim.py) before they react to it."""
+        return self._draw_visits(self._round_rng(round_no), users)
+
+    def react(
+        self,
+        lists: pd.DataFrame,
+        start: datetime,
+        round_no: int,
+        model_version: str = "sim",
+        users: np.ndarray | None = None,
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """One round from ``start``: who visits, what they see and do. ``lists``: user_id, rank,
+        item_id (ranks 1..k per user). ``users``: the population whose visits are drawn (default:
+        the users of ``lists``; a visitor without a list sees nothing). Returns (impressions, events)
+        frames in the raw columns and updates the users' memory. Deterministic for (cfg.seed,
+        round_no), the population and the same lists."""
+        p = self.params
+        rng = self._round_rng(round_no)
+        population = lists["user_id"].to_numpy() if users is None else users
+        visits, visit_at = self._draw_visits(rng, population)
         seen = lists[(lists["rank"] <= p.shown) & lists["user_id"].isin(visits)]
         seen = seen.sort_values(["user_id", "rank"], kind="stable")
         uid = seen["user_id"].to_numpy(dtype=np.int64)
@@ -249,14 +271,18 @@ class ReactiveShop:
         self.unengaged = counts.drop(index=np.intersect1d(counts.index.to_numpy(), engaged))
 
 
-def load_reactions(impressions: pd.DataFrame, events: pd.DataFrame, settings=None):
+def load_reactions(
+    impressions: pd.DataFrame, events: pd.DataFrame, settings=None, now: datetime | None = None
+):
     """Write one round: its events through validation (:mod:`ml.data.validate`) and the event
-    loader, and its impressions, in one transaction. Returns the :class:`ml.data.ingest.LoadReport`."""
+    loader, and its impressions, in one transaction. Returns the :class:`ml.data.ingest.LoadReport`.
+    ``now``: the simulated clock the validation's "not in the future" check uses (default the wall
+    clock; a simulation that runs ahead of it, as bench/ab_sim.py does, passes its own)."""
     from ml.config import get_settings
     from ml.data.ingest import write_batch
     from ml.data.validate import validate_events
 
     s = settings or get_settings()
-    checked = validate_events(events, "simulate:react")
+    checked = validate_events(events, "simulate:react", now=None if now is None else pd.Timestamp(now))
     also = [("impressions", impressions, IMPRESSION_COLUMNS, "append")]
     return write_batch(checked, "simulate:react", s, also=also)

@@ -120,3 +120,21 @@ def test_lists_naming_unknown_users_or_items_are_refused(data):
     bad = pd.DataFrame({"user_id": [1], "rank": [1], "item_id": [CFG.items + 9]})
     with pytest.raises(ValueError, match="items"):
         ReactiveShop(CFG, ReactParams(round_hours=10_000), data=data).react(bad, START, 0)
+
+
+def test_visits_are_the_ones_react_draws_and_a_population_keeps_them(data):
+    lists = _random_lists()
+    everyone = lists["user_id"].unique()
+    visitors, at = ReactiveShop(CFG, data=data).visits(everyone, 2)
+    imps, events = ReactiveShop(CFG, data=data).react(lists, START, 2)
+    assert 0 < len(visitors) < len(everyone) and set(imps["user_id"]) <= set(visitors)
+    offset = (imps.groupby("user_id")["served_at"].first() - pd.Timestamp(START)).dt.total_seconds()
+    np.testing.assert_allclose(offset.to_numpy(), pd.Series(at, index=visitors)[offset.index], atol=1e-3)
+    # only the visitors' lists given (as a reader would serve them), the population named: same round
+    mine = lists[lists["user_id"].isin(visitors)]
+    imps2, events2 = ReactiveShop(CFG, data=data).react(mine, START, 2, users=everyone)
+    pd.testing.assert_frame_equal(imps2, imps)
+    pd.testing.assert_frame_equal(events2, events)
+    # without the population, the visits are drawn among the listed users only: another round
+    imps3, _ = ReactiveShop(CFG, data=data).react(mine, START, 2)
+    assert len(imps3) != len(imps) or not imps3["user_id"].equals(imps["user_id"])
