@@ -12,12 +12,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "data"))
+from publish_support import seed_serving_marts  # noqa: E402
 
 
 class FixedRecommender:
@@ -36,7 +41,8 @@ class FixedRecommender:
 
 
 def seed(settings, users: int, items: int) -> None:
-    """Fresh databases with ``items`` items in 50 categories and one event per user (LOAD DATA)."""
+    """Fresh databases with ``items`` items in 50 categories and one event per user (LOAD DATA), and
+    stand-ins for the dbt serving marts."""
     from ml.db import connect, drop_databases, init_db
 
     drop_databases(settings)
@@ -60,6 +66,9 @@ def seed(settings, users: int, items: int) -> None:
         )
         os.unlink(fh.name)
     conn.close()
+    # the serving marts the publisher copies (popular lists, intent category), as the dbt build would
+    # leave them: stand-ins computed from these raw rows
+    seed_serving_marts(settings)
 
 
 def main() -> None:

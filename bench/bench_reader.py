@@ -226,6 +226,18 @@ def _store_latency(settings, users: int, count: int = 3000) -> dict:
     return {f"p{p}": round(float(np.percentile(ms, p)), 3) for p in (50, 99)}
 
 
+def _impressions_stored(settings) -> int:
+    from ml.db import connect
+
+    conn = connect(settings.raw_db, settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM impressions")
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def _start_server(port: int, workers: int) -> subprocess.Popen:
     cmd = [
         sys.executable,
@@ -274,16 +286,25 @@ def main() -> None:
     s = get_settings()
     seed(s, args.users, 5000)
     publish_full(FixedRecommender(5000), "bench", s, n=50)
+    before = _impressions_stored(s)
     proc = _start_server(args.port, args.workers)
     try:
         base = f"http://127.0.0.1:{args.port}"
-        _measure(base, 100, 2.0, args.users, args.max_inflight, 1)  # warm-up: pools, caches
+        warm = _measure(base, 100, 2.0, args.users, args.max_inflight, 1)  # warm-up: pools, caches
         results = [
             _measure(base, r, args.seconds, args.users, args.max_inflight, args.procs) for r in args.rates
         ]
     finally:
-        proc.terminate()
-        proc.wait(10)
+        proc.terminate()  # the reader's shutdown writes the impressions still queued
+        proc.wait(30)
+    # with impression logging on (RECSYS_IMPRESSIONS, default 1) every answered request's 20 items
+    # must be stored: count in = count stored
+    served = 20 * (warm["ok"] + sum(r["ok"] for r in results))
+    impressions = {
+        "logging": s.impressions,
+        "items_served": served,
+        "rows_stored": _impressions_stored(s) - before,
+    }
     print(
         json.dumps(
             {
@@ -294,6 +315,7 @@ def main() -> None:
                 "sender_procs": args.procs,
                 "load_avg_1m": os.getloadavg()[0],
                 "store_without_http_ms": _store_latency(s, args.users),
+                "impressions": impressions,
                 "results": results,
             },
             indent=1,
