@@ -43,6 +43,14 @@ def seed(settings, users: int, items: int, days: int) -> None:
     load_simulation(simulate(SimConfig(users=users, items=items, days=days, seed=11, start=start)), settings)
 
 
+def build_marts(settings) -> None:
+    """The dbt marts of the serving view (the pit models excluded), as the train DAG's dbt group builds
+    them: the publish reads its serving marts (reasons, intent) from there."""
+    from ml.features.dbt import run_dbt
+
+    run_dbt(["build", "--select", "path:models", "--exclude", "tag:pit"], settings=settings)
+
+
 def latencies(settings, run) -> list[float]:
     """Seconds from each event's ts to the commit of the refresh batch that covered its user.
 
@@ -132,6 +140,7 @@ def main() -> None:
 
     s = get_settings()
     seed(s, args.users, 500, 3)
+    build_marts(s)
     rec = RawEventsRecommender(s)
     publish_full(rec, "bench", s, settle_seconds=0)  # the simulation load has committed
     duration = args.interval * args.runs
