@@ -43,49 +43,59 @@ def seed(settings, users: int, items: int, days: int) -> None:
     load_simulation(simulate(SimConfig(users=users, items=items, days=days, seed=11, start=start)), settings)
 
 
+def build_marts(settings) -> None:
+    """The dbt marts of the serving view (the pit models excluded), as the train DAG's dbt group builds
+    them: the publish reads its serving marts (reasons, intent) from there."""
+    from ml.features.dbt import run_dbt
+
+    run_dbt(["build", "--select", "path:models", "--exclude", "tag:pit"], settings=settings)
+
+
 def latencies(settings, run) -> list[float]:
-    """Seconds from each event's ts to the commit of the refresh batch that covered its user."""
+    """Seconds from each event's ts to the commit of the refresh batch that covered its user.
+
+    ``run`` is a :class:`~ml.publish.common.RefreshResult` or its JSON form (the refresh task's
+    return): ``from_event_id``/``to_event_id`` and ``batches`` with ``first_user``, ``last_user``
+    and ``committed_at`` (a datetime or its ISO string)."""
     from ml.db import connect
 
+    def field(obj, name):
+        return obj[name] if isinstance(obj, dict) else getattr(obj, name)
+
+    spans = []
+    for b in field(run, "batches"):
+        at = field(b, "committed_at")
+        spans.append(
+            (
+                field(b, "first_user"),
+                field(b, "last_user"),
+                datetime.fromisoformat(at) if isinstance(at, str) else at,
+            )
+        )
     conn = connect(settings.raw_db, settings=settings)
     with conn.cursor() as cur:
         cur.execute(
             "SELECT user_id, ts FROM user_behavior WHERE event_id > %s AND event_id <= %s",
-            (run.from_event_id, run.to_event_id),
+            (field(run, "from_event_id"), field(run, "to_event_id")),
         )
         events = cur.fetchall()
     conn.close()
     out = []
     for user, ts in events:
-        batch = next(b for b in run.batches if b.first_user <= user <= b.last_user)
-        out.append((batch.committed_at - ts).total_seconds())
+        committed = next(at for first, last, at in spans if first <= user <= last)
+        out.append((committed - ts).total_seconds())
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rate", type=float, default=100.0)
-    ap.add_argument("--interval", type=float, default=60.0)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--users", type=int, default=2000)
-    args = ap.parse_args()
-    os.environ.setdefault("RECSYS_DB_PREFIX", "bench_fresh_")
-    from ml.config import get_settings
-    from ml.publish.full import publish_full
-    from ml.publish.refresh import publish_refresh
-
-    s = get_settings()
-    seed(s, args.users, 500, 3)
-    rec = RawEventsRecommender(s)
-    publish_full(rec, "bench", s, settle_seconds=0)  # the simulation load has committed
-    duration = args.interval * args.runs
-    feed = subprocess.Popen(
+def start_feed(rate: float, duration: float) -> subprocess.Popen:
+    """``recsys data feed`` as a subprocess: ``rate`` events/s for ``duration`` seconds."""
+    return subprocess.Popen(
         [
             str(ROOT / ".venv" / "bin" / "recsys"),
             "data",
             "feed",
             "--rate",
-            str(args.rate),
+            str(rate),
             "--duration",
             str(duration),
             "--seed",
@@ -94,6 +104,47 @@ def main() -> None:
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
     )
+
+
+def latency_summary(lat: list[float]) -> dict:
+    """Count, p50, p95 and max of the latencies (seconds), None when there are none."""
+    arr = np.array(lat)
+
+    def pct(q: float) -> float | None:
+        return round(float(np.percentile(arr, q)), 1) if arr.size else None
+
+    return {
+        "events_measured": int(arr.size),
+        "p50_s": pct(50),
+        "p95_s": pct(95),
+        "max_s": round(float(arr.max()), 1) if arr.size else None,
+    }
+
+
+def feed_parser(doc: str, *, rate: float, runs: int, users: int) -> argparse.ArgumentParser:
+    """The options both freshness benches share: feed rate, refresh interval and runs, shop size."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=rate, help="events/s of the live feed")
+    ap.add_argument("--interval", type=float, default=60.0, help="seconds between refresh runs")
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--users", type=int, default=users, help="users of the simulated shop")
+    return ap
+
+
+def main() -> None:
+    args = feed_parser(__doc__, rate=100.0, runs=3, users=2000).parse_args()
+    os.environ.setdefault("RECSYS_DB_PREFIX", "bench_fresh_")
+    from ml.config import get_settings
+    from ml.publish.full import publish_full
+    from ml.publish.refresh import publish_refresh
+
+    s = get_settings()
+    seed(s, args.users, 500, 3)
+    build_marts(s)
+    rec = RawEventsRecommender(s)
+    publish_full(rec, "bench", s, settle_seconds=0)  # the simulation load has committed
+    duration = args.interval * args.runs
+    feed = start_feed(args.rate, duration)
     runs, lat = [], []
     t0 = time.monotonic()
     try:
@@ -114,7 +165,6 @@ def main() -> None:
             )
     finally:
         feed.wait(timeout=args.interval + 30)
-    arr = np.array(lat)
     print(
         json.dumps(
             {
@@ -122,10 +172,7 @@ def main() -> None:
                 "rate": args.rate,
                 "interval_s": args.interval,
                 "feed_exit": feed.returncode,
-                "events_measured": int(arr.size),
-                "p50_s": round(float(np.percentile(arr, 50)), 1) if arr.size else None,
-                "p95_s": round(float(np.percentile(arr, 95)), 1) if arr.size else None,
-                "max_s": round(float(arr.max()), 1) if arr.size else None,
+                **latency_summary(lat),
                 "load_avg_1m": os.getloadavg()[0],
                 "refresh_runs": runs,
             },

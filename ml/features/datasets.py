@@ -7,6 +7,7 @@ memory. Raw events are read only for baselines and evaluation (the label window'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
@@ -31,6 +32,9 @@ PIT_TABLES = (
 #: upstream int_search_session_events alone ran over 6 minutes, while ml.search.engagement computes
 #: the same rows from the cut's history, with the same dbt vars, in about a second.)
 OPTIONAL_TABLES = ("ml_query_item",)
+#: models of the serving view keyed by user: a refresh reads only its users' rows of them
+#: (``load_cut(users=...)``); every other table is item-level and read whole
+USER_TABLES = ("dim_users", "fct_session_intent", "ml_candidates", "int_user_items_aggregated")
 EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
 
 
@@ -176,16 +180,26 @@ def load_items(settings: Settings) -> pd.DataFrame:
     return df
 
 
-def load_purchases(settings: Settings, end: pd.Timestamp | None) -> pd.DataFrame:
-    """Every (user, item) bought before ``end`` (the rules' exclusion list)."""
+def load_purchases(
+    settings: Settings, end: pd.Timestamp | None, users: Sequence[int] | None = None
+) -> pd.DataFrame:
+    """Every (user, item) bought before ``end`` (the rules' exclusion list); only ``users``' when given."""
     clause = "AND ts < %s" if end is not None else ""
     params = (cut_str(end),) if end is not None else None
     return read_sql(
         f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior "
-        f"WHERE behavior_type = 'purchase' {clause}",
+        f"WHERE behavior_type = 'purchase' {clause}{_users_clause(users, 'AND')}",
         settings,
         params,
     )
+
+
+def _users_clause(users: Sequence[int] | None, keyword: str) -> str:
+    """`` {keyword} user_id IN (...)`` for ``users`` (no user: a condition no row meets), or nothing."""
+    if users is None:
+        return ""
+    ids = ",".join(str(int(u)) for u in users)
+    return f" {keyword} user_id IN ({ids})" if ids else f" {keyword} FALSE"
 
 
 def load_intents(settings: Settings) -> pd.DataFrame:
@@ -211,15 +225,18 @@ def pit_builds(model: str) -> bool:
 
 
 def read_dbt_tables(
-    settings: Settings, database: str, with_labels: bool, optional: tuple[str, ...] = ()
+    settings: Settings,
+    database: str,
+    with_labels: bool,
+    optional: tuple[str, ...] = (),
+    users: Sequence[int] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database, plus those of
-    ``optional`` that it holds."""
+    ``optional`` that it holds; with ``users``, the :data:`USER_TABLES` hold only their rows."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
     out = {}
     for name in names:
-        df = read_sql(f"SELECT * FROM `{database}`.`{name}`", settings)
-        out[name] = _numeric(df)
+        out[name] = _read_model(settings, database, name, users if name in USER_TABLES else None)
     present = read_sql(
         "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
         settings,
@@ -229,6 +246,37 @@ def read_dbt_tables(
         if name in set(present["t"]):
             out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings))
     return out
+
+
+def _read_model(settings: Settings, database: str, name: str, users: Sequence[int] | None) -> pd.DataFrame:
+    """One dbt model (only ``users``' rows when given), DECIMAL as float, typed even when empty."""
+    df = read_sql(f"SELECT * FROM `{database}`.`{name}`{_users_clause(users, 'WHERE')}", settings)
+    return _typed_empty(settings, database, name, df) if df.empty else _numeric(df)
+
+
+#: MySQL column types read as floats / datetimes when a table has no rows to infer them from
+_NUMERIC_TYPES = {"tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "float", "double"}
+_TIME_TYPES = {"datetime", "timestamp", "date"}
+
+
+def _typed_empty(settings: Settings, database: str, table: str, df: pd.DataFrame) -> pd.DataFrame:
+    """An empty frame with the dtypes its columns would take with rows (NaN-able): numbers as float,
+    times as datetime. A refresh batch of users all absent from a table must still merge into the
+    same numeric feature columns as a full load (where such users get NaN floats)."""
+    types = read_sql(
+        "SELECT column_name AS c, data_type AS t FROM information_schema.columns "
+        "WHERE table_schema=%s AND table_name=%s",
+        settings,
+        (database, table),
+    )
+    kinds = dict(zip(types["c"], types["t"].str.lower()))
+    return df.astype(
+        {
+            c: "float64" if kinds.get(c) in _NUMERIC_TYPES else "datetime64[ns]"
+            for c in df.columns
+            if kinds.get(c) in _NUMERIC_TYPES | _TIME_TYPES
+        }
+    )
 
 
 def _numeric(df: pd.DataFrame) -> pd.DataFrame:
@@ -248,18 +296,26 @@ def load_cut(
     history_days: int = 30,
     build: bool = True,
     items: pd.DataFrame | None = None,
+    users: Sequence[int] | None = None,
 ) -> CutData:
     """Build the point-in-time dbt tables for ``cut_ts`` (if ``build``) and read them with raw events.
 
     ``cut_ts`` None reads the current marts (``recsys_marts``): the serving view, with no labels.
+    ``users`` (serving view only) reads the per-user tables (:data:`USER_TABLES`, purchases) for
+    those users alone; item-level tables and the history stay whole, so those users' candidate
+    rows and features are the same as in a full load (the refresh re-scores a few users).
     """
+    if users is not None and cut_ts is not None:
+        raise ValueError("load_cut(users=...) reads the serving view only: a cut's tables are read whole")
     if cut_ts is not None and build:
         from ml.features.dbt import build_point_in_time
 
         build_point_in_time(cut_str(cut_ts), label_hours, settings)
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
     optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
-    tables = read_dbt_tables(settings, database, with_labels=cut_ts is not None, optional=optional)
+    tables = read_dbt_tables(
+        settings, database, with_labels=cut_ts is not None, optional=optional, users=users
+    )
     items = items if items is not None else load_items(settings)
     end = cut_ts
     history_end = end
@@ -277,12 +333,29 @@ def load_cut(
         covis=tables["ml_covisitation"],
         candidates=tables["ml_candidates"],
         history=history,
-        purchased=load_purchases(settings, end),
+        purchased=load_purchases(settings, end, users),
         user_items=tables["int_user_items_aggregated"],
         labels=tables.get("ml_labels"),
         window=window,
         label_hours=label_hours if cut_ts is not None else None,
         extra={name: tables[name] for name in OPTIONAL_TABLES if name in tables},
+    )
+
+
+def with_users(settings: Settings, base: CutData, users: Sequence[int]) -> CutData:
+    """The serving view ``base`` (read with ``load_cut(settings, None, users=...)``) with the
+    per-user tables (:data:`USER_TABLES`, purchases) of ``users`` instead of its own: the
+    item-level tables and the history are reused, not read again."""
+    if base.cut_ts is not None:
+        raise ValueError("with_users() scopes the serving view only")
+    tables = {name: _read_model(settings, settings.marts_db, name, users) for name in USER_TABLES}
+    return replace(
+        base,
+        users=tables["dim_users"],
+        intent=tables["fct_session_intent"],
+        candidates=tables["ml_candidates"],
+        user_items=tables["int_user_items_aggregated"],
+        purchased=load_purchases(settings, None, users),
     )
 
 

@@ -119,11 +119,11 @@ def refresh_guard() -> dict[str, Any]:
     from ml.db import connect
     from ml.publish.common import ChampionNotPublished, NoChampion
     from ml.publish.locking import read_gaps, read_watermark
-    from ml.publish.run import load_champion_recommender, require_published
+    from ml.publish.run import champion_version, require_published
 
     s = get_settings()
     try:
-        _, version = load_champion_recommender(s)
+        version = champion_version(s)  # the registry only: loading the model here cost seconds per run
         require_published(s, version)
     except NoChampion as exc:
         _skip(f"no champion yet ({exc}); run recsys_train first")

@@ -108,7 +108,9 @@ def _refresh_batch(
     lists) in a single transaction."""
     frames = [(part, _score(part, n, explain)) for part in parts]
     searchers, search_rows = (
-        user_rows_for_refresh(search, s, batch, in_stock_items(conn, s)) if search is not None else ([], [])
+        user_rows_for_refresh(search, s, batch, in_stock_items(conn, s))
+        if search is not None
+        else ([], pd.DataFrame())
     )
     scored = sorted({u for _, frame in frames for u in frame["user_id"].tolist()})
     kept = tuple(sorted(set(batch) - set(scored)))
@@ -207,7 +209,8 @@ def publish_refresh(
     """
     s, n = settings, n or settings.topn
     run_id = run_id or new_run_id("refresh")
-    conn = connect(s.serving_db, settings=s)
+    # a loader connection (local_infile): the users' search rows go in by LOAD DATA, in their batch's transaction
+    conn = connect(s.serving_db, settings=s, local_infile=True)
     done: list[RefreshBatch] = []
     try:
         with named_lock(conn, lock_name(s, "publish"), lock_timeout, "refresh"):

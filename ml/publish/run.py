@@ -27,19 +27,39 @@ def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:
     return champion
 
 
-def _load_registered(
-    settings: Settings, *, challenger: bool
-) -> tuple[tuple[Recommender, str], tuple[Recommender, str] | None]:
-    """(champion, version) and, when asked and registered, (challenger, version), over one marts load."""
+def _registry():
+    """:mod:`ml.registry.champion`, or :class:`NoChampion` when the registry cannot be imported."""
     try:
-        from ml.registry.champion import load_aliases
-        from ml.registry.store import CHALLENGER, CHAMPION
+        from ml.registry import champion
     except ImportError as exc:
         raise NoChampion(
             f"no model registry available ({exc}): train and register a champion first (`recsys train`)"
         ) from None
+    return champion
+
+
+def champion_version(settings: Settings) -> str:
+    """The champion's ``model_version`` without loading it (no marts read): the refresh guard's check.
+
+    Raises :class:`NoChampion` as :func:`load_champion_recommender` does."""
+    registry = _registry()
     try:
-        found = load_aliases(settings, (CHAMPION, CHALLENGER) if challenger else (CHAMPION,))
+        return registry.champion_label(settings)
+    except LookupError as exc:
+        raise NoChampion(f"no champion model registered: {exc}") from None
+
+
+def _load_registered(
+    settings: Settings, *, challenger: bool, scoped: bool = False
+) -> tuple[tuple[Recommender, str], tuple[Recommender, str] | None]:
+    """(champion, version) and, when asked and registered, (challenger, version), over one marts load
+    (``scoped``: recommenders that read only the scored users' per-user marts, for a refresh)."""
+    registry = _registry()
+    aliases = (
+        (registry.store.CHAMPION, registry.store.CHALLENGER) if challenger else (registry.store.CHAMPION,)
+    )
+    try:
+        found = registry.load_aliases(settings, aliases, scoped=scoped)
     except LookupError as exc:
         raise NoChampion(f"no champion model registered: {exc}") from None
     pairs = [None if rec is None else (rec, str(getattr(rec, "model_version", None) or "")) for rec in found]
@@ -134,12 +154,10 @@ def publish_champion_refresh(
 
     Pass ``upper_event_id`` = the newest event_id read before the realtime dbt models ran. Only a
     champion whose full publish passed refreshes (:func:`require_published`)."""
-    challenger = None
-    if running_experiment(settings) is None:
-        recommender, version = load_champion_recommender(settings)
-    else:  # each acting user's list is rewritten in their own arm (ml.publish.ab)
-        (recommender, version), pair = _load_registered(settings, challenger=True)
-        challenger = None if pair is None else ChallengerLists(*pair)
+    # each acting user's list is rewritten in their own arm during an experiment (ml.publish.ab)
+    ab = running_experiment(settings) is not None
+    (recommender, version), pair = _load_registered(settings, challenger=ab, scoped=True)
+    challenger = None if pair is None else ChallengerLists(*pair)
     require_published(settings, version)
     result = publish_refresh(
         recommender,

@@ -129,7 +129,24 @@ def checked_user_lists(
 def _load(
     s: Settings, table: str, columns: Sequence[str], frame: pd.DataFrame, version: str, at: datetime
 ) -> None:
-    """LOAD DATA a checked frame into ``<serving_db>.<table>``; any server warning aborts."""
+    """LOAD DATA a checked frame into ``<serving_db>.<table>`` on a loader connection of its own."""
+    if frame.empty:
+        return
+    conn = connect(s.serving_db, settings=s, local_infile=True)
+    try:
+        with conn.cursor() as cur:
+            load_frame(cur, s, table, columns, frame, version, at)
+    finally:
+        conn.close()
+
+
+def load_frame(
+    cur, s: Settings, table: str, columns: Sequence[str], frame: pd.DataFrame, version: str, at: datetime
+) -> None:
+    """LOAD DATA ``frame`` into ``<serving_db>.<table>`` through ``cur`` (its connection opened with
+    ``local_infile``; inside the caller's transaction, if any); any server warning aborts with
+    :class:`PublishError`. No per-value escaping in Python, as an ``executemany`` INSERT has (most of
+    a refresh's time writing its users' search rows, ~100 per query)."""
     if frame.empty:
         return
     fd, path = tempfile.mkstemp(prefix=f"{table}_", suffix=".tsv")
@@ -138,20 +155,15 @@ def _load(
             frame[list(columns)].to_csv(
                 fh, sep="\t", header=False, index=False, lineterminator="\n", float_format="%.17g"
             )
-        conn = connect(s.serving_db, settings=s, local_infile=True)
-        try:
-            with conn.cursor() as cur:
-                cols = ", ".join(f"`{c}`" for c in columns)
-                cur.execute(
-                    f"LOAD DATA LOCAL INFILE %s INTO TABLE `{s.serving_db}`.`{table}` CHARACTER SET utf8mb4 "
-                    f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols}) "
-                    "SET model_version = %s, generated_at = %s",
-                    (path, version, at),
-                )
-                cur.execute("SHOW WARNINGS LIMIT 3")
-                warnings = cur.fetchall()
-        finally:
-            conn.close()
+        cols = ", ".join(f"`{c}`" for c in columns)
+        cur.execute(
+            f"LOAD DATA LOCAL INFILE %s INTO TABLE `{s.serving_db}`.`{table}` CHARACTER SET utf8mb4 "
+            f"FIELDS TERMINATED BY '\\t' LINES TERMINATED BY '\\n' ({cols}) "
+            "SET model_version = %s, generated_at = %s",
+            (path, version, at),
+        )
+        cur.execute("SHOW WARNINGS LIMIT 3")
+        warnings = cur.fetchall()
     finally:
         os.unlink(path)
     if warnings:
@@ -200,27 +212,22 @@ def _tuples(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
 
 def user_rows_for_refresh(
     search: SearchLists, s: Settings, users: list[int], stock: set[int]
-) -> tuple[list[int], list[tuple]]:
+) -> tuple[list[int], pd.DataFrame]:
     """The users with personalised search lists and their checked rows, ready for :func:`replace_user_rows`."""
     frame = checked_user_lists(search, s, users, s.search_k, stock)
-    scored = sorted(set(frame["user_id"].tolist()))
-    return scored, _tuples(frame, USER_QUERY_TOPN_COLUMNS)
+    return sorted(set(frame["user_id"].tolist())), frame
 
 
 def replace_user_rows(
-    cur, s: Settings, users: list[int], rows: list[tuple], version: str, generated_at: datetime
+    cur, s: Settings, users: list[int], rows: pd.DataFrame, version: str, generated_at: datetime
 ) -> None:
-    """Inside the caller's transaction: these users' ``user_query_topn`` rows become ``rows``."""
+    """Inside the caller's transaction: these users' ``user_query_topn`` rows become ``rows``
+    (LOAD DATA: ``cur``'s connection needs ``local_infile``)."""
     if not users:
         return
     ids = ",".join(str(int(u)) for u in users)
     cur.execute(f"DELETE FROM `{s.serving_db}`.user_query_topn WHERE user_id IN ({ids})")
-    cur.executemany(
-        f"INSERT INTO `{s.serving_db}`.user_query_topn "
-        "(user_id, query_norm, `rank`, item_id, score, source, model_version, generated_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-        [(*r, version, generated_at) for r in rows],
-    )
+    load_frame(cur, s, "user_query_topn", USER_QUERY_TOPN_COLUMNS, rows, version, generated_at)
 
 
 def refresh_queries(

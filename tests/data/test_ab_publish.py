@@ -310,7 +310,7 @@ def test_task_entries_load_champion_and_challenger_together(shop, monkeypatch):
 
     asked: list[tuple[str, ...]] = []
 
-    def aliases(_s, names):
+    def aliases(_s, names, **_):
         asked.append(tuple(names))
         made = {"champion": RawEventsRecommender(shop), "challenger": PopularRecommender(shop)}
         for name, rec in made.items():
@@ -354,7 +354,7 @@ def test_refresh_task_skips_while_the_challenger_alias_is_ahead_of_the_run(shop,
 
     publish(shop)  # the run serves v1 vs v2
 
-    def aliases(_s, names):
+    def aliases(_s, names, **_):
         made = {"champion": RawEventsRecommender(shop), "challenger": PopularRecommender(shop)}
         made["champion"].model_version, made["challenger"].model_version = "v1", "v3"
         return [made[name] for name in names]

@@ -316,7 +316,8 @@ def test_refresh_waits_until_the_champions_full_publish_passed(published, monkey
     s = published
     add_events(s, [(2, 3, "cart", T0 + timedelta(days=1))])
     seed_serving_marts(s)
-    monkeypatch.setattr(run, "load_champion_recommender", lambda _s: (RawEventsRecommender(s), "v2"))
+    monkeypatch.setattr(run, "_load_registered", lambda _s, **_: ((RawEventsRecommender(s), "v2"), None))
+    monkeypatch.setattr(run, "champion_version", lambda _s: "v2")  # the guard reads the registry only
     before, mark = topn(s), _watermark(s)
     with pytest.raises(ChampionNotPublished, match="champion v2 has no passed full publish yet .serving: v1"):
         run.publish_champion_refresh(s, n=5)

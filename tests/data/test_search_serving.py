@@ -164,6 +164,30 @@ def test_refresh_gives_a_new_query_to_its_searcher_only(search_shop):
     assert "search lists of 1 user(s) and 0 frequent query(ies) replaced" in r.message
 
 
+def test_refresh_batch_rolls_back_whole_when_loading_its_search_rows_fails(search_shop, monkeypatch):
+    """The users' search rows go in by LOAD DATA inside the batch's transaction: when the load fails
+    (a score the FLOAT column cannot take), the batch's top-N, intent and search rows all stay as they
+    were and the watermark does not move."""
+    from ml.publish import refresh as refresh_module
+
+    s = search_shop
+    publish_full(RawEventsRecommender(s), "v1", s, n=5)
+    before = (topn(s), rows(s, "user_query_topn"))
+    mark = scalar(s, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark")
+    add_searches(s, [(2, "Kids!", T0 + timedelta(days=1))])
+    seed_search_marts(s, [], [("trainers", 5), ("phone", 3)], [(1, "trainers", 1), (2, "kids", 1)])
+    seed_serving_marts(s)
+    bad = pd.DataFrame(
+        [(2, "kids", 1, 3, "not a number", "bm25")],
+        columns=["user_id", "query_norm", "rank", "item_id", "score", "source"],
+    )
+    monkeypatch.setattr(refresh_module, "user_rows_for_refresh", lambda *_: ([2], bad))
+    with pytest.raises(Exception, match="(?i)score|truncated|incorrect"):
+        publish_refresh(RawEventsRecommender(s), "v2", s, n=5)
+    assert (topn(s), rows(s, "user_query_topn")) == before
+    assert scalar(s, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark") == mark
+
+
 def test_refresh_replaces_the_lists_of_frequent_queries_searched_since_the_watermark(search_shop):
     s = search_shop
     publish_full(RawEventsRecommender(s), "v1", s, n=5)

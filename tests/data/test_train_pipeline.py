@@ -154,6 +154,33 @@ def test_champion_loader_scores_current_marts(trained) -> None:
     assert not recs.duplicated(["user_id", "item_id"]).any()
 
 
+def test_refresh_champion_reads_only_its_users_and_lists_the_same(trained) -> None:
+    """The refresh's champion (``scoped``) reads the per-user marts of the users it scores only, and
+    lists for them exactly what the champion over a full load lists — a batch of users missing from
+    every per-user table included; the guard's registry-only label names the same version."""
+    import pandas as pd
+
+    from ml.features.dbt import run_dbt
+    from ml.registry.champion import champion_label, load_aliases
+    from ml.registry.store import CHAMPION
+
+    s, _, _ = trained
+    run_dbt(["run", "--exclude", "tag:pit", "--full-refresh"], settings=s)
+    (full,) = load_aliases(s, (CHAMPION,))
+    (scoped,) = load_aliases(s, (CHAMPION,), scoped=True)
+    assert scoped.model_version == full.model_version == champion_label(s)
+    users = full.frame["user_id"].drop_duplicates().sample(30, random_state=3).astype(int).tolist()
+    cut = scoped.cut_for(users)
+    for frame in (cut.candidates, cut.users, cut.intent, cut.user_items):
+        assert not frame.empty and set(frame["user_id"].astype(int)) <= set(users)
+    assert len(cut.candidates) < len(full.frame)  # not every user's rows
+    for batch in (users + [10**9], [10**9, 10**9 + 1]):
+        pd.testing.assert_frame_equal(
+            scoped.recommend(batch, 10).reset_index(drop=True),
+            full.recommend(batch, 10).reset_index(drop=True),
+        )
+
+
 def test_search_stage_beside_the_recommender(trained) -> None:
     """The same run trains the search ranker on the shop's searches (its own MLflow experiment and
     registered model, linked from the recommender's run); its champion lists the users' recent
