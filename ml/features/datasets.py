@@ -14,7 +14,18 @@ from decimal import Decimal
 import pandas as pd
 
 from ml.config import Settings
-from ml.features.protocol import SESSION_CUT_COLUMNS, LogProfile, cut_str
+from ml.features.protocol import SESSION_CUT_COLUMNS, cut_str
+from ml.features.raw_reads import (  # noqa: F401 (EVENT_COLUMNS, log_profile, load_intents: read here by callers)
+    EVENT_COLUMNS,
+    _users_clause,
+    load_events,
+    load_intents,
+    load_items,
+    load_purchases,
+    log_profile,
+    max_event_ts,
+    read_sql,
+)
 
 #: dbt models read per cut, in `{prefix}recsys_pit` (or `recsys_marts` for serving).
 PIT_TABLES = (
@@ -35,7 +46,6 @@ OPTIONAL_TABLES = ("ml_query_item",)
 #: models of the serving view keyed by user: a refresh reads only its users' rows of them
 #: (``load_cut(users=...)``); every other table is item-level and read whole
 USER_TABLES = ("dim_users", "fct_session_intent", "ml_candidates", "int_user_items_aggregated")
-EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
 
 
 def pit_db(settings: Settings) -> str:
@@ -43,24 +53,6 @@ def pit_db(settings: Settings) -> str:
     from ml.features.dbt import pit_database
 
     return pit_database(settings)
-
-
-def read_sql(
-    sql: str, settings: Settings, params: tuple | None = None, database: str | None = None
-) -> pd.DataFrame:
-    """Run one SELECT through PyMySQL and return a frame (no SQLAlchemy engine to manage);
-    ``database`` is the default database for unqualified table names."""
-    from ml.db import connect
-
-    conn = connect(database, settings=settings)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            cols = [d[0] for d in cur.description]
-            rows = cur.fetchall()
-    finally:
-        conn.close()
-    return pd.DataFrame(list(rows), columns=cols)
 
 
 @dataclass
@@ -113,108 +105,6 @@ class CutData:
         if self.window is not None:
             frames["window"] = self.window
         return {k: len(v) for k, v in frames.items()}
-
-
-def max_event_ts(settings: Settings) -> pd.Timestamp:
-    """Newest raw event time; a clear error on an empty table."""
-    df = read_sql(f"SELECT MAX(ts) AS m FROM `{settings.raw_db}`.user_behavior", settings)
-    if df.empty or pd.isna(df.loc[0, "m"]):
-        raise RuntimeError(f"{settings.raw_db}.user_behavior is empty: load or simulate events first")
-    return pd.Timestamp(df.loc[0, "m"])
-
-
-def log_profile(settings: Settings) -> LogProfile:
-    """Span, event types and return times of the raw log: what :func:`~ml.features.protocol.choose_task` reads."""
-    raw = settings.raw_db
-    span = read_sql(
-        f"SELECT MIN(ts) AS a, MAX(ts) AS b, COUNT(DISTINCT user_id) AS u FROM `{raw}`.user_behavior",
-        settings,
-    )
-    if span.empty or pd.isna(span.loc[0, "b"]):
-        raise RuntimeError(f"{raw}.user_behavior is empty: load or simulate events first")
-    types = read_sql(
-        f"SELECT behavior_type AS t, COUNT(*) AS n FROM `{raw}`.user_behavior GROUP BY behavior_type",
-        settings,
-    )
-    starts = read_sql(
-        f"SELECT user_id, MIN(ts) AS start FROM `{raw}`.user_behavior GROUP BY user_id, session_id", settings
-    )
-    starts["start"] = pd.to_datetime(starts["start"])
-    gaps = starts.sort_values(["user_id", "start"]).groupby("user_id")["start"].diff().dropna()
-    return LogProfile(
-        first_ts=pd.Timestamp(span.loc[0, "a"]),
-        last_ts=pd.Timestamp(span.loc[0, "b"]),
-        events_by_type={str(t): int(n) for t, n in zip(types["t"], types["n"])},
-        users=int(span.loc[0, "u"]),
-        median_return_hours=float(gaps.dt.total_seconds().median() / 3600) if len(gaps) else None,
-    )
-
-
-def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
-    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time."""
-    where, params = [], []
-    if start is not None:
-        where.append("ts >= %s")
-        params.append(cut_str(start))
-    if end is not None:
-        where.append("ts < %s")
-        params.append(cut_str(end))
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    df = read_sql(
-        f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts",
-        settings,
-        tuple(params),
-    )
-    df["item_id"] = df["item_id"].astype("Int64")
-    df["ts"] = pd.to_datetime(df["ts"])
-    return df
-
-
-def load_items(settings: Settings) -> pd.DataFrame:
-    """The raw catalogue (categories, stock, price)."""
-    df = read_sql(
-        f"SELECT item_id, title, category_id, category, brand, in_stock, price FROM `{settings.raw_db}`.items",
-        settings,
-    )
-    df["price"] = df["price"].astype(float)
-    return df
-
-
-def load_purchases(
-    settings: Settings, end: pd.Timestamp | None, users: Sequence[int] | None = None
-) -> pd.DataFrame:
-    """Every (user, item) bought before ``end`` (the rules' exclusion list); only ``users``' when given."""
-    clause = "AND ts < %s" if end is not None else ""
-    params = (cut_str(end),) if end is not None else None
-    return read_sql(
-        f"SELECT DISTINCT user_id, item_id FROM `{settings.raw_db}`.user_behavior "
-        f"WHERE behavior_type = 'purchase' {clause}{_users_clause(users, 'AND')}",
-        settings,
-        params,
-    )
-
-
-def _users_clause(users: Sequence[int] | None, keyword: str) -> str:
-    """`` {keyword} user_id IN (...)`` for ``users`` (no user: a condition no row meets), or nothing."""
-    if users is None:
-        return ""
-    ids = ",".join(str(int(u)) for u in users)
-    return f" {keyword} user_id IN ({ids})" if ids else f" {keyword} FALSE"
-
-
-def load_intents(settings: Settings) -> pd.DataFrame:
-    """Simulator ground truth (evaluation only); empty when the table does not exist (real data)."""
-    exists = read_sql(
-        "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema=%s AND table_name='sim_session_intent'",
-        settings,
-        (settings.raw_db,),
-    )
-    if int(exists.loc[0, "n"]) == 0:
-        return pd.DataFrame(columns=["session_id", "user_id", "intent_category_id", "start_ts"])
-    return read_sql(
-        f"SELECT session_id, user_id, intent_category_id, start_ts FROM `{settings.raw_db}`.sim_session_intent",
-        settings,
-    )
 
 
 def pit_builds(model: str) -> bool:
