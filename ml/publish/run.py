@@ -17,16 +17,6 @@ from ml.publish.search import load_search_lists
 from ml.quality.topn import gx_topn_validator
 
 
-def load_champion_recommender(settings: Settings) -> tuple[Recommender, str]:
-    """The champion recommender and its ``model_version`` from ``ml.registry.store.load_champion``.
-
-    Raises :class:`NoChampion` with a message a person can act on when the registry is not
-    available or holds no champion.
-    """
-    champion, _ = _load_registered(settings, challenger=False)
-    return champion
-
-
 def _registry():
     """:mod:`ml.registry.champion`, or :class:`NoChampion` when the registry cannot be imported."""
     try:
@@ -41,7 +31,7 @@ def _registry():
 def champion_version(settings: Settings) -> str:
     """The champion's ``model_version`` without loading it (no marts read): the refresh guard's check.
 
-    Raises :class:`NoChampion` as :func:`load_champion_recommender` does."""
+    Raises :class:`NoChampion` as :func:`_load_registered` does."""
     registry = _registry()
     try:
         return registry.champion_label(settings)
@@ -53,7 +43,10 @@ def _load_registered(
     settings: Settings, *, challenger: bool, scoped: bool = False
 ) -> tuple[tuple[Recommender, str], tuple[Recommender, str] | None]:
     """(champion, version) and, when asked and registered, (challenger, version), over one marts load
-    (``scoped``: recommenders that read only the scored users' per-user marts, for a refresh)."""
+    (``scoped``: recommenders that read only the scored users' per-user marts, for a refresh).
+
+    Raises :class:`NoChampion` with a message a person can act on when the registry is not
+    available or holds no champion."""
     registry = _registry()
     aliases = (
         (registry.store.CHAMPION, registry.store.CHALLENGER) if challenger else (registry.store.CHAMPION,)
