@@ -101,13 +101,3 @@ def build_outcomes(settings, vars: dict | None = None) -> None:
         vars=vars,
         settings=settings,
     )
-
-
-def rows(settings, sql: str) -> list[dict]:
-    conn = connect(settings.marts_db, settings=settings, dict_cursor=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ml.db import connect
+from tests.data.marts_support import rows
 
 T0 = datetime(2026, 10, 10, 12, 0, 0)
 HALF_LIFE_COVIS_H = 7 * 24
@@ -110,16 +111,6 @@ def tiny(settings, dbt_isolated):
         conn.close()
     run_dbt(["build", "--full-refresh"], settings=settings)
     return settings
-
-
-def rows(settings, sql: str, database: str | None = None) -> list[dict]:
-    conn = connect(database or settings.marts_db, settings=settings, dict_cursor=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_staging_drops_the_replayed_copy(tiny):

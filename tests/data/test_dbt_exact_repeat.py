@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from ml.db import connect
+from tests.data.marts_support import rows
 
 T0 = datetime(2026, 10, 10, 12, 0, 0)
 HALF_LIFE_COVIS_H = 7 * 24
@@ -79,16 +80,6 @@ def shop(settings, tmp_path_factory: pytest.TempPathFactory):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-
-
-def rows(settings, sql: str, database: str | None = None) -> list[dict]:
-    conn = connect(database or settings.marts_db, settings=settings, dict_cursor=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_repeat_purchase_rhythm_per_user_item(shop):

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.data.outcomes_support import CATALOGUE, DAY1, DAY2, MV1, MV2, build_outcomes, h, load_log, rows
+from tests.data.marts_support import rows
+from tests.data.outcomes_support import CATALOGUE, DAY1, DAY2, MV1, MV2, build_outcomes, h, load_log
 
 OUTCOME_COLUMNS = [
     "impression_id",
