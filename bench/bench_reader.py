@@ -228,12 +228,11 @@ def _store_latency(settings, users: int, count: int = 3000) -> dict:
 
 def _impressions_stored(settings) -> int:
     from ml.db import connect
+    from ml.publish.common import scalar
 
     conn = connect(settings.raw_db, settings=settings)
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT COUNT(*) FROM impressions")
-            return int(cur.fetchone()[0])
+        return int(scalar(conn, "SELECT COUNT(*) FROM impressions"))
     finally:
         conn.close()
 
