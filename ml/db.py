@@ -59,6 +59,12 @@ def _unreachable_message(s: Settings, exc: Exception) -> str:
     )
 
 
+#: seconds a statement of ours waits for a metadata lock (DDL, a table another session holds open in
+#: a transaction) before failing with error 1205; the server's default is a year, which turns a
+#: forgotten transaction into a run that hangs instead of one that fails with a message
+LOCK_WAIT_S = 600
+
+
 def connect(
     database: str | None = None,
     *,
@@ -85,6 +91,7 @@ def connect(
             autocommit=autocommit,
             local_infile=local_infile,
             connect_timeout=connect_timeout,
+            init_command=f"SET SESSION lock_wait_timeout = {LOCK_WAIT_S}",
             cursorclass=pymysql.cursors.DictCursor if dict_cursor else pymysql.cursors.Cursor,
         )
     except pymysql.err.OperationalError as exc:

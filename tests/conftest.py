@@ -24,6 +24,13 @@ os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_TELEMETRY", "False")
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked ``schedule_first`` go to the front, in collection order otherwise. With
+    ``--dist loadfile --no-loadscope-reorder`` (scripts/test.sh) xdist hands files out in this order,
+    so the long module-scoped flows start at once instead of forming the tail of the run."""
+    items.sort(key=lambda item: item.get_closest_marker("schedule_first") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Per-session RECSYS_HOME and MLflow store, so tests never write into the project's .local/."""

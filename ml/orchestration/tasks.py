@@ -60,10 +60,17 @@ def check_freshness(max_staleness_hours: float = 48.0, now: datetime | None = No
 
 
 def quality_gate(stage: str, **params: Any) -> dict[str, Any]:
-    """Run one GX stage; raise ``QualityGateFailed`` (failing the task, stopping downstream) on violation."""
-    from ml.quality.gates import require_stage
+    """Run one GX stage. A violation fails the task at once, without its retries (the same data fails
+    the same way: retrying only delays the alert), and stops downstream; a database error is raised
+    as it is, so the task's retries still cover a server that was briefly away."""
+    from airflow.sdk.exceptions import AirflowFailException
 
-    result = require_stage(stage, get_settings(), **params)
+    from ml.quality.gates import QualityGateFailed, require_stage
+
+    try:
+        result = require_stage(stage, get_settings(), **params)
+    except QualityGateFailed as exc:
+        raise AirflowFailException(f"GX {stage} gate failed: {exc}") from exc
     log.info("%s", result.summary)
     return {"stage": stage, "success": result.success, "summary": result.summary}
 

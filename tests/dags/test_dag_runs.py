@@ -15,7 +15,7 @@ import pytest
 
 from ml.db import connect
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.schedule_first]
 
 TRAIN_CONF = {
     "max_staleness_hours": 0,  # the simulated shop lies in the past
@@ -195,6 +195,7 @@ def _flow(settings) -> dict:
     result["log_before_poison"] = _publish_log(settings)
     run, states = _run(dags["recsys_train"], TRAIN_CONF)
     result["train_poisoned"] = (run.state, states)
+    result["poisoned_tries"] = {ti.task_id: ti.try_number for ti in run.get_task_instances()}
     result["topn_poisoned"] = _topn(settings)
     result["log_after_poison"] = _publish_log(settings)
     return result
@@ -250,6 +251,7 @@ def test_failed_gate_stops_downstream_and_leaves_serving_untouched(flow):
     state, states = flow["train_poisoned"]
     assert state == "failed"
     assert states["check_freshness"] == "success" and states["gx_raw"] == "failed"
+    assert flow["poisoned_tries"]["gx_raw"] == 1  # a violation is not retried (the task's DB retries are)
     downstream = {k: v for k, v in states.items() if k not in {"check_freshness", "gx_raw"}}
     assert downstream and all(v == "upstream_failed" for v in downstream.values()), downstream
     assert flow["topn_poisoned"] == flow["topn3"]

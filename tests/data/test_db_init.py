@@ -100,3 +100,32 @@ def test_wrong_password_gives_one_line_error(monkeypatch, settings):
 def test_split_statements_ignores_comments():
     sql = "-- a comment; with semicolon\nCREATE TABLE a (x INT);\n\n-- two\nCREATE TABLE b (y INT);\n"
     assert split_statements(sql) == ["CREATE TABLE a (x INT)", "CREATE TABLE b (y INT)"]
+
+
+def test_ddl_behind_an_open_transaction_fails_instead_of_waiting_a_year(settings, monkeypatch):
+    """A transaction left open on a table (a crashed task's connection) makes DDL on it wait for the
+    metadata lock; our connections give up after ml.db.LOCK_WAIT_S with error 1205, not the server's year."""
+    import pymysql
+
+    import ml.db
+
+    setup = connect(settings.raw_db, settings=settings)
+    with setup.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS lock_probe")
+        cur.execute("CREATE TABLE lock_probe (x INT)")
+    holder = connect(settings.raw_db, settings=settings, autocommit=False)
+    monkeypatch.setattr(ml.db, "LOCK_WAIT_S", 1)
+    ddl = connect(settings.raw_db, settings=settings)
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM lock_probe")  # holds the table's metadata lock until commit
+        with ddl.cursor() as cur, pytest.raises(pymysql.err.OperationalError) as err:
+            cur.execute("ALTER TABLE lock_probe ADD COLUMN y INT")
+        assert err.value.args[0] == 1205
+    finally:
+        holder.rollback()
+        for c in (holder, ddl):
+            c.close()
+        with setup.cursor() as cur:
+            cur.execute("DROP TABLE lock_probe")
+        setup.close()

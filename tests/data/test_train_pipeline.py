@@ -10,6 +10,9 @@ import pytest
 from ml.models.baselines import BASELINE_NAMES
 from ml.training.config import TrainConfig
 
+# a long module-scoped training flow: started first by xdist (tests/conftest.py)
+pytestmark = pytest.mark.schedule_first
+
 CACHE: dict[tuple, object] = {}  # the point-in-time cuts, built once for both runs of this module
 
 

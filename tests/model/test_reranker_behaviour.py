@@ -14,6 +14,9 @@ import pytest
 
 from ml.training.config import TrainConfig
 
+# a long module-scoped training flow: started first by xdist (tests/conftest.py)
+pytestmark = pytest.mark.schedule_first
+
 CACHE: dict[tuple, object] = {}  # one dbt build per cut for all the runs of this module
 
 
