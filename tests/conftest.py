@@ -85,6 +85,18 @@ def clean_db(settings):
     return settings
 
 
+#: the raw tables a simulated shop fills (ground truth included: the loader replaces rows by key, so
+#: another shop's rows would stay) and the quarantine
+SIM_TABLES = (
+    "user_behavior",
+    "user_behavior_quarantine",
+    "users",
+    "items",
+    "sim_session_intent",
+    "sim_query_intent",
+)
+
+
 def _load_sim(settings, data) -> None:
     """Empty the raw tables and load ``data`` (the simulated shop) into them."""
     from ml.data.sim_load import load_simulation
@@ -93,7 +105,7 @@ def _load_sim(settings, data) -> None:
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
-            for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
+            for t in SIM_TABLES:
                 cur.execute(f"TRUNCATE TABLE `{t}`")
     finally:
         conn.close()
@@ -124,12 +136,12 @@ def _ensure_sim_loaded(settings, data) -> None:
     try:
         with conn.cursor() as cur:
             counts = []
-            for table in ("user_behavior", "sim_session_intent", "items"):
+            for table in ("user_behavior", "sim_session_intent", "sim_query_intent", "items"):
                 cur.execute(f"SELECT COUNT(*) FROM `{table}`")
                 counts.append(int(cur.fetchone()[0]))
     finally:
         conn.close()
-    if tuple(counts) != (len(data.events), len(data.intents), len(data.items)):
+    if tuple(counts) != (len(data.events), len(data.intents), len(data.queries), len(data.items)):
         _load_sim(settings, data)
 
 

@@ -62,28 +62,14 @@ def _table(settings, name: str, keys: list[str], database: str | None = None) ->
     return df.sort_values(keys, ignore_index=True)
 
 
-def _raw_count(settings) -> int:
-    return int(_query(settings, "SELECT COUNT(*) AS n FROM user_behavior", settings.raw_db)["n"][0])
-
-
 @pytest.fixture(scope="module")
-def sim(sim_small, settings, dbt_target):
+def sim(sim_small_module, settings, dbt_target):
     """The simulated shop in the raw tables (reloaded if an earlier module emptied them), with all
     marts built from scratch."""
-    from ml.data.sim_load import load_simulation
     from ml.features.dbt import run_dbt
 
-    if _raw_count(settings) != len(sim_small.events):
-        conn = connect(settings.raw_db, settings=settings)
-        try:
-            with conn.cursor() as cur:
-                for t in ("user_behavior", "users", "items", "sim_session_intent", "sim_query_intent"):
-                    cur.execute(f"TRUNCATE TABLE `{t}`")
-        finally:
-            conn.close()
-        load_simulation(sim_small, settings)
     run_dbt(["build", "--full-refresh"], settings=settings)
-    return sim_small
+    return sim_small_module
 
 
 @pytest.fixture()

@@ -13,17 +13,11 @@ from ml.publish.full import publish_full
 
 
 @pytest.fixture()
-def sim_loaded(sim_small, settings):
+def sim_loaded(sim_small_db, settings):
     """``sim_small`` in the raw tables (reloaded if a ``clean_db`` test emptied them); serving emptied."""
-    from ml.data.sim_load import load_simulation
-
+    sim_small = sim_small_db
     conn = connect(settings=settings)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT COUNT(*) FROM `{settings.raw_db}`.user_behavior")
-        if cur.fetchone()[0] != len(sim_small.events):
-            for t in ("user_behavior", "user_behavior_quarantine", "users", "items", "sim_session_intent"):
-                cur.execute(f"TRUNCATE TABLE `{settings.raw_db}`.`{t}`")
-            load_simulation(sim_small, settings)
         for t in (
             "user_topn",
             "popular_topn",
