@@ -85,27 +85,15 @@ def clean_db(settings):
     return settings
 
 
-#: the raw tables a simulated shop fills (ground truth included: the loader replaces rows by key, so
-#: another shop's rows would stay) and the quarantine
-SIM_TABLES = (
-    "user_behavior",
-    "user_behavior_quarantine",
-    "users",
-    "items",
-    "sim_session_intent",
-    "sim_query_intent",
-)
-
-
 def _load_sim(settings, data) -> None:
     """Empty the raw tables and load ``data`` (the simulated shop) into them."""
-    from ml.data.sim_load import load_simulation
+    from ml.data.sim_load import SIM_RAW_TABLES, load_simulation
     from ml.db import connect
 
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
-            for t in SIM_TABLES:
+            for t in SIM_RAW_TABLES:
                 cur.execute(f"TRUNCATE TABLE `{t}`")
     finally:
         conn.close()

@@ -25,16 +25,6 @@ class ImportFormat(str, Enum):
     online_retail = "online_retail"
 
 
-_RAW_TABLES = (
-    "user_behavior",
-    "user_behavior_quarantine",
-    "users",
-    "items",
-    "sim_session_intent",
-    "sim_query_intent",
-)
-
-
 def _default_start(days: int) -> datetime:
     """Midnight UTC ``days`` days ago, so a demo simulation ends today."""
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
@@ -54,12 +44,13 @@ def _existing_events(settings) -> int:
 
 
 def _truncate_raw(settings) -> None:
+    from ml.data.sim_load import SIM_RAW_TABLES
     from ml.db import connect
 
     conn = connect(settings.raw_db, settings=settings)
     try:
         with conn.cursor() as cur:
-            for t in _RAW_TABLES:
+            for t in SIM_RAW_TABLES:
                 cur.execute(f"TRUNCATE TABLE `{t}`")
     finally:
         conn.close()

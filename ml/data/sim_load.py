@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from ml.data.sim_config import SimData
 
+#: the raw tables a simulation fills, quarantine included: what to empty before loading a shop from
+#: scratch (the ground truth is replaced by key, so another shop's rows would otherwise stay)
+SIM_RAW_TABLES = (
+    "user_behavior",
+    "user_behavior_quarantine",
+    "users",
+    "items",
+    "sim_session_intent",
+    "sim_query_intent",
+)
+
 
 def load_simulation(data: SimData, settings=None, *, batch_rows: int = 500_000):
     """Write a simulation (or one block of it) into ``recsys_raw``: users, items and the
