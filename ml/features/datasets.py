@@ -215,7 +215,8 @@ def load_cut(
     end = cut_ts
     history_end = end
     history_start = (end if end is not None else max_event_ts(settings)) - pd.Timedelta(days=history_days)
-    history = load_events(settings, history_start, history_end)
+    # a refresh (``users``) reads the history through mysqlclient: the largest read of its run
+    history = load_events(settings, history_start, history_end, binary=users is not None)
     window = None
     if cut_ts is not None:
         window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours))

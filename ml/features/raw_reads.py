@@ -93,8 +93,11 @@ def log_profile(settings: Settings) -> LogProfile:
     )
 
 
-def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None) -> pd.DataFrame:
-    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time."""
+def load_events(
+    settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None, *, binary: bool = False
+) -> pd.DataFrame:
+    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time
+    (``binary``: as :func:`read_sql`)."""
     where, params = [], []
     if start is not None:
         where.append("ts >= %s")
@@ -107,6 +110,7 @@ def load_events(settings: Settings, start: pd.Timestamp | None, end: pd.Timestam
         f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts",
         settings,
         tuple(params),
+        binary=binary,
     )
     df["item_id"] = df["item_id"].astype("Int64")
     df["ts"] = pd.to_datetime(df["ts"])

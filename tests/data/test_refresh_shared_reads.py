@@ -96,3 +96,6 @@ def test_binary_reads_give_the_frames_pymysql_gives(search_shop):
     pd.testing.assert_frame_equal(
         load_purchases(s, None, [1, 2, 3], binary=True), load_purchases(s, None, [1, 2, 3])
     )
+    events = load_events(s, pd.Timestamp(T0), None)
+    assert events["query_text"].notna().any() and events["item_id"].isna().any()
+    pd.testing.assert_frame_equal(load_events(s, pd.Timestamp(T0), None, binary=True), events)
