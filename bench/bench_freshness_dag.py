@@ -23,10 +23,14 @@ summary: p50/p95/max, and per run the seconds of each step and the users re-scor
 the refresh step.
 
     RECSYS_DB_PREFIX=bench_fresh_dag_ nice -n 10 .venv/bin/python bench/bench_freshness_dag.py --rate 200 --interval 60 --runs 5
+
+``--interval 0`` runs the chain back to back, as the DAG does with ``RECSYS_REFRESH_MINUTES=0``
+(``@continuous``; the guard waits up to ``--idle`` seconds for an event), for ``--seconds`` of feed.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -74,8 +78,9 @@ def prepare(settings, users: int, items: int, days: int) -> dict[str, float]:
     return {k: round(v, 1) for k, v in took.items()}
 
 
-def refresh_chain(settings) -> tuple[dict[str, Any], dict[str, float]]:
-    """The DAG's four steps in order; returns the refresh task's result and each step's seconds."""
+def refresh_chain(settings, wait_s: float = 0.0) -> tuple[dict[str, Any], dict[str, float]]:
+    """The DAG's four steps in order (``wait_s``: the guard's wait for an event, back to back);
+    returns the refresh task's result and each step's seconds."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     from ml.features.dbt import run_dbt
@@ -84,7 +89,7 @@ def refresh_chain(settings) -> tuple[dict[str, Any], dict[str, float]]:
     took: dict[str, float] = {}
     t = time.perf_counter()
     try:
-        seen = tasks.refresh_guard()
+        seen = tasks.refresh_guard(wait_s=wait_s)
     except AirflowSkipException as exc:
         return {"skipped": str(exc), "batches": []}, {"guard": round(time.perf_counter() - t, 2)}
     took["guard"] = time.perf_counter() - t
@@ -104,7 +109,12 @@ def main() -> None:
     ap = feed_parser(__doc__, rate=200.0, runs=5, users=1000)
     ap.add_argument("--items", type=int, default=500)
     ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--seconds", type=float, default=180.0, help="feed seconds when --interval is 0")
+    ap.add_argument(
+        "--idle", type=float, default=60.0, help="the guard's wait for events when --interval is 0"
+    )
     args = ap.parse_args()
+    back_to_back = args.interval <= 0
     os.environ.setdefault("RECSYS_DB_PREFIX", "bench_fresh_dag_")
     prefix = os.environ["RECSYS_DB_PREFIX"]
     home = Path(os.environ.setdefault("RECSYS_HOME", str(ROOT / ".local" / f"{prefix}home")))
@@ -114,13 +124,19 @@ def main() -> None:
 
     s = get_settings()
     setup = prepare(s, args.users, args.items, args.days)
-    feed = start_feed(args.rate, args.interval * args.runs)
+    feed_s = args.seconds if back_to_back else args.interval * args.runs
+    feed = start_feed(args.rate, feed_s)
     runs, lat = [], []
     t0 = time.monotonic()
     try:
-        for k in range(1, args.runs + 1):
-            time.sleep(max(0.0, t0 + k * args.interval - time.monotonic()))
-            out, took = refresh_chain(s)
+        for k in itertools.count(1):
+            if back_to_back and (time.monotonic() - t0 >= feed_s or feed.poll() is not None):
+                break
+            if not back_to_back:
+                if k > args.runs:
+                    break
+                time.sleep(max(0.0, t0 + k * args.interval - time.monotonic()))
+            out, took = refresh_chain(s, args.idle if back_to_back else 0.0)
             run_lat = latencies(s, out) if out.get("batches") else []
             lat += run_lat
             users = int(out.get("users") or 0)
@@ -144,7 +160,8 @@ def main() -> None:
                 "bench": "refresh_freshness_real_path",
                 "measured": "the recsys_refresh task bodies in one process (no Airflow overhead)",
                 "rate": args.rate,
-                "interval_s": args.interval,
+                "interval_s": args.interval if not back_to_back else "back to back",
+                "feed_s": feed_s,
                 "users": args.users,
                 "feed_exit": feed.returncode,
                 **latency_summary(lat),

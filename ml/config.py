@@ -40,6 +40,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_SEARCH_K": "50",
     "RECSYS_SEARCH_MIN_QUERY_COUNT": "3",
     "RECSYS_REFRESH_MINUTES": "5",
+    # RECSYS_REFRESH_MINUTES=0 (back to back): seconds the refresh guard waits for an event before it skips
+    "RECSYS_REFRESH_IDLE_SECONDS": "60",
     "RECSYS_TF_FORCE_CPU": "0",
     "RECSYS_TF_THREADS": "2",
     "RECSYS_API_KEYS": "",

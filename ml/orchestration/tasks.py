@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -119,9 +120,25 @@ def log_online_metrics(days: int) -> dict[str, Any]:
     return _jsonable(out)
 
 
-def refresh_guard() -> dict[str, Any]:
+def refresh_guard(wait_s: float = 0.0, poll_s: float = 1.0) -> dict[str, Any]:
     """Skip the refresh run (and say why) when no champion exists yet, when its full publish has not
-    passed yet, or when nothing new arrived."""
+    passed yet, or when nothing new arrived.
+
+    ``wait_s`` (the back-to-back schedule, ``RECSYS_REFRESH_MINUTES=0``): check again every
+    ``poll_s`` seconds for up to ``wait_s`` before skipping, so the run starts as soon as an event
+    arrives while an idle shop makes one skipped run per ``wait_s``, not one per scheduler loop."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        seen, why = _refresh_due()
+        if seen is not None:
+            return seen
+        if time.monotonic() >= deadline:
+            _skip(why)
+        time.sleep(poll_s)
+
+
+def _refresh_due() -> tuple[dict[str, Any] | None, str]:
+    """(what the refresh needs: version, watermark, newest event id; "") or (None, why not now)."""
     from ml.data.gaps import in_gaps_sql
     from ml.db import connect
     from ml.publish.common import ChampionNotPublished, NoChampion
@@ -133,9 +150,9 @@ def refresh_guard() -> dict[str, Any]:
         version = champion_version(s)  # the registry only: loading the model here cost seconds per run
         require_published(s, version)
     except NoChampion as exc:
-        _skip(f"no champion yet ({exc}); run recsys_train first")
+        return None, f"no champion yet ({exc}); run recsys_train first"
     except ChampionNotPublished as exc:
-        _skip(str(exc))
+        return None, str(exc)
     conn = connect(settings=s)
     try:
         watermark, gaps = read_watermark(conn, s), read_gaps(conn, s)
@@ -148,10 +165,10 @@ def refresh_guard() -> dict[str, Any]:
     finally:
         conn.close()
     if newest <= watermark and not late:
-        _skip(
-            f"no new events since event_id {watermark}" + (f" ({len(gaps)} gaps still empty)" if gaps else "")
+        return None, f"no new events since event_id {watermark}" + (
+            f" ({len(gaps)} gaps still empty)" if gaps else ""
         )
-    return {"model_version": version, "watermark": watermark, "newest_event_id": newest}
+    return {"model_version": version, "watermark": watermark, "newest_event_id": newest}, ""
 
 
 def refresh(upper_event_id: int | None = None, batch_size: int = 1000) -> dict[str, Any]:

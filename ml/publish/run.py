@@ -152,6 +152,10 @@ def publish_champion_refresh(
     (recommender, version), pair = _load_registered(settings, challenger=ab, scoped=True)
     challenger = None if pair is None else ChallengerLists(*pair)
     require_published(settings, version)
+    search = load_search_lists(settings)
+    history, share = getattr(recommender, "history", None), getattr(search, "share_history", None)
+    if history is not None and share is not None:  # one read of the 30-day history per run, not two
+        share(history, _registry().HISTORY_DAYS)
     result = publish_refresh(
         recommender,
         version,
@@ -160,7 +164,7 @@ def publish_champion_refresh(
         n=n,
         upper_event_id=upper_event_id,
         progress=progress,
-        search=load_search_lists(settings),
+        search=search,
         challenger=challenger,
     )
     return {**jsonable(result), "noop": result.noop}

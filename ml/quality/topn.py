@@ -127,6 +127,12 @@ def check_reasons(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _per_value(values: pd.Series, fn) -> pd.Series:
+    """``values.map(fn)`` calling ``fn`` once per distinct value (a list repeats its query k times)."""
+    distinct = pd.unique(values)
+    return values.map(dict(zip(distinct, map(fn, distinct))))
+
+
 def check_search_frame(
     frame: pd.DataFrame,
     k: int,
@@ -153,10 +159,10 @@ def check_search_frame(
     df = _typed(frame, columns, ("user_id", "rank", "item_id") if personal else ("rank", "item_id"))
     if df.empty:
         return df
-    df["query_norm"] = df["query_norm"].astype(str).map(normalize_query)
+    df["query_norm"] = _per_value(df["query_norm"].astype(str), normalize_query)
     if (df["query_norm"] == "").any():
         raise ValueError("a query_norm normalises to nothing (no letters or digits)")
-    folded = df.assign(fold=df["query_norm"].map(fold_key)).drop_duplicates(
+    folded = df.assign(fold=_per_value(df["query_norm"], fold_key)).drop_duplicates(
         [*keys[:-1], "fold", "query_norm"]
     )
     clash = folded.duplicated([*keys[:-1], "fold"], keep=False)

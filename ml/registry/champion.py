@@ -17,6 +17,9 @@ from ml.models.rules import Backfill, RuleConfig, RuledRecommender
 from ml.models.tf.stage import cut_frame, load_tf_stage
 from ml.registry import store
 
+#: days of raw events a serving recommender reads (``load_cut``'s history)
+HISTORY_DAYS = 30
+
 
 def frame_for_spec(cut: CutData, spec: dict[str, Any]) -> pd.DataFrame:
     """The candidate frame a registered reranker expects: with its own TF models when it has them."""
@@ -118,6 +121,12 @@ class UserScopedRecommender:
         self.model_version = registered.model_version
         self.rules = registered.rules
 
+    @property
+    def history(self) -> pd.DataFrame:
+        """The raw events of the :data:`HISTORY_DAYS` up to the newest, read once for every batch: the
+        refresh builds its search context from this frame too instead of reading it again."""
+        return self._base.history
+
     def cut_for(self, users: list[int]) -> CutData:
         """The serving view holding ``users``' per-user rows (and item-level tables whole)."""
         return with_users(self._settings, self._base, users)
@@ -149,7 +158,7 @@ def load_aliases(settings: Settings | None, aliases: tuple[str, ...], *, scoped:
             f"no '{store.CHAMPION}' version of model '{name}' in {s.mlflow_tracking_uri}: run `recsys train` first"
         )
     if scoped:
-        base = load_cut(s, None, users=())  # the item-level tables and the history, once
+        base = load_cut(s, None, users=(), history_days=HISTORY_DAYS)  # item-level tables and history, once
         return [
             None if mv is None else UserScopedRecommender(s, _Registered(client, name, mv.version), base)
             for mv in versions

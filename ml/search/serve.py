@@ -106,17 +106,27 @@ class SearchRankerLists:
         self.history_days = history_days
         self._ctx = context
         self._events = events
+        self._shared: pd.DataFrame | None = None
 
-    def refresh(self, source: Any | None = None) -> SearchContext:
-        """(Re)build the context from the current catalogue, recent events and ``ml_query_item``."""
+    def share_history(self, history: pd.DataFrame, days: float) -> SearchRankerLists:
+        """Build the next context from ``history`` — raw events (``load_events``' columns and types)
+        of the ``days`` before and up to its newest event, read by the caller (the refresh's champion
+        reads the same 30 days) — instead of reading them again. Ignored when it covers fewer days
+        than this ranker's ``history_days`` or holds no event."""
+        if days >= self.history_days and not history.empty:
+            self._shared = history
+        return self
+
+    def _recent_events(self, src: Any) -> tuple[pd.Timestamp, pd.DataFrame]:
+        """(now, the events of the ``history_days`` before it): now = the newest event + 1 ms."""
         from ml.features.datasets import EVENT_COLUMNS
         from ml.features.protocol import cut_str
 
-        s = self.settings
-        src = source if source is not None else s
-        items = _read(
-            src, f"SELECT item_id, title, category_id, category, brand, in_stock FROM `{s.raw_db}`.items"
-        )
+        s, shared = self.settings, self._shared
+        if shared is not None:
+            now = pd.Timestamp(shared["ts"].max()) + pd.Timedelta(milliseconds=1)
+            start = now - pd.Timedelta(days=self.history_days)
+            return now, shared[shared["ts"] >= start].reset_index(drop=True)
         newest = _read(src, f"SELECT MAX(ts) AS m FROM `{s.raw_db}`.user_behavior").loc[0, "m"]
         if newest is None or pd.isna(newest):
             raise RuntimeError(f"{s.raw_db}.user_behavior is empty: nothing to rank searches with")
@@ -129,6 +139,17 @@ class SearchRankerLists:
         )
         events["item_id"] = events["item_id"].astype("Int64")
         events["ts"] = pd.to_datetime(events["ts"])
+        return now, events
+
+    def refresh(self, source: Any | None = None) -> SearchContext:
+        """(Re)build the context from the current catalogue, recent events (or the shared history:
+        :meth:`share_history`) and ``ml_query_item``."""
+        s = self.settings
+        src = source if source is not None else s
+        items = _read(
+            src, f"SELECT item_id, title, category_id, category, brand, in_stock FROM `{s.raw_db}`.items"
+        )
+        now, events = self._recent_events(src)
         qi = None
         if _table_exists(src, s.marts_db, "ml_query_item"):
             qi = _read(

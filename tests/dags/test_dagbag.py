@@ -82,6 +82,39 @@ def test_train_dag_shape(dagbag):
     assert all(t.retries >= 2 and t.retry_exponential_backoff for t in db_tasks)
 
 
+def _guard_wait(dag) -> float:
+    """The ``wait_s`` the refresh DAG's guard task passes to ``tasks.refresh_guard``."""
+    from ml.orchestration import tasks
+
+    asked = {}
+    real = tasks.refresh_guard
+    tasks.refresh_guard = lambda **kw: asked.update(kw) or {}
+    try:
+        dag.get_task("guard").python_callable()
+    finally:
+        tasks.refresh_guard = real
+    return asked["wait_s"]
+
+
+def test_refresh_dag_back_to_back(monkeypatch):
+    """``RECSYS_REFRESH_MINUTES=0``: one run right after the other (Airflow's ``@continuous``, one run at
+    a time, no asset trigger needed); the guard waits up to ``RECSYS_REFRESH_IDLE_SECONDS`` for an event
+    before it skips, so an idle shop does not start a run every scheduler loop."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("RECSYS_REFRESH_MINUTES", "0")
+    monkeypatch.setenv("RECSYS_REFRESH_IDLE_SECONDS", "45")
+    bag = DagBag(str(DAGS / "recsys_refresh.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["recsys_refresh"]
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    served = DagSerialization.from_dict(DagSerialization.to_dict(dag))  # what the scheduler reads
+    assert served.timetable.summary == "@continuous" and served.max_active_runs == 1
+    assert _guard_wait(dag) == 45.0
+    assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
+
+
 def test_refresh_dag_shape(dagbag):
     import json
 
@@ -105,6 +138,7 @@ def test_refresh_dag_shape(dagbag):
     assert "model.recsys.int_realtime_user_events" in search_events
     assert dag.get_task("refresh").upstream_task_ids == {"gx_realtime", "guard"}
     assert dag.timetable.timetable.expression == "*/5 * * * *"  # RECSYS_REFRESH_MINUTES default
+    assert _guard_wait(dag) == 0.0  # on a cron, the guard skips at once when nothing arrived
     # a new champion triggers a refresh only once its full publish passed the GX top-N check
     assert "recsys_published_champion" in repr(dag.timetable.asset_condition)
     assert "recsys_champion_model" not in repr(dag.timetable.asset_condition)
