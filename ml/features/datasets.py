@@ -36,6 +36,8 @@ PIT_TABLES = (
     "ml_candidates",
     "int_user_items_aggregated",
 )
+#: what :func:`load_cut` builds (with everything upstream) and reads from a point-in-time build
+CUT_MODELS = (*PIT_TABLES, "ml_labels")
 #: dbt models read when the database has them (kept in ``CutData.extra``): the search marts exist
 #: only where the search models were built. A point-in-time cut reads one only when the point-in-time
 #: build selects it (:func:`pit_builds`): a copy left in ``recsys_pit`` by another build belongs to
@@ -108,10 +110,9 @@ class CutData:
 
 
 def pit_builds(model: str) -> bool:
-    """Whether a point-in-time build (``ml.features.dbt.PIT_SELECTION``) rebuilds ``model``."""
-    from ml.features.dbt import PIT_SELECTION
-
-    return f"+{model}" in PIT_SELECTION or model in PIT_SELECTION
+    """Whether the point-in-time build of :func:`load_cut` (:data:`CUT_MODELS` and their upstream)
+    selects ``model`` by name."""
+    return model in CUT_MODELS
 
 
 def read_dbt_tables(
@@ -205,7 +206,7 @@ def load_cut(
     if cut_ts is not None and build:
         from ml.features.dbt import build_point_in_time
 
-        build_point_in_time(cut_str(cut_ts), label_hours, settings)
+        build_point_in_time(cut_str(cut_ts), label_hours, settings, models=CUT_MODELS)
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
     optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
     tables = read_dbt_tables(
@@ -268,7 +269,7 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     co-visitation) stay as of the cut, as they are when the refresh DAG rescoring a user.
     """
     from ml.db import connect
-    from ml.features.dbt import build_session_cut
+    from ml.features.dbt import SESSION_TABLES, build_session_cut
 
     if day.cut_ts is None or day.window is None or day.labels is None:
         raise ValueError("a session cut needs a point-in-time cut with a label window")
@@ -300,10 +301,7 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     if day.label_hours is None:
         raise ValueError("the cut does not record its label window: load it with load_cut")
     build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
-    tables = {
-        name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings))
-        for name in ("fct_session_intent", "ml_candidates", "ml_labels")
-    }
+    tables = {name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings)) for name in SESSION_TABLES}
     w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")
     revealed = w[w["ts"] < w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
     rest = w[w["ts"] >= w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)

@@ -23,8 +23,16 @@ log = logging.getLogger(__name__)
 ERROR_TAIL_LINES = 40
 #: selection of a point-in-time build: the pit models and everything upstream, with their tests
 PIT_SELECTION = ["+tag:pit"]
-#: what a "rest of session" build recomputes over a plain build of the same cut
-SESSION_SELECTION = ["stg_recsys_pit__session_cuts+"]
+#: what a "rest of session" build changes and ``load_session_cut`` reads again
+SESSION_TABLES = ("fct_session_intent", "ml_candidates", "ml_labels")
+#: what a "rest of session" build recomputes over a plain build of the same cut: the models between
+#: the session cuts and :data:`SESSION_TABLES` (not the search marts nor ml_training_set, which no
+#: cut reads), with the tests of what it builds or reads (``--indirect-selection buildable``: the
+#: leakage test included)
+SESSION_SELECTION = [f"stg_recsys_pit__session_cuts+,+{table}" for table in SESSION_TABLES]
+#: how a build with a narrowed selection picks tests: those whose parents it builds or reads (a test
+#: of a model outside the selection, e.g. ml_training_set, would read a missing or stale table)
+BUILDABLE_TESTS = ["--indirect-selection", "buildable"]
 
 
 class DbtError(RuntimeError):
@@ -116,21 +124,32 @@ def format_cut(cut_ts: datetime | str) -> str:
 
 
 def build_point_in_time(
-    cut_ts: datetime | str, label_hours: float = 24, settings: Settings | None = None
+    cut_ts: datetime | str,
+    label_hours: float = 24,
+    settings: Settings | None = None,
+    models: tuple[str, ...] | None = None,
 ) -> str:
     """Build the point-in-time tables for one cut (features from events before ``cut_ts``, labels
     from ``[cut_ts, cut_ts + label_hours)``) with ``--full-refresh`` into ``{prefix}recsys_pit``,
-    running their tests (the leakage test included). Returns the database name."""
+    running their tests (the leakage test included). Returns the database name.
+
+    ``models`` narrows the build to those models and their upstream (a training cut: what
+    ``load_cut`` reads), with the tests of what it builds; ``ml_training_set``, then not built,
+    is dropped, so that no copy of another cut is left behind. Default: every pit model."""
     if label_hours <= 0:
         raise ValueError(f"label_hours must be positive, got {label_hours}")
     s = settings or get_settings()
     cut = format_cut(cut_ts)
+    selection = PIT_SELECTION if models is None else [*(f"+{m}" for m in models), *BUILDABLE_TESTS]
+    if models is not None and "ml_training_set" not in models:
+        _drop_pit_table(s, "ml_training_set")
+    _set_pit_build(s, None)  # unknown until this build succeeds
     run_dbt(
-        ["build", "--select", *PIT_SELECTION, "--full-refresh"],
+        ["build", "--select", *selection, "--full-refresh"],
         vars={"cut_ts": cut, "label_hours": _label_hours(label_hours)},
         settings=s,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours))
+    _set_pit_build(s, cut, _label_hours(label_hours), session=False)
     return pit_database(s)
 
 
@@ -139,27 +158,47 @@ def build_session_cut(
 ) -> str:
     """The "rest of session" build of a cut: ``{prefix}recsys_pit.pit_session_cuts`` (written by the
     caller) reveals each listed user's session up to their own cut to the realtime models, and
-    ``ml_labels`` becomes the rest of that session. Rebuilds only the session-dependent models when
-    the pit database holds the plain build of the same cut, else everything; tests included."""
+    ``ml_labels`` becomes the rest of that session; tests included (the leakage test too).
+
+    On top of the plain build of the same cut, only the session-dependent models
+    (:data:`SESSION_SELECTION`) run, and without ``--full-refresh``: the realtime marts recompute
+    the listed users alone (delete+insert on user_id), every other user's rows being already those
+    of the cut. After a session build of the same cut they recompute every user; when the pit
+    database holds another cut, everything is rebuilt."""
     s = settings or get_settings()
     cut = format_cut(cut_ts)
     have = _pit_build(s)
-    selection = (
-        SESSION_SELECTION
-        if have == (cut, _label_hours(label_hours))
-        else [*PIT_SELECTION, "+stg_recsys_pit__session_cuts+"]
-    )
+    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours))
+    if same_cut:
+        args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS]
+        args += ["--full-refresh"] if have[2] else []
+    else:
+        args = ["build", "--select", *PIT_SELECTION, "+stg_recsys_pit__session_cuts+", "--full-refresh"]
+    # from here on the realtime marts may hold session rows (a failed build too): a later session
+    # build recomputes every user
+    _set_pit_build(s, cut, _label_hours(label_hours), session=True)
     run_dbt(
-        ["build", "--select", *selection, "--full-refresh"],
+        args,
         vars={"cut_ts": cut, "label_hours": _label_hours(label_hours), "session_cuts": True},
         settings=s,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours))
     return pit_database(s)
 
 
-def _pit_build(s: Settings) -> tuple[str, float] | None:
-    """(cut, label hours) of the batch models now in the pit database, None when unknown."""
+def _drop_pit_table(s: Settings, table: str) -> None:
+    from ml.db import connect
+
+    conn = connect(settings=s)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `{pit_database(s)}`.`{table}`")
+    finally:
+        conn.close()
+
+
+def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
+    """(cut, label hours, whether the realtime models hold a session build) of the models now in
+    the pit database, None when unknown."""
     from ml.db import connect
 
     conn = connect(settings=s)
@@ -171,30 +210,43 @@ def _pit_build(s: Settings) -> tuple[str, float] | None:
             )
             if cur.fetchone()[0] == 0:
                 return None
+            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'session_cuts'")
+            if cur.fetchone() is None:  # written before the column: the realtime state is unknown
+                return None
             cur.execute(
-                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours FROM `{pit_database(s)}`.pit_build"
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts "
+                f"FROM `{pit_database(s)}`.pit_build"
             )
             row = cur.fetchone()
     finally:
         conn.close()
-    return (row[0], float(row[1])) if row else None
+    return (row[0], float(row[1]), bool(row[2])) if row else None
 
 
-def _set_pit_build(s: Settings, cut: str, label_hours: float) -> None:
+def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session: bool = False) -> None:
+    """Record what the pit database holds (:func:`_pit_build`); ``cut`` None: unknown."""
     from ml.db import connect
 
     conn = connect(settings=s)
     try:
         with conn.cursor() as cur:
             db = pit_database(s)
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS `{db}`.pit_build (cut_ts DATETIME NOT NULL, label_hours DOUBLE NOT NULL)"
             )
             cur.execute(
                 f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
             )  # was INT before minutes
+            cur.execute(
+                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS session_cuts TINYINT NOT NULL DEFAULT 0"
+            )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
-            cur.execute(f"INSERT INTO `{db}`.pit_build VALUES (%s, %s)", (cut, label_hours))
+            if cut is not None:
+                cur.execute(
+                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts) VALUES (%s, %s, %s)",
+                    (cut, label_hours, int(session)),
+                )
         conn.commit()
     finally:
         conn.close()

@@ -15,10 +15,13 @@
     so a mart whose last run failed catches up on the next one. The watermark is a raw event_id
     (ingestion order), not an event time: an event backfilled with an old timestamp still has a new
     id, and one from a fast clock hides nobody's later events. The post-hook records the watermark
-    this build used (NULL: every user). -#}
+    this build used (NULL: every user). A "rest of session" build without --full-refresh
+    (ml.features.dbt.build_session_cut, on top of the plain build of the same cut) recomputes only
+    the evaluated users (stg_recsys_pit__session_cuts): every other user's rows are the plain build's. -#}
 /* depends_on: {{ ref('int_session_prefix_events') }} */
 {%- set watermark = realtime_watermark(source('recsys_state', 'realtime_watermarks')) %}
 {%- set history_days = var('realtime_history_days') | int %}
+{%- set session_users_only = is_point_in_time() and var('session_cuts', false) and not flags.FULL_REFRESH %}
 
 with events as (
     select * from {{ ref('stg_recsys__user_behavior') }}
@@ -49,6 +52,8 @@ changed_users as (
             select new_events.user_id from events as new_events
             where new_events.event_id > {{ watermark | int }}
         )
+    {%- elif session_users_only %}
+    where user_id in (select session_cuts.user_id from {{ ref('stg_recsys_pit__session_cuts') }} as session_cuts)
     {%- endif %}
     group by user_id
 ),
