@@ -196,6 +196,10 @@ def load_cut(
 ) -> CutData:
     """Build the point-in-time dbt tables for ``cut_ts`` (if ``build``) and read them with raw events.
 
+    A cut's session intent and candidates (``intent``, ``candidates``) cover only the users with an
+    event in its label window (``label_window_users`` of :func:`~ml.features.dbt.build_point_in_time`):
+    the only ones its models learn from or are evaluated on; ``users`` (dim_users) keeps everyone.
+
     ``cut_ts`` None reads the current marts (``recsys_marts``): the serving view, with no labels.
     ``users`` (serving view only) reads the per-user tables (:data:`USER_TABLES`, purchases) for
     those users alone; item-level tables and the history stay whole, so those users' candidate
@@ -206,7 +210,9 @@ def load_cut(
     if cut_ts is not None and build:
         from ml.features.dbt import build_point_in_time
 
-        build_point_in_time(cut_str(cut_ts), label_hours, settings, models=CUT_MODELS)
+        build_point_in_time(
+            cut_str(cut_ts), label_hours, settings, models=CUT_MODELS, label_window_users=True
+        )
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
     optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
     tables = read_dbt_tables(

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from ml.config import ENV_DEFAULTS, Settings, get_settings
@@ -73,8 +74,13 @@ def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None) -> None:
+def run_dbt(
+    args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None, warm: bool = False
+) -> None:
     """Run ``dbt <args>`` in ``dbt_project/`` with ``--vars`` (JSON) when given.
+
+    ``warm`` runs it in this process's long-lived dbt worker (:mod:`ml.features.dbt_warm`) instead of
+    a new ``dbt`` process: for the point-in-time builds, which a training run repeats per cut.
 
     Unless ``DBT_TARGET_PATH`` is set, dbt writes its artifacts under ``$RECSYS_HOME/dbt/``, one
     folder per set of vars: the project's ``target/manifest.json`` is what Cosmos renders the DAGs
@@ -94,11 +100,29 @@ def run_dbt(args: list[str], vars: dict[str, Any] | None = None, settings: Setti
     key = hashlib.sha256(json.dumps(vars or {}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     env.setdefault("DBT_TARGET_PATH", str(s.home / "dbt" / f"target-{key}"))
     env.setdefault("DBT_LOG_PATH", str(s.home / "dbt" / "logs"))
+    if warm:
+        from ml.features.dbt_warm import warm_dbt
+
+        worker = warm_dbt(exe, Path(env["DBT_LOG_PATH"]) / "dbt_worker.log")
+        ok, output = worker.invoke(cmd[1:], env, s.dbt_project_dir)
+        if not ok:
+            raise DbtError(f"`dbt {' '.join(args)}` failed (warm dbt worker):\n{_tail(output)}")
+        log.info("dbt %s: %s", args[0] if args else "", _tail(output, 2))
+        return
     proc = subprocess.run(cmd, cwd=s.dbt_project_dir, env=env, capture_output=True, text=True, check=False)
     output = proc.stdout + (("\n" + proc.stderr) if proc.stderr else "")
     if proc.returncode != 0:
         raise DbtError(f"`dbt {' '.join(args)}` failed (exit {proc.returncode}):\n{_tail(output)}")
     log.info("dbt %s: %s", args[0] if args else "", _tail(output, 2))
+
+
+def pit_vars(cut: str, label_hours: float, label_window_users: bool) -> dict[str, Any]:
+    """The dbt vars of a point-in-time build (``label_window_users`` only when set: the vars also
+    name dbt's target folder, so a build for every user keeps the folder, and partial parse, it had)."""
+    out: dict[str, Any] = {"cut_ts": cut, "label_hours": _label_hours(label_hours)}
+    if label_window_users:
+        out["label_window_users"] = True
+    return out
 
 
 def _label_hours(hours: float) -> float:
@@ -128,10 +152,16 @@ def build_point_in_time(
     label_hours: float = 24,
     settings: Settings | None = None,
     models: tuple[str, ...] | None = None,
+    label_window_users: bool = False,
 ) -> str:
     """Build the point-in-time tables for one cut (features from events before ``cut_ts``, labels
     from ``[cut_ts, cut_ts + label_hours)``) with ``--full-refresh`` into ``{prefix}recsys_pit``,
     running their tests (the leakage test included). Returns the database name.
+
+    ``label_window_users`` (a training cut) computes the per-user realtime models (session intent,
+    candidates) only for the users with an event in the label window (dbt var ``label_window_users``,
+    model ``int_label_window_users``): their rows are those of a build for everyone, and nobody else
+    is learned from or evaluated. The batch marts (``dim_users`` …) keep every user.
 
     ``models`` narrows the build to those models and their upstream (a training cut: what
     ``load_cut`` reads), with the tests of what it builds; ``ml_training_set``, then not built,
@@ -146,10 +176,11 @@ def build_point_in_time(
     _set_pit_build(s, None)  # unknown until this build succeeds
     run_dbt(
         ["build", "--select", *selection, "--full-refresh"],
-        vars={"cut_ts": cut, "label_hours": _label_hours(label_hours)},
+        vars=pit_vars(cut, label_hours, label_window_users),
         settings=s,
+        warm=True,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours), session=False)
+    _set_pit_build(s, cut, _label_hours(label_hours), session=False, window_users=label_window_users)
     return pit_database(s)
 
 
@@ -164,11 +195,13 @@ def build_session_cut(
     (:data:`SESSION_SELECTION`) run, and without ``--full-refresh``: the realtime marts recompute
     the listed users alone (delete+insert on user_id), every other user's rows being already those
     of the cut. After a session build of the same cut they recompute every user; when the pit
-    database holds another cut, everything is rebuilt."""
+    database holds another cut, or the same cut built for every user, everything is rebuilt. The
+    realtime models cover the label window's users only (``label_window_users`` of
+    :func:`build_point_in_time`): a session build serves training and evaluation alone."""
     s = settings or get_settings()
     cut = format_cut(cut_ts)
     have = _pit_build(s)
-    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours))
+    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours)) and have[3]
     if same_cut:
         args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS]
         args += ["--full-refresh"] if have[2] else []
@@ -176,12 +209,8 @@ def build_session_cut(
         args = ["build", "--select", *PIT_SELECTION, "+stg_recsys_pit__session_cuts+", "--full-refresh"]
     # from here on the realtime marts may hold session rows (a failed build too): a later session
     # build recomputes every user
-    _set_pit_build(s, cut, _label_hours(label_hours), session=True)
-    run_dbt(
-        args,
-        vars={"cut_ts": cut, "label_hours": _label_hours(label_hours), "session_cuts": True},
-        settings=s,
-    )
+    _set_pit_build(s, cut, _label_hours(label_hours), session=True, window_users=True)
+    run_dbt(args, vars={**pit_vars(cut, label_hours, True), "session_cuts": True}, settings=s, warm=True)
     return pit_database(s)
 
 
@@ -196,9 +225,9 @@ def _drop_pit_table(s: Settings, table: str) -> None:
         conn.close()
 
 
-def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
-    """(cut, label hours, whether the realtime models hold a session build) of the models now in
-    the pit database, None when unknown."""
+def _pit_build(s: Settings) -> tuple[str, float, bool, bool] | None:
+    """(cut, label hours, whether the realtime models hold a session build, whether they cover the
+    label window's users only) of the models now in the pit database, None when unknown."""
     from ml.db import connect
 
     conn = connect(settings=s)
@@ -210,20 +239,22 @@ def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
             )
             if cur.fetchone()[0] == 0:
                 return None
-            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'session_cuts'")
+            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'window_users'")
             if cur.fetchone() is None:  # written before the column: the realtime state is unknown
                 return None
             cur.execute(
-                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts "
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts, window_users "
                 f"FROM `{pit_database(s)}`.pit_build"
             )
             row = cur.fetchone()
     finally:
         conn.close()
-    return (row[0], float(row[1]), bool(row[2])) if row else None
+    return (row[0], float(row[1]), bool(row[2]), bool(row[3])) if row else None
 
 
-def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session: bool = False) -> None:
+def _set_pit_build(
+    s: Settings, cut: str | None, label_hours: float = 0, session: bool = False, window_users: bool = False
+) -> None:
     """Record what the pit database holds (:func:`_pit_build`); ``cut`` None: unknown."""
     from ml.db import connect
 
@@ -238,14 +269,16 @@ def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session
             cur.execute(
                 f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
             )  # was INT before minutes
-            cur.execute(
-                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS session_cuts TINYINT NOT NULL DEFAULT 0"
-            )
+            for column in ("session_cuts", "window_users"):
+                cur.execute(
+                    f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS {column} TINYINT NOT NULL DEFAULT 0"
+                )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
             if cut is not None:
                 cur.execute(
-                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts) VALUES (%s, %s, %s)",
-                    (cut, label_hours, int(session)),
+                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts, window_users) "
+                    "VALUES (%s, %s, %s, %s)",
+                    (cut, label_hours, int(session), int(window_users)),
                 )
         conn.commit()
     finally:

@@ -48,3 +48,23 @@ def test_failure_carries_the_tail_of_dbt_output(monkeypatch, tmp_path):
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
     with pytest.raises(DbtError, match=r"(?s)`dbt parse --no-such-flag` failed \(exit 2\):.*no-such-flag"):
         run_dbt(["parse", "--no-such-flag"])
+
+
+def test_the_warm_worker_reuses_a_parse_across_cuts_only():
+    """ml.features.dbt_worker: invocations that differ in the cut share a parse; any other var, the
+    databases' prefix or the project folder get their own (the artifact folders do not matter)."""
+    import json
+
+    from ml.features.dbt_worker import parse_key
+
+    def key(vars_: dict, **env: str) -> str:
+        base = {"RECSYS_DB_PREFIX": "a_", "DBT_TARGET_PATH": "/t1", "PATH": "/bin"}
+        return parse_key(["build", "--vars", json.dumps(vars_)], {**base, **env}, "/p")
+
+    cut = {"cut_ts": "2026-01-01 00:00:00", "label_hours": 24}
+    assert key(cut) == key({**cut, "cut_ts": "2026-01-02 00:00:00"})
+    assert key(cut) == key(cut, DBT_TARGET_PATH="/t2", DBT_LOG_PATH="/l", PATH="/usr/bin")
+    assert key(cut) != key({"label_hours": 24})  # no cut: another graph
+    for other in ({"session_cuts": True}, {"label_window_users": True}, {"label_hours": 2}):
+        assert key(cut) != key({**cut, **other})
+    assert key(cut) != key(cut, RECSYS_DB_PREFIX="b_")

@@ -306,7 +306,8 @@ def test_unbounded_events_reach_only_labels_and_the_session_prefix(sim, dbt_targ
         and "model.recsys.stg_recsys__user_behavior_unbounded" in node["depends_on"]["nodes"]
     }
     # labels, and the revealed session starts of a rest-of-session build (bounded per user by their own cut)
-    assert readers <= {"ml_labels", "int_session_prefix_events"}
+    # (and int_label_window_users: which users act in the label window, user ids only)
+    assert readers <= {"ml_labels", "int_session_prefix_events", "int_label_window_users"}
     prefix_readers = {
         n["name"]
         for n in manifest["nodes"].values()
@@ -316,6 +317,12 @@ def test_unbounded_events_reach_only_labels_and_the_session_prefix(sim, dbt_targ
     assert prefix_readers == {
         "int_realtime_user_events"
     }  # only the realtime models see them, never batch features
+    window_user_readers = {
+        n["name"]
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model" and "model.recsys.int_label_window_users" in n["depends_on"]["nodes"]
+    }
+    assert window_user_readers <= {"int_realtime_user_events"}  # which users to compute, never a feature
     # every other model that reads events goes through the cut view
     sources = {
         n["name"]
@@ -342,3 +349,27 @@ def test_run_dbt_failure_quotes_dbt_output(sim, settings):
         # a malformed cut: dbt itself must refuse, with its message quoted (whichever model that
         # reads the reference time it parses first names)
         run_dbt(["run", "--select", "ml_labels"], vars={"cut_ts": "not-a-date"}, settings=settings)
+
+
+def test_warm_dbt_reports_a_failure_and_keeps_serving(sim, settings):
+    """The long-lived dbt worker of the point-in-time builds: a failing invocation raises DbtError
+    with dbt's message, and the same worker runs the next invocation (its parse of the first cut
+    reused for another cut: the model's SQL renders the new cut)."""
+    from ml.features.datasets import pit_db
+    from ml.features.dbt import DbtError, run_dbt
+    from ml.features.dbt_warm import warm_dbt
+
+    with pytest.raises(DbtError, match=r"(?s)warm dbt worker.*var cut_ts must look like"):
+        run_dbt(["run", "--select", "ml_labels"], vars={"cut_ts": "not-a-date"}, settings=settings, warm=True)
+    worker = warm_dbt(settings.dbt_executable, settings.home / "unused.log")
+    pid = worker._proc.pid
+    for cut in ("2026-01-02 00:00:00", "2026-01-03 00:00:00"):
+        run_dbt(
+            ["run", "--select", "stg_recsys__user_behavior"],
+            vars={"cut_ts": cut},
+            settings=settings,
+            warm=True,
+        )
+        view = _query(settings, "SHOW CREATE VIEW stg_recsys__user_behavior", database=pit_db(settings))
+        assert f"'{cut}'" in view.iloc[0, 1]
+    assert worker._proc.pid == pid  # one process served all three

@@ -1,8 +1,10 @@
 """The point-in-time cut as training reads it (``load_cut``: only the models it reads; then
 ``load_session_cut``: the evaluated users recomputed on top of that build) against the full path it
 replaced (every pit model with ``--full-refresh``, then a full "rest of session" rebuild), on the
-small simulated shop: every frame of the cut and of its session variant is identical. (dbt writes
-its artifacts under the session's own RECSYS_HOME.)
+small simulated shop: every frame of the cut and of its session variant is identical, except that a
+training cut computes the session intent and the candidates only for the users who act in its label
+window (their rows identical, nobody else's). (dbt writes its artifacts under the session's own
+RECSYS_HOME.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,16 @@ def _pit_tables(settings) -> set[str]:
     return set(read_sql(sql, settings, (pit_db(settings),))["t"])
 
 
+def _window_users_only(cut, users: set[int]):
+    """The cut with its per-user realtime frames (intent, candidates) narrowed to ``users``."""
+    from dataclasses import replace
+
+    def only(df: pd.DataFrame) -> pd.DataFrame:
+        return df[df["user_id"].astype("int64").isin(users)].reset_index(drop=True)
+
+    return replace(cut, intent=only(cut.intent), candidates=only(cut.candidates))
+
+
 def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, settings):
     from ml.features.datasets import load_cut, load_session_cut
     from ml.features.dbt import _set_pit_build, build_point_in_time
@@ -51,7 +63,67 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     _set_pit_build(settings, None)  # unknown state: the session build redoes everything
     ref_sess = load_session_cut(settings, ref_day, cuts)
 
-    _assert_same_cut(day, ref_day)
+    # the training cut's realtime frames hold the label window's users, each with the full build's rows
+    window_users = set(day.window["user_id"].astype("int64"))
+    assert set(day.labels["user_id"].astype("int64")) <= set(day.candidates["user_id"].astype("int64"))
+    assert set(day.intent["user_id"].astype("int64")) <= window_users
+    assert ref_day.intent["user_id"].nunique() > day.intent["user_id"].nunique() > 0  # someone was left out
+    assert len(ref_day.users) == len(day.users)  # dim_users keeps everyone
+    _assert_same_cut(day, _window_users_only(ref_day, window_users))
     _assert_same_cut(sess, ref_sess)
     _assert_same_cut(again, ref_sess)
     assert len(sess.labels) > 0 and not sess.intent.equals(day.intent)
+
+
+def _violations(settings, target) -> list[str]:
+    """The rows the leakage test's compiled query returns now (one per violation)."""
+    from ml.db import connect
+
+    sql = next((target / "compiled").rglob("assert_no_feature_uses_events_at_or_after_cut.sql")).read_text()
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return sorted(str(r[0]) for r in cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_the_leakage_test_fails_on_a_feature_from_the_future_and_on_a_lost_event(
+    sim_small_db, settings, tmp_path, monkeypatch
+):
+    """The singular dbt test of every cut build (run warm, as training runs it) catches a feature that
+    saw an event at or after the cut and a feature table that lost an event; clean, it passes."""
+    import pytest
+
+    from ml.db import connect
+    from ml.features.datasets import CUT_MODELS, pit_db
+    from ml.features.dbt import DbtError, build_point_in_time, pit_vars, run_dbt
+
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    cut = (pd.Timestamp(sim_small_db.events["ts"].min()) + pd.Timedelta(days=4)).floor("h")
+    build_point_in_time(cut, 24, settings, models=CUT_MODELS, label_window_users=True)
+    test = ["test", "--select", "assert_no_feature_uses_events_at_or_after_cut"]
+    vars_ = pit_vars(cut.strftime("%Y-%m-%d %H:%M:%S"), 24, True)
+    run_dbt(test, vars=vars_, settings=settings, warm=True)  # clean: passes
+    assert _violations(settings, tmp_path / "target") == []
+
+    db = pit_db(settings)
+    conn = connect(db, settings=settings)
+    with conn.cursor() as cur:
+        cur.execute("SELECT user_id, last_event_ts FROM fct_session_intent ORDER BY user_id LIMIT 1")
+        user, last = cur.fetchone()
+        cur.execute("UPDATE fct_session_intent SET last_event_ts = %s WHERE user_id = %s", (cut, user))
+    with pytest.raises(DbtError, match="assert_no_feature_uses_events_at_or_after_cut"):
+        run_dbt(test, vars=vars_, settings=settings, warm=True)
+    assert _violations(settings, tmp_path / "target") == ["fct_session_intent"]
+
+    with conn.cursor() as cur:
+        cur.execute("UPDATE fct_session_intent SET last_event_ts = %s WHERE user_id = %s", (last, user))
+        cur.execute("DELETE FROM int_events_enriched ORDER BY event_id DESC LIMIT 1")
+    conn.close()
+    with pytest.raises(DbtError, match="assert_no_feature_uses_events_at_or_after_cut"):
+        run_dbt(test, vars=vars_, settings=settings, warm=True)
+    assert _violations(settings, tmp_path / "target") == [
+        "int_events_enriched: event count differs from raw events before the cut"
+    ]
