@@ -133,6 +133,11 @@ def run_size(n_events: int, settings, args) -> dict:
         "peak_mib": clock.peak_mib,
         "train_stage_seconds": _summed(out["stage_seconds"]),
         "lightgbm_ndcg_at_10": out["metrics"]["lightgbm"]["ndcg@10"],
+        "session_lightgbm_ndcg_at_10": (out["session"] or {})
+        .get("metrics", {})
+        .get("lightgbm", {})
+        .get("ndcg@10"),
+        "eval_users": out["eval_users"],
         "published_users": published.get("users"),
     }
 

@@ -121,13 +121,16 @@ def read_dbt_tables(
     with_labels: bool,
     optional: tuple[str, ...] = (),
     users: Sequence[int] | None = None,
+    binary: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database, plus those of
     ``optional`` that it holds; with ``users``, the :data:`USER_TABLES` hold only their rows."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
     out = {}
     for name in names:
-        out[name] = _read_model(settings, database, name, users if name in USER_TABLES else None)
+        out[name] = _read_model(
+            settings, database, name, users if name in USER_TABLES else None, binary=binary
+        )
     present = read_sql(
         "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
         settings,
@@ -135,7 +138,7 @@ def read_dbt_tables(
     )
     for name in optional:
         if name in set(present["t"]):
-            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings))
+            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings, binary=binary))
     return out
 
 
@@ -215,18 +218,19 @@ def load_cut(
         )
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
     optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
+    # every read through mysqlclient (rows parsed in C): a cut's candidates and history are the
+    # largest reads of a training run, and a refresh's largest too
     tables = read_dbt_tables(
-        settings, database, with_labels=cut_ts is not None, optional=optional, users=users
+        settings, database, with_labels=cut_ts is not None, optional=optional, users=users, binary=True
     )
     items = items if items is not None else load_items(settings)
     end = cut_ts
     history_end = end
     history_start = (end if end is not None else max_event_ts(settings)) - pd.Timedelta(days=history_days)
-    # a refresh (``users``) reads the history through mysqlclient: the largest read of its run
-    history = load_events(settings, history_start, history_end, binary=users is not None)
+    history = load_events(settings, history_start, history_end, binary=True)
     window = None
     if cut_ts is not None:
-        window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours))
+        window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours), binary=True)
     return CutData(
         cut_ts=cut_ts,
         items=items,
@@ -236,7 +240,7 @@ def load_cut(
         covis=tables["ml_covisitation"],
         candidates=tables["ml_candidates"],
         history=history,
-        purchased=load_purchases(settings, end, users),
+        purchased=load_purchases(settings, end, users, binary=True),
         user_items=tables["int_user_items_aggregated"],
         labels=tables.get("ml_labels"),
         window=window,
@@ -307,7 +311,10 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     if day.label_hours is None:
         raise ValueError("the cut does not record its label window: load it with load_cut")
     build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
-    tables = {name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings)) for name in SESSION_TABLES}
+    tables = {
+        name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings, binary=True))
+        for name in SESSION_TABLES
+    }
     w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")
     revealed = w[w["ts"] < w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)
     rest = w[w["ts"] >= w["cut_ts"]].drop(columns="cut_ts").reset_index(drop=True)

@@ -180,7 +180,7 @@ def build_point_in_time(
         settings=s,
         warm=True,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours), session=False, window_users=label_window_users)
+    _set_pit_build(s, cut, _label_hours(label_hours), session=False)
     return pit_database(s)
 
 
@@ -192,24 +192,21 @@ def build_session_cut(
     ``ml_labels`` becomes the rest of that session; tests included (the leakage test too).
 
     On top of the plain build of the same cut, only the session-dependent models
-    (:data:`SESSION_SELECTION`) run, and without ``--full-refresh``: the realtime marts recompute
-    the listed users alone (delete+insert on user_id), every other user's rows being already those
-    of the cut. After a session build of the same cut they recompute every user; when the pit
-    database holds another cut, or the same cut built for every user, everything is rebuilt. The
-    realtime models cover the label window's users only (``label_window_users`` of
-    :func:`build_point_in_time`): a session build serves training and evaluation alone."""
+    (:data:`SESSION_SELECTION`) are rebuilt (``--full-refresh``), for the listed users alone: the
+    realtime marts of a session build hold nobody else (no one else has a label in it, so no model
+    learns from or is evaluated on anyone else; the plain build's realtime rows are replaced). When the
+    pit database holds another cut (or an unknown state), everything is rebuilt."""
     s = settings or get_settings()
     cut = format_cut(cut_ts)
     have = _pit_build(s)
-    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours)) and have[3]
+    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours))
     if same_cut:
-        args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS]
-        args += ["--full-refresh"] if have[2] else []
+        args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS, "--full-refresh"]
     else:
         args = ["build", "--select", *PIT_SELECTION, "+stg_recsys_pit__session_cuts+", "--full-refresh"]
-    # from here on the realtime marts may hold session rows (a failed build too): a later session
-    # build recomputes every user
-    _set_pit_build(s, cut, _label_hours(label_hours), session=True, window_users=True)
+    # from here on the realtime marts hold session rows (a failed build: some of them); the batch
+    # marts stay the cut's, which is all a later session build of the same cut reuses
+    _set_pit_build(s, cut, _label_hours(label_hours), session=True)
     run_dbt(args, vars={**pit_vars(cut, label_hours, True), "session_cuts": True}, settings=s, warm=True)
     return pit_database(s)
 
@@ -225,9 +222,9 @@ def _drop_pit_table(s: Settings, table: str) -> None:
         conn.close()
 
 
-def _pit_build(s: Settings) -> tuple[str, float, bool, bool] | None:
-    """(cut, label hours, whether the realtime models hold a session build, whether they cover the
-    label window's users only) of the models now in the pit database, None when unknown."""
+def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
+    """(cut, label hours, whether the realtime models hold a session build) of the models now in
+    the pit database, None when unknown."""
     from ml.db import connect
 
     conn = connect(settings=s)
@@ -239,22 +236,20 @@ def _pit_build(s: Settings) -> tuple[str, float, bool, bool] | None:
             )
             if cur.fetchone()[0] == 0:
                 return None
-            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'window_users'")
+            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'session_cuts'")
             if cur.fetchone() is None:  # written before the column: the realtime state is unknown
                 return None
             cur.execute(
-                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts, window_users "
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts "
                 f"FROM `{pit_database(s)}`.pit_build"
             )
             row = cur.fetchone()
     finally:
         conn.close()
-    return (row[0], float(row[1]), bool(row[2]), bool(row[3])) if row else None
+    return (row[0], float(row[1]), bool(row[2])) if row else None
 
 
-def _set_pit_build(
-    s: Settings, cut: str | None, label_hours: float = 0, session: bool = False, window_users: bool = False
-) -> None:
+def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session: bool = False) -> None:
     """Record what the pit database holds (:func:`_pit_build`); ``cut`` None: unknown."""
     from ml.db import connect
 
@@ -269,16 +264,14 @@ def _set_pit_build(
             cur.execute(
                 f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
             )  # was INT before minutes
-            for column in ("session_cuts", "window_users"):
-                cur.execute(
-                    f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS {column} TINYINT NOT NULL DEFAULT 0"
-                )
+            cur.execute(
+                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS session_cuts TINYINT NOT NULL DEFAULT 0"
+            )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
             if cut is not None:
                 cur.execute(
-                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts, window_users) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (cut, label_hours, int(session), int(window_users)),
+                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts) VALUES (%s, %s, %s)",
+                    (cut, label_hours, int(session)),
                 )
         conn.commit()
     finally:

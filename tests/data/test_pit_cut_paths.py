@@ -1,10 +1,10 @@
 """The point-in-time cut as training reads it (``load_cut``: only the models it reads; then
-``load_session_cut``: the evaluated users recomputed on top of that build) against the full path it
-replaced (every pit model with ``--full-refresh``, then a full "rest of session" rebuild), on the
-small simulated shop: every frame of the cut and of its session variant is identical, except that a
-training cut computes the session intent and the candidates only for the users who act in its label
-window (their rows identical, nobody else's). (dbt writes its artifacts under the session's own
-RECSYS_HOME.)
+``load_session_cut``: the session models rebuilt for the evaluated users on top of that build)
+against the full path it replaced (every pit model with ``--full-refresh``, then a full "rest of
+session" rebuild), on the small simulated shop: every frame of the cut and of its session variant is
+identical, except that a training cut computes the session intent and the candidates only for the
+users who act in its label window (their rows identical, nobody else's). (dbt writes its artifacts
+under the session's own RECSYS_HOME.)
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     day = load_cut(settings, cut, 24)  # the training selection: ml_training_set not built, dropped
     assert "ml_training_set" not in _pit_tables(settings)
     cuts = session_cuts(day.window, day.users["user_id"].astype("int64").unique(), seed=3)
-    assert 0 < cuts["user_id"].nunique() < len(day.users)  # some users recomputed, others kept
+    assert 0 < cuts["user_id"].nunique() < len(day.users)  # some users have a session cut, others not
     sess = load_session_cut(settings, day, cuts)  # on top of the plain build: the listed users only
-    again = load_session_cut(settings, day, cuts)  # on top of a session build: every user again
+    again = load_session_cut(settings, day, cuts)  # on top of a session build of the same cut
 
     build_point_in_time(cut, 24, settings)  # the full path: every pit model, --full-refresh
     ref_day = load_cut(settings, cut, 24, build=False)
@@ -73,6 +73,10 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     _assert_same_cut(sess, ref_sess)
     _assert_same_cut(again, ref_sess)
     assert len(sess.labels) > 0 and not sess.intent.equals(day.intent)
+    # a session cut's realtime frames hold the users with a session cut (nobody else has a label there)
+    listed = set(cuts["user_id"].astype("int64"))
+    assert set(sess.intent["user_id"].astype("int64")) == listed
+    assert set(sess.candidates["user_id"].astype("int64")) <= listed
 
 
 def _violations(settings, target) -> list[str]:

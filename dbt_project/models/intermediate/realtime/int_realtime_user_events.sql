@@ -15,18 +15,18 @@
     so a mart whose last run failed catches up on the next one. The watermark is a raw event_id
     (ingestion order), not an event time: an event backfilled with an old timestamp still has a new
     id, and one from a fast clock hides nobody's later events. The post-hook records the watermark
-    this build used (NULL: every user). A "rest of session" build without --full-refresh
-    (ml.features.dbt.build_session_cut, on top of the plain build of the same cut) recomputes only
-    the evaluated users (stg_recsys_pit__session_cuts): every other user's rows are the plain build's.
-    A point-in-time build with the var label_window_users (a training cut) keeps only the users who act
-    in the label window (int_label_window_users): nobody else is learned from or evaluated. -#}
+    this build used (NULL: every user). A "rest of session" build (ml.features.dbt.build_session_cut,
+    on top of the plain build of the same cut) computes only the evaluated users
+    (stg_recsys_pit__session_cuts): nobody else has a label in it. A point-in-time build with the var
+    label_window_users (a training cut) keeps only the users who act in the label window
+    (int_label_window_users): nobody else is learned from or evaluated. -#}
 /* depends_on: {{ ref('int_session_prefix_events') }} */
 {%- if is_point_in_time() %}
 /* depends_on: {{ ref('int_label_window_users') }} */
 {%- endif %}
 {%- set watermark = realtime_watermark(source('recsys_state', 'realtime_watermarks')) %}
 {%- set history_days = var('realtime_history_days') | int %}
-{%- set session_users_only = is_point_in_time() and var('session_cuts', false) and not flags.FULL_REFRESH %}
+{%- set session_users_only = is_point_in_time() and var('session_cuts', false) %}
 {%- set label_window_only = is_point_in_time() and var('label_window_users', false) %}
 
 with events as (
