@@ -153,3 +153,23 @@ def test_parse_grid() -> None:
         parse_grid("1.0,1.5")
     with pytest.raises(ValueError, match="comma-separated"):
         parse_grid("1.0;0.5")
+
+
+def test_ild_counts_pairs_as_the_pandas_definition_does_nan_attributes_included() -> None:
+    """Equal attributes pair up (1 and 1.0 alike); a NaN attribute keeps its item in the list but
+    pairs with nothing, as pandas' value_counts (the earlier implementation) drops NaN."""
+    rng = np.random.default_rng(0)
+    kinds = [1, 2, 2.0, float("nan"), np.float64(3), 3, "a"]
+    attr = {i: kinds[int(rng.integers(len(kinds)))] for i in range(60)}
+
+    def reference(ranked: list[int], k: int = 10) -> float:
+        values = [attr[i] for i in ranked[:k] if attr.get(i) is not None]
+        pairs = len(values) * (len(values) - 1) // 2
+        same = sum(c * (c - 1) // 2 for c in pd.Series(values).value_counts().tolist())
+        return 1.0 - same / pairs if pairs else float("nan")
+
+    for _ in range(300):
+        ranked = [int(i) for i in rng.integers(0, 70, int(rng.integers(0, 14)))]
+        got, want = ev.intra_list_diversity(ranked, attr), reference(ranked)
+        assert (math.isnan(got) and math.isnan(want)) or got == want, ranked
+    assert ev.intra_list_diversity([0, 1], {0: float("nan"), 1: float("nan")}) == 1.0  # NaN != NaN
