@@ -25,9 +25,12 @@ import json
 import os
 import sys
 import traceback
+from collections import OrderedDict
 
 #: environment variables that select the artifact folders only, not what dbt parses
 NOT_PARSED = ("DBT_TARGET_PATH", "DBT_LOG_PATH")
+#: parses kept (least recently used dropped): a training run needs two (plain and session builds)
+MAX_MANIFESTS = 4
 
 
 def parse_key(args: list[str], env: dict[str, str], cwd: str) -> str:
@@ -59,7 +62,7 @@ def main() -> None:
         if event.info.level in ("info", "warn", "error") and event.info.msg:
             lines.append(str(event.info.msg))
 
-    manifests: dict[str, object] = {}
+    manifests: OrderedDict[str, object] = OrderedDict()
     base_env = dict(os.environ)
     for raw in sys.stdin:
         request = json.loads(raw)
@@ -76,6 +79,9 @@ def main() -> None:
                 if not parsed.success:
                     raise RuntimeError(f"dbt parse failed: {parsed.exception or 'see the log lines above'}")
                 manifests[key] = parsed.result
+                while len(manifests) > MAX_MANIFESTS:
+                    manifests.popitem(last=False)
+            manifests.move_to_end(key)
             result = dbtRunner(manifest=manifests[key], callbacks=[collect]).invoke(args)
             ok = bool(result.success)
             if result.exception is not None:
