@@ -121,16 +121,15 @@ def read_dbt_tables(
     with_labels: bool,
     optional: tuple[str, ...] = (),
     users: Sequence[int] | None = None,
-    binary: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The dbt models of :data:`PIT_TABLES` (and ``ml_labels``) from one database, plus those of
-    ``optional`` that it holds; with ``users``, the :data:`USER_TABLES` hold only their rows."""
+    ``optional`` that it holds; with ``users``, the :data:`USER_TABLES` hold only their rows. Read
+    through mysqlclient (rows parsed in C): a cut's candidates are among the largest reads of a
+    training run, and a refresh's."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
     out = {}
     for name in names:
-        out[name] = _read_model(
-            settings, database, name, users if name in USER_TABLES else None, binary=binary
-        )
+        out[name] = _read_model(settings, database, name, users if name in USER_TABLES else None, binary=True)
     present = read_sql(
         "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
         settings,
@@ -138,7 +137,7 @@ def read_dbt_tables(
     )
     for name in optional:
         if name in set(present["t"]):
-            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings, binary=binary))
+            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings, binary=True))
     return out
 
 
@@ -218,10 +217,8 @@ def load_cut(
         )
     database = pit_db(settings) if cut_ts is not None else settings.marts_db
     optional = tuple(t for t in OPTIONAL_TABLES if cut_ts is None or pit_builds(t))
-    # every read through mysqlclient (rows parsed in C): a cut's candidates and history are the
-    # largest reads of a training run, and a refresh's largest too
     tables = read_dbt_tables(
-        settings, database, with_labels=cut_ts is not None, optional=optional, users=users, binary=True
+        settings, database, with_labels=cut_ts is not None, optional=optional, users=users
     )
     items = items if items is not None else load_items(settings)
     end = cut_ts

@@ -180,7 +180,7 @@ def build_point_in_time(
         settings=s,
         warm=True,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours), session=False)
+    _set_pit_build(s, cut, _label_hours(label_hours))
     return pit_database(s)
 
 
@@ -199,14 +199,14 @@ def build_session_cut(
     s = settings or get_settings()
     cut = format_cut(cut_ts)
     have = _pit_build(s)
-    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours))
+    same_cut = have == (cut, _label_hours(label_hours))
     if same_cut:
         args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS, "--full-refresh"]
     else:
         args = ["build", "--select", *PIT_SELECTION, "+stg_recsys_pit__session_cuts+", "--full-refresh"]
-    # from here on the realtime marts hold session rows (a failed build: some of them); the batch
-    # marts stay the cut's, which is all a later session build of the same cut reuses
-    _set_pit_build(s, cut, _label_hours(label_hours), session=True)
+    # the batch marts stay the cut's (a failed build too): all that a later session build of the
+    # same cut reuses; its session models are always rebuilt
+    _set_pit_build(s, cut, _label_hours(label_hours))
     run_dbt(args, vars={**pit_vars(cut, label_hours, True), "session_cuts": True}, settings=s, warm=True)
     return pit_database(s)
 
@@ -222,9 +222,8 @@ def _drop_pit_table(s: Settings, table: str) -> None:
         conn.close()
 
 
-def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
-    """(cut, label hours, whether the realtime models hold a session build) of the models now in
-    the pit database, None when unknown."""
+def _pit_build(s: Settings) -> tuple[str, float] | None:
+    """(cut, label hours) of the models now in the pit database, None when unknown."""
     from ml.db import connect
 
     conn = connect(settings=s)
@@ -236,20 +235,16 @@ def _pit_build(s: Settings) -> tuple[str, float, bool] | None:
             )
             if cur.fetchone()[0] == 0:
                 return None
-            cur.execute(f"SHOW COLUMNS FROM `{pit_database(s)}`.pit_build LIKE 'session_cuts'")
-            if cur.fetchone() is None:  # written before the column: the realtime state is unknown
-                return None
             cur.execute(
-                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, session_cuts "
-                f"FROM `{pit_database(s)}`.pit_build"
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours FROM `{pit_database(s)}`.pit_build"
             )
             row = cur.fetchone()
     finally:
         conn.close()
-    return (row[0], float(row[1]), bool(row[2])) if row else None
+    return (row[0], float(row[1])) if row else None
 
 
-def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session: bool = False) -> None:
+def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0) -> None:
     """Record what the pit database holds (:func:`_pit_build`); ``cut`` None: unknown."""
     from ml.db import connect
 
@@ -264,14 +259,11 @@ def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, session
             cur.execute(
                 f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
             )  # was INT before minutes
-            cur.execute(
-                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS session_cuts TINYINT NOT NULL DEFAULT 0"
-            )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
             if cut is not None:
                 cur.execute(
-                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, session_cuts) VALUES (%s, %s, %s)",
-                    (cut, label_hours, int(session)),
+                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours) VALUES (%s, %s)",
+                    (cut, label_hours),
                 )
         conn.commit()
     finally:

@@ -9,12 +9,13 @@ invocation's own vars. The parse key is the environment dbt reads (``RECSYS_*`` 
 the artifact folders) and the vars except ``cut_ts``: the cut only renders into SQL (a literal in the
 staging view, the labels and the leakage test); the graph (which models are enabled, which refs a
 model takes) depends on whether ``cut_ts`` is set, ``session_cuts`` and ``label_window_users``,
-all in the key. ``ml.features.dbt.WarmDbt`` starts it and talks to it.
+all in the key. ``ml.features.dbt_warm.WarmDbt`` starts it and talks to it.
 
 Protocol: one JSON request per line on stdin, ``{"args": [...], "env": {...}, "cwd": "..."}``
 (``args`` holds ``--vars`` like a dbt command line); one JSON reply per line on the original stdout,
 ``{"ok": bool, "output": "..."}`` (dbt's log lines of that invocation, or the exception). dbt's own
-console output goes to stderr, which the parent discards. EOF on stdin ends the process.
+console output goes to stderr, which the parent writes to a log file (quoted when the worker dies).
+EOF on stdin ends the process.
 
 Only stdlib and dbt are imported here: the dbt venv has no project packages.
 """
