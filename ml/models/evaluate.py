@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -217,8 +218,13 @@ def recs_to_lists(recs: pd.DataFrame) -> dict[int, list[int]]:
     """``recommend()`` output (user_id, rank, item_id, ...) → ``{user: [item, ...] by rank}``."""
     if recs.empty:
         return {}
-    ordered = recs.sort_values(["user_id", "rank"])
-    return {int(u): g.astype("int64").tolist() for u, g in ordered.groupby("user_id", sort=False)["item_id"]}
+    ordered = recs.sort_values(["user_id", "rank"], kind="stable")
+    users = ordered["user_id"].to_numpy(dtype="int64")
+    items = ordered["item_id"].to_numpy(dtype="int64")
+    # one slice per user of the sorted arrays (a pandas groupby per user was most of this)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    return {int(users[a]): items[a:b].tolist() for a, b in zip(starts, ends)}
 
 
 def evaluate_lists(
@@ -300,6 +306,64 @@ def evaluate_lists(
     return out
 
 
+@dataclass(frozen=True)
+class EvalContext:
+    """What :func:`evaluate_lists` needs of one holdout besides the lists: built once per holdout by
+    :func:`evaluation_context` and reused for every model, baseline and rule variant evaluated on it."""
+
+    truth: Mapping[int, Mapping[str, object]]
+    catalogue_size: int
+    item_category: Mapping[int, int]
+    intents: Mapping[int, int] | None = None
+    straddling: set[int] | None = None
+    item_brand: Mapping[int, object] | None = None
+    in_stock: tuple[int, ...] | None = None
+    info: Mapping[int, float] | None = None
+
+    def evaluate(self, recs: pd.DataFrame) -> dict[str, float]:
+        """Every metric of a ``recommend()`` frame against this holdout."""
+        return evaluate_lists(
+            recs_to_lists(recs),
+            self.truth,
+            catalogue_size=self.catalogue_size,
+            item_category=self.item_category,
+            intents=self.intents,
+            straddling=self.straddling,
+            item_brand=self.item_brand,
+            in_stock=self.in_stock,
+            info=self.info,
+        )
+
+
+def evaluation_context(
+    window_events: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    eval_users: Iterable[int] | None = None,
+    intents: pd.DataFrame | None = None,
+    cut: pd.Timestamp | None = None,
+    history: pd.DataFrame | None = None,
+    info: Mapping[int, float] | None = None,
+) -> EvalContext:
+    """The ground truth and item attributes of one holdout (see :func:`evaluate_recommendations`)."""
+    ev = window_events
+    if eval_users is not None:
+        ev = ev[ev["user_id"].isin(set(eval_users))]
+    if info is None and history is not None:
+        info = self_information(history, items["item_id"])
+    stock = items.loc[items["in_stock"].astype(int) == 1, "item_id"] if "in_stock" in items.columns else None
+    return EvalContext(
+        truth=ground_truth(ev),
+        catalogue_size=len(items),
+        item_category=dict(zip(items["item_id"].astype("int64"), items["category_id"].astype("int64"))),
+        intents=session_intents(ev, intents) if intents is not None else None,
+        straddling=straddling_users(ev, intents, cut) if intents is not None and cut is not None else None,
+        item_brand=item_brands(items) if "brand" in items.columns else None,
+        in_stock=None if stock is None else tuple(int(i) for i in stock.astype("int64")),
+        info=info,
+    )
+
+
 def evaluate_recommendations(
     recs: pd.DataFrame,
     window_events: pd.DataFrame,
@@ -320,25 +384,6 @@ def evaluate_recommendations(
     window: ``info`` (:func:`self_information`, computed once per cut by a caller evaluating many
     models) or ``history`` to compute it from.
     """
-    ev = window_events
-    if eval_users is not None:
-        ev = ev[ev["user_id"].isin(set(eval_users))]
-    truth = ground_truth(ev)
-    item_category = dict(zip(items["item_id"].astype("int64"), items["category_id"].astype("int64")))
-    intent_map = session_intents(ev, intents) if intents is not None else None
-    straddle = straddling_users(ev, intents, cut) if intents is not None and cut is not None else None
-    if info is None and history is not None:
-        info = self_information(history, items["item_id"])
-    brand = item_brands(items) if "brand" in items.columns else None
-    stock = items.loc[items["in_stock"].astype(int) == 1, "item_id"] if "in_stock" in items.columns else None
-    return evaluate_lists(
-        recs_to_lists(recs),
-        truth,
-        catalogue_size=len(items),
-        item_category=item_category,
-        intents=intent_map,
-        straddling=straddle,
-        item_brand=brand,
-        in_stock=None if stock is None else stock.astype("int64"),
-        info=info,
-    )
+    return evaluation_context(
+        window_events, items, eval_users=eval_users, intents=intents, cut=cut, history=history, info=info
+    ).evaluate(recs)

@@ -226,9 +226,14 @@ class TwoStageRecommender:
         purchased: pd.DataFrame,
         backfill: Backfill,
         rules: RuleConfig = RuleConfig(),
+        scored: pd.DataFrame | None = None,
     ) -> None:
         self.scorer = scorer
         self.name = scorer.name
+        # the scorer's scores of some users, already computed (an evaluation under many rule sets);
+        # users outside them are scored as usual
+        self.scored = scored
+        self._scored_users = set() if scored is None else set(scored["user_id"].astype("int64"))
         self.frame = frame
         self.items = items
         self.purchased = purchased
@@ -239,6 +244,10 @@ class TwoStageRecommender:
 
     def score(self, user_ids: Sequence[int] | None = None) -> pd.DataFrame:
         """(user_id, item_id, score) for the candidates of ``user_ids`` (all when None)."""
+        if self.scored is not None and user_ids is not None:
+            wanted = set(int(u) for u in user_ids)
+            if wanted <= self._scored_users:
+                return self.scored[self.scored["user_id"].isin(wanted)].reset_index(drop=True)
         f = (
             self.frame
             if user_ids is None

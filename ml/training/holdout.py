@@ -4,7 +4,7 @@ the same business rules and list length (ARCHITECTURE.md §3: full ranking, neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -14,22 +14,29 @@ from ml.features.candidates import candidate_recall
 from ml.features.datasets import CutData
 from ml.models.baselines import build_baselines, intent_from_marts, popularity_scores
 from ml.models.diversity import MMRRecommender, choose_lambda, parse_grid
-from ml.models.evaluate import evaluate_recommendations, item_brands, self_information
-from ml.models.rerank import ColumnScorer, FitResult, TwoStageRecommender
-from ml.models.rules import Backfill, RuledRecommender
+from ml.models.evaluate import EvalContext, evaluation_context, item_brands, self_information
+from ml.models.rerank import ColumnScorer, FitResult, Scorer, TwoStageRecommender
+from ml.models.rules import Backfill, RuleConfig, RuledRecommender
 from ml.models.tf.stage import TFStage
 from ml.training.config import Step, TrainConfig, noop
 
 
 @dataclass
 class Holdout:
-    """One evaluated cut: its data, candidate features, who is evaluated, and the rules' backfill."""
+    """One evaluated cut: its data, candidate features, who is evaluated, and the rules' backfill.
+
+    Everything that does not depend on the business rules is computed once per holdout and reused by
+    every evaluation on it (the rule choice, the ablation and the MMR grid evaluate the same models
+    under many rule sets): the ground truth and item attributes (:attr:`context`), each scorer's
+    scores of the evaluated users (:meth:`scores`) and each baseline's ranked list before the rules
+    (:attr:`baselines`)."""
 
     cut: CutData
     frame: pd.DataFrame
     eval_users: list[int]
     intents: pd.DataFrame
     backfill: Backfill
+    _scored: dict[int, tuple[Scorer, pd.DataFrame]] = field(default_factory=dict, init=False, repr=False)
 
     @cached_property
     def info(self) -> dict[int, float]:
@@ -37,13 +44,10 @@ class Holdout:
         once for all the models evaluated on this holdout."""
         return self_information(self.cut.history, self.cut.items["item_id"])
 
-    def evaluate(self, recommender: Any, n: int) -> dict[str, float]:
-        return self.evaluate_recs(recommender.recommend(self.eval_users, n))
-
-    def evaluate_recs(self, recs: pd.DataFrame) -> dict[str, float]:
-        """Every metric of a ``recommend()`` frame of the evaluated users."""
-        return evaluate_recommendations(
-            recs,
+    @cached_property
+    def context(self) -> EvalContext:
+        """Ground truth of the evaluated users and the item attributes the metrics read."""
+        return evaluation_context(
             self.cut.window,
             self.cut.items,
             eval_users=self.eval_users,
@@ -51,6 +55,52 @@ class Holdout:
             cut=self.cut.cut_ts,
             info=self.info,
         )
+
+    @cached_property
+    def baselines(self) -> dict[str, _Remembered]:
+        """The cut's baselines, each remembering its lists (they do not depend on the rules)."""
+        cut = self.cut
+        found = build_baselines(
+            cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent), cut.user_history
+        )
+        return {name: _Remembered(base) for name, base in found.items()}
+
+    def scores(self, scorer: Scorer) -> pd.DataFrame:
+        """``scorer``'s (user_id, item_id, score) of the evaluated users' candidates, scored once."""
+        key = id(scorer)
+        if key not in self._scored:  # the scorer is kept with its scores, so its id stays its own
+            rec = TwoStageRecommender(scorer, self.frame, self.cut.items, self.cut.purchased, self.backfill)
+            self._scored[key] = (scorer, rec.score(self.eval_users))
+        return self._scored[key][1]
+
+    def two_stage(self, scorer: Scorer, rules: RuleConfig) -> TwoStageRecommender:
+        """A two-stage recommender of ``scorer`` under ``rules``, over this holdout's scores."""
+        cut = self.cut
+        return TwoStageRecommender(
+            scorer, self.frame, cut.items, cut.purchased, self.backfill, rules, scored=self.scores(scorer)
+        )
+
+    def evaluate(self, recommender: Any, n: int) -> dict[str, float]:
+        return self.evaluate_recs(recommender.recommend(self.eval_users, n))
+
+    def evaluate_recs(self, recs: pd.DataFrame) -> dict[str, float]:
+        """Every metric of a ``recommend()`` frame of the evaluated users."""
+        return self.context.evaluate(recs)
+
+
+class _Remembered:
+    """A baseline whose ``recommend`` answers a repeated (users, n) from memory."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", type(inner).__name__)
+        self._lists: dict[tuple[tuple[int, ...], int], pd.DataFrame] = {}
+
+    def recommend(self, user_ids: list[int], n: int) -> pd.DataFrame:
+        key = (tuple(int(u) for u in user_ids), int(n))
+        if key not in self._lists:
+            self._lists[key] = self.inner.recommend(user_ids, n)
+        return self._lists[key]
 
 
 def make_holdout(cut: CutData, frame: pd.DataFrame, intents: pd.DataFrame) -> Holdout:
@@ -116,15 +166,7 @@ def evaluate_holdout(
     results = evaluate_all(holdout, fits, cfg, step)
     if stage.ranker is not None:
         step("evaluate the TF ranker alone")
-        cut = holdout.cut
-        alone = TwoStageRecommender(
-            ColumnScorer("tf_score", "tf_ranker"),
-            holdout.frame,
-            cut.items,
-            cut.purchased,
-            holdout.backfill,
-            cfg.rules,
-        )
+        alone = holdout.two_stage(ColumnScorer("tf_score", "tf_ranker"), cfg.rules)
         results["tf_ranker"] = holdout.evaluate(alone, cfg.n)
     return results
 
@@ -135,18 +177,14 @@ def evaluate_all(
     """Every baseline and every fitted reranker on the holdout, with the same rules and list length."""
     cut = holdout.cut
     results: dict[str, dict[str, float]] = {}
-    for name, base in build_baselines(
-        cut.history, cut.items, cut.covis, cut.now, intent_from_marts(cut.intent), cut.user_history
-    ).items():
+    for name, base in holdout.baselines.items():
         step(f"evaluate baseline {name}")
         results[name] = holdout.evaluate(
             RuledRecommender(base, cut.items, cut.purchased, holdout.backfill, cfg.rules), cfg.n
         )
     for name, fit in fits.items():
         step(f"evaluate {name}")
-        rec = TwoStageRecommender(
-            fit.scorer, holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules
-        )
+        rec = holdout.two_stage(fit.scorer, cfg.rules)
         results[name] = holdout.evaluate(rec, cfg.n)
         results[name].update(rec.last_stats.as_metrics())
     return results
@@ -186,12 +224,9 @@ def mmr_tradeoff(
 ) -> tuple[pd.DataFrame, dict[float, dict[str, float]]]:
     """The reranker re-ranked by MMR at each λ on one holdout, under the run's rules: the table
     (index λ, :data:`TRADEOFF_METRICS`) and every metric per λ. The model scores once for all λ."""
-    cut = holdout.cut
-    rec = TwoStageRecommender(
-        fit.scorer, holdout.frame, cut.items, cut.purchased, holdout.backfill, cfg.rules
-    )
-    scored = rec.score(holdout.eval_users)
-    brand = item_brands(cut.items) if cfg.mmr_brand else None
+    rec = holdout.two_stage(fit.scorer, cfg.rules)
+    scored = holdout.scores(fit.scorer)
+    brand = item_brands(holdout.cut.items) if cfg.mmr_brand else None
     metrics: dict[float, dict[str, float]] = {}
     for lam in lambdas:
         step(f"evaluate MMR λ={lam}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from ml.models.rerank import FitResult, TwoStageRecommender
+from ml.models.rerank import FitResult
 from ml.models.rules import RuleConfig
 from ml.training.config import Step, TrainConfig, noop
 from ml.training.holdout import Holdout, evaluate_all
@@ -74,9 +74,7 @@ def choose_rules(
     rows: list[dict[str, Any]] = []
     for rules in rule_grid(cut.history, cut.items, base):
         step(f"validation: rules {describe(rules)}")
-        rec = TwoStageRecommender(
-            fit.scorer, validation.frame, cut.items, cut.purchased, validation.backfill, rules
-        )
+        rec = validation.two_stage(fit.scorer, rules)
         rows.append({"rules": describe(rules), METRIC: validation.evaluate(rec, n)[METRIC], "config": rules})
     table = pd.DataFrame(rows)
     best = int(table[METRIC].to_numpy().argmax())  # first maximum: the strictest of equals
