@@ -13,8 +13,9 @@ import pandas as pd
 from ml.features.candidates import candidate_recall
 from ml.features.datasets import CutData
 from ml.models.baselines import build_baselines, intent_from_marts, popularity_scores
+from ml.models.beyond import self_information
 from ml.models.diversity import MMRRecommender, choose_lambda, parse_grid
-from ml.models.evaluate import EvalContext, evaluation_context, item_brands, self_information
+from ml.models.evaluate import EvalContext, evaluation_context, item_brands
 from ml.models.rerank import ColumnScorer, FitResult, Scorer, TwoStageRecommender
 from ml.models.rules import Backfill, RuleConfig, RuledRecommender
 from ml.models.tf.stage import TFStage

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ml.models import beyond
 from ml.models import evaluate as ev
 from ml.models.diversity import MMRRecommender, choose_lambda, mmr_rerank, parse_grid
 from ml.models.rerank import ColumnScorer, TwoStageRecommender
@@ -65,9 +66,9 @@ def test_beyond_accuracy_metrics_on_a_hand_made_example() -> None:
 
 def test_identical_items_have_no_diversity_and_single_items_are_left_out() -> None:
     cat = {1: "a", 2: "a", 3: "b"}
-    assert ev.intra_list_diversity([1, 2], cat) == 0.0
-    assert math.isnan(ev.intra_list_diversity([3], cat))
-    assert ev.intra_list_diversity([1, 2, 3], cat, k=2) == 0.0  # only the top k counts
+    assert beyond.intra_list_diversity([1, 2], cat) == 0.0
+    assert math.isnan(beyond.intra_list_diversity([3], cat))
+    assert beyond.intra_list_diversity([1, 2, 3], cat, k=2) == 0.0  # only the top k counts
 
 
 # candidates of user 7: item → (category, score); 10 and 12 share a brand
@@ -170,6 +171,6 @@ def test_ild_counts_pairs_as_the_pandas_definition_does_nan_attributes_included(
 
     for _ in range(300):
         ranked = [int(i) for i in rng.integers(0, 70, int(rng.integers(0, 14)))]
-        got, want = ev.intra_list_diversity(ranked, attr), reference(ranked)
+        got, want = beyond.intra_list_diversity(ranked, attr), reference(ranked)
         assert (math.isnan(got) and math.isnan(want)) or got == want, ranked
-    assert ev.intra_list_diversity([0, 1], {0: float("nan"), 1: float("nan")}) == 1.0  # NaN != NaN
+    assert beyond.intra_list_diversity([0, 1], {0: float("nan"), 1: float("nan")}) == 1.0  # NaN != NaN
