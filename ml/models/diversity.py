@@ -167,20 +167,17 @@ class MMRRecommender:
         lam: float,
         item_brand: Mapping[int, object] | None = None,
         pool: int = 100,
-        scored: pd.DataFrame | None = None,
     ) -> None:
         self.inner = inner
         self.lam = lam
         self.item_brand = item_brand
         self.pool = pool
-        self.scored = scored  # the inner scores of the users, when already computed (a λ grid)
         self.name = f"{inner.name}_mmr"
         self.last_stats = RuleStats()
 
     def recommend(self, user_ids: Sequence[int], n: int) -> pd.DataFrame:
         inner = self.inner
-        scored = self.scored if self.scored is not None else inner.score(list(user_ids))
-        scored = scored.assign(source=self.name)
+        scored = inner.score(list(user_ids)).assign(source=self.name)
         loose = replace(inner.rules, max_category_share=1.0)
         kept = filter_ranked(scored, inner.items, inner.purchased, loose, 10**9, RuleStats())
         category = dict(zip(inner.items["item_id"].astype("int64"), inner.items["category_id"]))

@@ -246,7 +246,9 @@ class TwoStageRecommender:
         """(user_id, item_id, score) for the candidates of ``user_ids`` (all when None)."""
         if self.scored is not None and user_ids is not None:
             wanted = set(int(u) for u in user_ids)
-            if wanted <= self._scored_users:
+            if wanted == self._scored_users:  # every evaluation of a holdout asks for all of them
+                return self.scored
+            if wanted < self._scored_users:
                 return self.scored[self.scored["user_id"].isin(wanted)].reset_index(drop=True)
         f = (
             self.frame

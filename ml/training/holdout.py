@@ -225,13 +225,12 @@ def mmr_tradeoff(
 ) -> tuple[pd.DataFrame, dict[float, dict[str, float]]]:
     """The reranker re-ranked by MMR at each λ on one holdout, under the run's rules: the table
     (index λ, :data:`TRADEOFF_METRICS`) and every metric per λ. The model scores once for all λ."""
-    rec = holdout.two_stage(fit.scorer, cfg.rules)
-    scored = holdout.scores(fit.scorer)
+    rec = holdout.two_stage(fit.scorer, cfg.rules)  # carries the holdout's scores of the model
     brand = item_brands(holdout.cut.items) if cfg.mmr_brand else None
     metrics: dict[float, dict[str, float]] = {}
     for lam in lambdas:
         step(f"evaluate MMR λ={lam}")
-        mmr = MMRRecommender(rec, lam, item_brand=brand, pool=cfg.mmr_pool, scored=scored)
+        mmr = MMRRecommender(rec, lam, item_brand=brand, pool=cfg.mmr_pool)
         metrics[lam] = holdout.evaluate(mmr, cfg.n)
     table = pd.DataFrame({lam: {m: v.get(m) for m in TRADEOFF_METRICS} for lam, v in metrics.items()}).T
     table.index.name = "lambda"

@@ -123,4 +123,5 @@ def test_scores_given_for_some_users_never_answer_for_others() -> None:
     plain = TwoStageRecommender(scorer, frame, cut.items, cut.purchased, holdout.backfill)
     pd.testing.assert_frame_equal(rec.score(other), plain.score(other))
     pd.testing.assert_frame_equal(rec.score(some), plain.score(some))
+    pd.testing.assert_frame_equal(rec.score(some[:2]), plain.score(some[:2]))  # a part of them
     assert rec.recommend(some + other, 10).equals(plain.recommend(some + other, 10))
