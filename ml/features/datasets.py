@@ -24,6 +24,8 @@ from ml.features.raw_reads import (  # noqa: F401 (EVENT_COLUMNS, log_profile, l
     load_purchases,
     log_profile,
     max_event_ts,
+    order_by,
+    primary_keys,
     read_sql,
 )
 
@@ -127,9 +129,11 @@ def read_dbt_tables(
     through mysqlclient (rows parsed in C): a cut's candidates are among the largest reads of a
     training run, and a refresh's."""
     names = PIT_TABLES + (("ml_labels",) if with_labels else ())
+    keys = primary_keys(settings, database)
     out = {}
     for name in names:
-        out[name] = _read_model(settings, database, name, users if name in USER_TABLES else None, binary=True)
+        scope = users if name in USER_TABLES else None
+        out[name] = _read_model(settings, database, name, scope, binary=True, key=keys.get(name))
     present = read_sql(
         "SELECT table_name AS t FROM information_schema.tables WHERE table_schema=%s",
         settings,
@@ -137,17 +141,27 @@ def read_dbt_tables(
     )
     for name in optional:
         if name in set(present["t"]):
-            out[name] = _numeric(read_sql(f"SELECT * FROM `{database}`.`{name}`", settings, binary=True))
+            sql = f"SELECT * FROM `{database}`.`{name}`{order_by(keys.get(name))}"
+            out[name] = _numeric(read_sql(sql, settings, binary=True))
     return out
 
 
 def _read_model(
-    settings: Settings, database: str, name: str, users: Sequence[int] | None, *, binary: bool = False
+    settings: Settings,
+    database: str,
+    name: str,
+    users: Sequence[int] | None,
+    *,
+    binary: bool = False,
+    key: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """One dbt model (only ``users``' rows when given), DECIMAL as float, typed even when empty
-    (``binary``: through mysqlclient, :func:`read_sql`)."""
+    """One dbt model (only ``users``' rows when given) in ``key`` order (its primary key, from
+    :func:`primary_keys`), DECIMAL as float, typed even when empty (``binary``: through mysqlclient,
+    :func:`read_sql`)."""
     df = read_sql(
-        f"SELECT * FROM `{database}`.`{name}`{_users_clause(users, 'WHERE')}", settings, binary=binary
+        f"SELECT * FROM `{database}`.`{name}`{_users_clause(users, 'WHERE')}{order_by(key)}",
+        settings,
+        binary=binary,
     )
     return _typed_empty(settings, database, name, df) if df.empty else _numeric(df)
 
@@ -253,8 +267,10 @@ def with_users(settings: Settings, base: CutData, users: Sequence[int]) -> CutDa
     (``binary``): most of a refresh batch's read time was PyMySQL parsing ``ml_candidates`` rows."""
     if base.cut_ts is not None:
         raise ValueError("with_users() scopes the serving view only")
+    keys = primary_keys(settings, settings.marts_db)
     tables = {
-        name: _read_model(settings, settings.marts_db, name, users, binary=True) for name in USER_TABLES
+        name: _read_model(settings, settings.marts_db, name, users, binary=True, key=keys.get(name))
+        for name in USER_TABLES
     }
     return replace(
         base,
@@ -308,8 +324,11 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     if day.label_hours is None:
         raise ValueError("the cut does not record its label window: load it with load_cut")
     build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
+    keys = primary_keys(settings, db)
     tables = {
-        name: _numeric(read_sql(f"SELECT * FROM `{db}`.`{name}`", settings, binary=True))
+        name: _numeric(
+            read_sql(f"SELECT * FROM `{db}`.`{name}`{order_by(keys.get(name))}", settings, binary=True)
+        )
         for name in SESSION_TABLES
     }
     w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")

@@ -168,3 +168,22 @@ def load_intents(settings: Settings) -> pd.DataFrame:
         f"SELECT session_id, user_id, intent_category_id, start_ts FROM `{settings.raw_db}`.sim_session_intent",
         settings,
     )
+
+
+def primary_keys(settings: Settings, database: str) -> dict[str, list[str]]:
+    """Each table's primary-key columns (in key order) in ``database``."""
+    rows = read_sql(
+        "SELECT table_name AS t, column_name AS c FROM information_schema.statistics "
+        "WHERE table_schema=%s AND index_name='PRIMARY' ORDER BY table_name, seq_in_index",
+        settings,
+        (database,),
+    )
+    return {t: list(g["c"]) for t, g in rows.groupby("t", sort=False)}
+
+
+def order_by(key: Sequence[str] | None) -> str:
+    """`` ORDER BY`` the key: frames come out in key order whatever the engine. InnoDB returns a
+    table in primary-key order anyway (free: its clustered index), but the point-in-time tables are
+    Aria (dbt_project/macros/create_table_as.sql), which returns rows in the order a build wrote
+    them, and that order depends on the query plan, e.g. a training cut's and a full build's."""
+    return f" ORDER BY {', '.join(f'`{c}`' for c in key)}" if key else ""

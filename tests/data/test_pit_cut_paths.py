@@ -131,3 +131,46 @@ def test_the_leakage_test_fails_on_a_feature_from_the_future_and_on_a_lost_event
     assert _violations(settings, tmp_path / "target") == [
         "int_events_enriched: event count differs from raw events before the cut"
     ]
+
+
+def _engines(settings, db: str) -> dict[str, str]:
+    from ml.features.datasets import read_sql
+
+    sql = (
+        "SELECT table_name AS t, engine AS e FROM information_schema.tables "
+        "WHERE table_schema=%s AND table_type='BASE TABLE'"
+    )
+    return dict(zip(*read_sql(sql, settings, (db,)).pipe(lambda f: (f["t"], f["e"]))))
+
+
+def test_point_in_time_tables_are_scratch_aria_tables_unless_told_otherwise(sim_small_db, settings):
+    """A point-in-time build writes its tables as Aria without transaction logging on a server that
+    has Aria (MariaDB, as here); var pit_engine 'default' keeps the server's default engine, and an
+    engine the server lacks is a compile error that names the var. The serving marts are untouched."""
+    import pytest
+
+    from ml.features.datasets import pit_db
+    from ml.features.dbt import DbtError, pit_vars, run_dbt
+
+    cut = (pd.Timestamp(sim_small_db.events["ts"].min()) + pd.Timedelta(days=4)).floor("h")
+    vars_ = pit_vars(cut.strftime("%Y-%m-%d %H:%M:%S"), 24, True)
+    one = ["run", "--select", "int_events_enriched", "--full-refresh"]
+    run_dbt(one, vars=vars_, settings=settings, warm=True)
+    assert _engines(settings, pit_db(settings))["int_events_enriched"] == "Aria"
+    from ml.features.datasets import read_sql
+
+    opts = read_sql(
+        "SELECT create_options AS o FROM information_schema.tables WHERE table_schema=%s AND table_name=%s",
+        settings,
+        (pit_db(settings), "int_events_enriched"),
+    )["o"].iloc[0]
+    assert "transactional=0" in opts
+
+    run_dbt(one, vars={**vars_, "pit_engine": "default"}, settings=settings, warm=True)
+    assert _engines(settings, pit_db(settings))["int_events_enriched"] == "InnoDB"
+
+    with pytest.raises(DbtError, match="pit_engine"):
+        run_dbt(one, vars={**vars_, "pit_engine": "NoSuchEngine"}, settings=settings, warm=True)
+
+    marts = _engines(settings, settings.marts_db)
+    assert set(marts.values()) <= {"InnoDB"}  # serving marts: the server's transactional default
