@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from functools import partial
 
 import pandas as pd
 
@@ -17,6 +17,7 @@ from ml.config import Settings
 from ml.features.protocol import SESSION_CUT_COLUMNS, cut_str
 from ml.features.raw_reads import (  # noqa: F401 (EVENT_COLUMNS, log_profile, load_intents: read here by callers)
     EVENT_COLUMNS,
+    EventSpan,
     _users_clause,
     load_events,
     load_intents,
@@ -24,6 +25,7 @@ from ml.features.raw_reads import (  # noqa: F401 (EVENT_COLUMNS, log_profile, l
     load_purchases,
     log_profile,
     max_event_ts,
+    numeric,
     order_by,
     primary_keys,
     read_sql,
@@ -142,7 +144,7 @@ def read_dbt_tables(
     for name in optional:
         if name in set(present["t"]):
             sql = f"SELECT * FROM `{database}`.`{name}`{order_by(keys.get(name))}"
-            out[name] = _numeric(read_sql(sql, settings, binary=True))
+            out[name] = numeric(read_sql(sql, settings, binary=True))
     return out
 
 
@@ -163,7 +165,7 @@ def _read_model(
         settings,
         binary=binary,
     )
-    return _typed_empty(settings, database, name, df) if df.empty else _numeric(df)
+    return _typed_empty(settings, database, name, df) if df.empty else numeric(df)
 
 
 #: MySQL column types read as floats / datetimes when a table has no rows to infer them from
@@ -191,15 +193,6 @@ def _typed_empty(settings: Settings, database: str, table: str, df: pd.DataFrame
     )
 
 
-def _numeric(df: pd.DataFrame) -> pd.DataFrame:
-    """MySQL DECIMAL arrives as ``Decimal`` objects: make such columns floats."""
-    for col in df.columns:
-        present = df[col].dropna()
-        if df[col].dtype == object and len(present) and isinstance(present.iloc[0], Decimal):
-            df[col] = df[col].astype(float)
-    return df
-
-
 def load_cut(
     settings: Settings,
     cut_ts: pd.Timestamp | None,
@@ -209,6 +202,7 @@ def load_cut(
     build: bool = True,
     items: pd.DataFrame | None = None,
     users: Sequence[int] | None = None,
+    events: EventSpan | None = None,
 ) -> CutData:
     """Build the point-in-time dbt tables for ``cut_ts`` (if ``build``) and read them with raw events.
 
@@ -220,6 +214,7 @@ def load_cut(
     ``users`` (serving view only) reads the per-user tables (:data:`USER_TABLES`, purchases) for
     those users alone; item-level tables and the history stay whole, so those users' candidate
     rows and features are the same as in a full load (the refresh re-scores a few users).
+    ``events`` (a training run's cuts) slices the history and the label window from one read.
     """
     if users is not None and cut_ts is not None:
         raise ValueError("load_cut(users=...) reads the serving view only: a cut's tables are read whole")
@@ -238,10 +233,11 @@ def load_cut(
     end = cut_ts
     history_end = end
     history_start = (end if end is not None else max_event_ts(settings)) - pd.Timedelta(days=history_days)
-    history = load_events(settings, history_start, history_end, binary=True)
+    read = events.slice if events is not None else partial(load_events, settings, binary=True)
+    history = read(history_start, history_end)
     window = None
     if cut_ts is not None:
-        window = load_events(settings, cut_ts, cut_ts + pd.Timedelta(hours=label_hours), binary=True)
+        window = read(cut_ts, cut_ts + pd.Timedelta(hours=label_hours))
     return CutData(
         cut_ts=cut_ts,
         items=items,
@@ -326,7 +322,7 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
     keys = primary_keys(settings, db)
     tables = {
-        name: _numeric(
+        name: numeric(
             read_sql(f"SELECT * FROM `{db}`.`{name}`{order_by(keys.get(name))}", settings, binary=True)
         )
         for name in SESSION_TABLES

@@ -6,6 +6,8 @@ the dbt outputs of a cut.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
 
 import pandas as pd
 
@@ -96,8 +98,9 @@ def log_profile(settings: Settings) -> LogProfile:
 def load_events(
     settings: Settings, start: pd.Timestamp | None, end: pd.Timestamp | None, *, binary: bool = False
 ) -> pd.DataFrame:
-    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time
-    (``binary``: as :func:`read_sql`)."""
+    """Raw events with ``start <= ts < end`` (either bound optional), ordered by time, then by
+    event id (the order of the ``ts`` index, so a slice of a longer read equals a read of the
+    slice: :class:`EventSpan`; ``binary``: as :func:`read_sql`)."""
     where, params = [], []
     if start is not None:
         where.append("ts >= %s")
@@ -107,7 +110,7 @@ def load_events(
         params.append(cut_str(end))
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     df = read_sql(
-        f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts",
+        f"SELECT {EVENT_COLUMNS} FROM `{settings.raw_db}`.user_behavior {clause} ORDER BY ts, event_id",
         settings,
         tuple(params),
         binary=binary,
@@ -115,6 +118,28 @@ def load_events(
     df["item_id"] = df["item_id"].astype("Int64")
     df["ts"] = pd.to_datetime(df["ts"])
     return df
+
+
+@dataclass(frozen=True)
+class EventSpan:
+    """The raw events of ``[start, end)`` read once (:func:`load_events`), so that several cuts of
+    a training run slice their history and label window from one read instead of reading the
+    overlapping ranges again (at 1M events each cut's 30-day history was ~10 s of reading)."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    events: pd.DataFrame
+
+    @classmethod
+    def read(cls, settings: Settings, start: pd.Timestamp, end: pd.Timestamp) -> EventSpan:
+        return cls(start, end, load_events(settings, start, end, binary=True))
+
+    def slice(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The events with ``start <= ts < end``, as :func:`load_events` would read them."""
+        if start < self.start or end > self.end:
+            raise ValueError(f"[{start}, {end}) is not inside the events read, [{self.start}, {self.end})")
+        ts = self.events["ts"]
+        return self.events[(ts >= start) & (ts < end)].reset_index(drop=True)
 
 
 def load_items(settings: Settings) -> pd.DataFrame:
@@ -187,3 +212,12 @@ def order_by(key: Sequence[str] | None) -> str:
     Aria (dbt_project/macros/create_table_as.sql), which returns rows in the order a build wrote
     them, and that order depends on the query plan, e.g. a training cut's and a full build's."""
     return f" ORDER BY {', '.join(f'`{c}`' for c in key)}" if key else ""
+
+
+def numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """MySQL DECIMAL arrives as ``Decimal`` objects: make such columns floats."""
+    for col in df.columns:
+        present = df[col].dropna()
+        if df[col].dtype == object and len(present) and isinstance(present.iloc[0], Decimal):
+            df[col] = df[col].astype(float)
+    return df

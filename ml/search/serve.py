@@ -64,7 +64,7 @@ def load_registered_ranker(client: Any, name: str, version: str) -> SearchRanker
 
 def _read(source: Any, sql: str, params: tuple | None = None) -> pd.DataFrame:
     """A SELECT through the settings (a new connection) or through an open DB-API connection."""
-    from ml.features.datasets import _numeric, read_sql
+    from ml.features.datasets import numeric, read_sql
 
     if isinstance(source, Settings):
         return read_sql(sql, source, params)
@@ -72,7 +72,7 @@ def _read(source: Any, sql: str, params: tuple | None = None) -> pd.DataFrame:
         cur.execute(sql, params)
         cols = [d[0] for d in cur.description]
         rows = cur.fetchall()
-    return _numeric(pd.DataFrame(list(rows), columns=cols))
+    return numeric(pd.DataFrame(list(rows), columns=cols))
 
 
 def _table_exists(source: Any, database: str, table: str) -> bool:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ml.config import Settings
 from ml.features.candidates import build_features
-from ml.features.datasets import CutData, load_cut, load_items, load_session_cut
+from ml.features.datasets import CutData, EventSpan, load_cut, load_items, load_session_cut
 from ml.features.protocol import Split, session_cuts
 from ml.models.tf.stage import TFSettings, TFStage, fit_ranker_stage, fit_two_tower_stage
 from ml.training.config import Step, TrainConfig, noop
@@ -36,13 +36,20 @@ def load_cuts(
         ("test", split.test_cut),
     ]
     wanted = session_cut_names(cfg)
+    # every cut's history and label window are sliced from one read of the raw events they span
+    start = min(ts for _, ts in named) - pd.Timedelta(days=cfg.history_days)
+    end = max(ts for _, ts in named) + pd.Timedelta(hours=split.label_hours)
+    span: EventSpan | None = None
     for name, ts in named:
         key = (settings.raw_db, ts, split.label_hours, cfg.history_days)
         if cache is not None and key in cache:
             cuts[name] = cache[key]
         else:
             step(f"dbt point-in-time build: {name} cut {ts}")
-            cuts[name] = load_cut(settings, ts, split.label_hours, history_days=cfg.history_days, items=items)
+            span = span or EventSpan.read(settings, start, end)
+            cuts[name] = load_cut(
+                settings, ts, split.label_hours, history_days=cfg.history_days, items=items, events=span
+            )
             if cache is not None:
                 cache[key] = cuts[name]
         if name not in wanted:

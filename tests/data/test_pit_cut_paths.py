@@ -45,7 +45,11 @@ def _window_users_only(cut, users: set[int]):
 
 
 def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, settings):
-    from ml.features.datasets import load_cut, load_session_cut
+    from dataclasses import replace
+
+    import pytest
+
+    from ml.features.datasets import EventSpan, load_cut, load_session_cut
     from ml.features.dbt import _set_pit_build, build_point_in_time
     from ml.features.protocol import session_cuts
 
@@ -60,6 +64,11 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
 
     build_point_in_time(cut, 24, settings)  # the full path: every pit model, --full-refresh
     ref_day = load_cut(settings, cut, 24, build=False)
+    # a training run's cuts slice their history and label window from one read of the events
+    span = EventSpan.read(settings, cut - pd.Timedelta(days=31), cut + pd.Timedelta(days=2))
+    _assert_same_cut(load_cut(settings, cut, 24, build=False, events=span), ref_day)
+    with pytest.raises(ValueError, match="not inside the events read"):
+        load_cut(settings, cut, 24, build=False, events=replace(span, start=cut - pd.Timedelta(days=29)))
     _set_pit_build(settings, None)  # unknown state: the session build redoes everything
     ref_sess = load_session_cut(settings, ref_day, cuts)
 
