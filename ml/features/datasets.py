@@ -143,8 +143,7 @@ def read_dbt_tables(
     )
     for name in optional:
         if name in set(present["t"]):
-            sql = f"SELECT * FROM `{database}`.`{name}`{order_by(keys.get(name))}"
-            out[name] = numeric(read_sql(sql, settings, binary=True))
+            out[name] = numeric(read_sql(_select_all(database, name, keys.get(name)), settings, binary=True))
     return out
 
 
@@ -160,12 +159,15 @@ def _read_model(
     """One dbt model (only ``users``' rows when given) in ``key`` order (its primary key, from
     :func:`primary_keys`), DECIMAL as float, typed even when empty (``binary``: through mysqlclient,
     :func:`read_sql`)."""
-    df = read_sql(
-        f"SELECT * FROM `{database}`.`{name}`{_users_clause(users, 'WHERE')}{order_by(key)}",
-        settings,
-        binary=binary,
-    )
+    df = read_sql(_select_all(database, name, key, users), settings, binary=binary)
     return _typed_empty(settings, database, name, df) if df.empty else numeric(df)
+
+
+def _select_all(
+    database: str, name: str, key: Sequence[str] | None, users: Sequence[int] | None = None
+) -> str:
+    """``SELECT *`` of one table (only ``users``' rows when given) in ``key`` order."""
+    return f"SELECT * FROM `{database}`.`{name}`{_users_clause(users, 'WHERE')}{order_by(key)}"
 
 
 #: MySQL column types read as floats / datetimes when a table has no rows to infer them from
@@ -322,9 +324,7 @@ def load_session_cut(settings: Settings, day: CutData, cuts: pd.DataFrame) -> Cu
     build_session_cut(cut_str(day.cut_ts), day.label_hours, settings)
     keys = primary_keys(settings, db)
     tables = {
-        name: numeric(
-            read_sql(f"SELECT * FROM `{db}`.`{name}`{order_by(keys.get(name))}", settings, binary=True)
-        )
+        name: numeric(read_sql(_select_all(db, name, keys.get(name)), settings, binary=True))
         for name in SESSION_TABLES
     }
     w = day.window.merge(cuts, on=["user_id", "session_id"], how="inner")

@@ -137,7 +137,7 @@ class SearchRankerLists:
             return now, load_events(src, start, None, binary=True)
         events = _read(
             src,
-            f"SELECT {EVENT_COLUMNS} FROM `{s.raw_db}`.user_behavior WHERE ts >= %s ORDER BY ts",
+            f"SELECT {EVENT_COLUMNS} FROM `{s.raw_db}`.user_behavior WHERE ts >= %s ORDER BY ts, event_id",
             (cut_str(start),),
         )
         events["item_id"] = events["item_id"].astype("Int64")
