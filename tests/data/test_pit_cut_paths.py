@@ -183,3 +183,36 @@ def test_point_in_time_tables_are_scratch_aria_tables_unless_told_otherwise(sim_
 
     marts = _engines(settings, settings.marts_db)
     assert set(marts.values()) <= {"InnoDB"}  # serving marts: the server's transactional default
+
+
+def test_dbt_tables_are_read_in_primary_key_order_whatever_order_they_were_written(settings):
+    """An Aria table returns its rows in the order they were written; the reads of the ML code
+    (``read_dbt_tables``, ``with_users``, the session cut) give them in primary-key order."""
+    from ml.db import connect
+    from ml.features.datasets import _read_model, pit_db, primary_keys, read_sql
+
+    db = pit_db(settings)
+    conn = connect(settings=settings)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+            cur.execute(f"DROP TABLE IF EXISTS `{db}`.zz_key_order")
+            cur.execute(
+                f"CREATE TABLE `{db}`.zz_key_order (user_id BIGINT, item_id BIGINT, score DOUBLE, "
+                "PRIMARY KEY (user_id, item_id)) ENGINE=Aria TRANSACTIONAL=0"
+            )
+            rows = [(3, 1, 0.1), (1, 9, 0.2), (2, 5, 0.3), (1, 2, 0.4), (3, 0, 0.5)]
+            cur.executemany(f"INSERT INTO `{db}`.zz_key_order VALUES (%s, %s, %s)", rows)
+        # written order comes back from a plain scan (all columns: no covering index): the ORDER BY sorts
+        plain = read_sql(f"SELECT * FROM `{db}`.zz_key_order", settings)
+        assert list(zip(plain["user_id"], plain["item_id"])) == [(u, i) for u, i, _ in rows]
+        key = primary_keys(settings, db)["zz_key_order"]
+        assert key == ["user_id", "item_id"]
+        got = _read_model(settings, db, "zz_key_order", None, binary=True, key=key)
+        assert list(zip(got["user_id"], got["item_id"])) == sorted((u, i) for u, i, _ in rows)
+        some = _read_model(settings, db, "zz_key_order", [3, 1], binary=True, key=key)
+        assert list(zip(some["user_id"], some["item_id"])) == [(1, 2), (1, 9), (3, 0), (3, 1)]
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS `{db}`.zz_key_order")
+        conn.close()
