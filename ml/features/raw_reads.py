@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
 import pandas as pd
 
 from ml.config import Settings
 from ml.features.protocol import LogProfile, cut_str
 
 EVENT_COLUMNS = "user_id, item_id, session_id, behavior_type, query_text, ts"
+#: MySQL's type codes of DATETIME and TIMESTAMP (``MySQLdb.constants.FIELD_TYPE``, the protocol's values)
+_DATETIME_TYPES = (12, 7)
 
 
 def read_sql(
@@ -29,7 +32,8 @@ def read_sql(
     ``database`` is the default database for unqualified table names.
 
     ``binary`` reads through mysqlclient (``MySQLdb``, rows parsed in C: 2–3× faster on the
-    refresh's per-user marts, the same values) instead of PyMySQL's row-by-row Python parsing."""
+    refresh's per-user marts, the same values) instead of PyMySQL's row-by-row Python parsing, its
+    DATETIME and TIMESTAMP columns parsed a column at a time (:func:`datetime_column`)."""
     from ml.db import connect
 
     conn = _mysqlclient(settings, database) if binary else connect(database, settings=settings)
@@ -37,17 +41,58 @@ def read_sql(
         with conn.cursor() as cur:
             cur.execute(sql, params)
             cols = [d[0] for d in cur.description]
+            types = [d[1] for d in cur.description]
             rows = cur.fetchall()
     finally:
         conn.close()
-    return pd.DataFrame(list(rows), columns=cols)
+    df = pd.DataFrame(list(rows), columns=cols)
+    if binary:  # DATETIME/TIMESTAMP came as their text (_mysqlclient): parse them a column at a time
+        for i, type_code in enumerate(types):
+            if type_code in _DATETIME_TYPES:
+                df.isetitem(i, datetime_column(df.iloc[:, i].to_numpy()))
+    return df
+
+
+def datetime_column(raw: np.ndarray) -> np.ndarray:
+    """DATETIME/TIMESTAMP values as MySQL sends them (``b'2026-10-13 06:29:37.083'``, None for NULL)
+    parsed in one vectorised pass: the values of the frame PyMySQL builds — ``datetime64[ns]`` with
+    NaT for NULL, a column of None when every value is NULL. At 1M events a cut read held ~1.4M of
+    them, parsed one Python call each by mysqlclient's converter (~3 s of its ~10 s)."""
+    present = ~pd.isna(raw)
+    if not present.any():
+        return raw
+    try:
+        parsed = raw[present].astype(bytes).astype("datetime64[us]")
+    except ValueError:  # a zero or otherwise invalid date
+        return _datetime_column_slow(raw)
+    if parsed.min() < _NS_RANGE[0] or parsed.max() > _NS_RANGE[1]:  # would wrap around in nanoseconds
+        return _datetime_column_slow(raw)
+    out = np.full(len(raw), np.datetime64("NaT"), dtype="datetime64[ns]")
+    out[present] = parsed.astype("datetime64[ns]")
+    return out
+
+
+#: the dates a ``datetime64[ns]`` holds (pandas' Timestamp range)
+_NS_RANGE = (np.datetime64(pd.Timestamp.min.ceil("us")), np.datetime64(pd.Timestamp.max.floor("us")))
+
+
+def _datetime_column_slow(raw: np.ndarray) -> np.ndarray:
+    """mysqlclient's own converter value by value (None for an invalid date), then the inference of
+    the frame constructor: for the columns :func:`datetime_column` cannot parse in one pass."""
+    from MySQLdb.times import DateTime_or_None
+
+    values = [None if v is None else DateTime_or_None(v.decode()) for v in raw]
+    return pd.Series(values).to_numpy()
 
 
 def _mysqlclient(settings: Settings, database: str | None):
     """An autocommit mysqlclient connection with the settings' account (utf8mb4)."""
     import MySQLdb
+    from MySQLdb.converters import conversions
 
     args = {"database": database} if database else {}
+    # DATETIME/TIMESTAMP as raw text: read_sql parses each such column in one pass (datetime_column)
+    conv = {**conversions, **{code: None for code in _DATETIME_TYPES}}
     return MySQLdb.connect(
         host=settings.mysql_host,
         port=settings.mysql_port,
@@ -56,6 +101,7 @@ def _mysqlclient(settings: Settings, database: str | None):
         charset="utf8mb4",
         autocommit=True,
         connect_timeout=5,
+        conv=conv,
         **args,
     )
 

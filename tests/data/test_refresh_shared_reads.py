@@ -4,7 +4,7 @@ the per-user marts of a refresh batch) give the frames PyMySQL gives."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,7 +13,7 @@ from publish_support import T0, add_events
 from search_serving_support import add_searches, drop_search_marts, seed_search_shop
 
 from ml.features import raw_reads
-from ml.features.raw_reads import load_events, load_purchases, max_event_ts, read_sql
+from ml.features.raw_reads import datetime_column, load_events, load_purchases, max_event_ts, read_sql
 from ml.registry.champion import HISTORY_DAYS
 from ml.search import serve
 from ml.search.dataset import FEATURES
@@ -93,11 +93,18 @@ def test_binary_reads_give_the_frames_pymysql_gives(search_shop):
     s = search_shop
     sql = (
         f"SELECT q.query_norm, q.item_id, q.weighted, q.first_ts, CAST(q.weighted AS DECIMAL(10, 3)) AS d, "
-        f"NULL AS nothing, e.query_text, e.item_id AS event_item FROM `{s.marts_db}`.ml_query_item q "
+        f"NULL AS nothing, e.query_text, e.item_id AS event_item, "
+        # DATETIME columns, which the binary read parses a column at a time: fractional seconds, NULLs
+        # among values, only NULLs, and a date before datetime64[ns]'s range (kept as datetime objects)
+        f"q.first_ts + INTERVAL e.event_id MICROSECOND AS frac_ts, IF(e.event_id % 2, q.first_ts, NULL) AS some_ts, "
+        f"CAST(NULL AS DATETIME) AS no_ts, CAST('1000-01-01 00:00:00' AS DATETIME) AS old_ts "
+        f"FROM `{s.marts_db}`.ml_query_item q "
         f"JOIN `{s.raw_db}`.user_behavior e ON e.user_id = q.item_id ORDER BY q.query_norm, q.item_id, e.event_id"
     )
     plain, binary = read_sql(sql, s), read_sql(sql, s, binary=True)
     assert len(plain) and plain["query_text"].isna().any() and plain["event_item"].isna().any()
+    assert plain["some_ts"].isna().any() and plain["some_ts"].notna().any()
+    assert (plain["frac_ts"].dt.microsecond > 0).any()
     pd.testing.assert_frame_equal(binary, plain)
     pd.testing.assert_frame_equal(
         load_purchases(s, None, [1, 2, 3], binary=True), load_purchases(s, None, [1, 2, 3])
@@ -105,3 +112,21 @@ def test_binary_reads_give_the_frames_pymysql_gives(search_shop):
     events = load_events(s, pd.Timestamp(T0), None)
     assert events["query_text"].notna().any() and events["item_id"].isna().any()
     pd.testing.assert_frame_equal(load_events(s, pd.Timestamp(T0), None, binary=True), events)
+
+
+def test_datetime_text_parses_like_mysqlclient_value_by_value():
+    raw = np.array([b"2026-10-13 06:29:37.083", None, b"2026-10-13 06:29:37"], dtype=object)
+    got = datetime_column(raw)
+    assert got.dtype == "datetime64[ns]"
+    assert list(pd.Series(got)) == [
+        pd.Timestamp("2026-10-13 06:29:37.083"),
+        pd.NaT,
+        pd.Timestamp("2026-10-13 06:29:37"),
+    ]
+    # a zero date is NULL to mysqlclient's converter: NaT here too, the valid dates still parsed
+    zero = datetime_column(np.array([b"0000-00-00 00:00:00", b"2026-01-02 03:04:05"], dtype=object))
+    assert pd.isna(zero[0]) and pd.Timestamp(zero[1]) == pd.Timestamp("2026-01-02 03:04:05")
+    # outside datetime64[ns]'s range: datetime objects, never a wrapped-around date
+    old = datetime_column(np.array([b"1000-01-01 00:00:00"], dtype=object))
+    assert old.dtype == object and old[0] == datetime(1000, 1, 1)
+    assert list(datetime_column(np.array([None, None], dtype=object))) == [None, None]
