@@ -41,6 +41,13 @@ with events as (
         query_text,
         event_ts
     from {{ ref('int_events_enriched') if is_point_in_time() else ref('stg_recsys__user_behavior') }}
+    -- a session or label-window build's users, filtered before the union: the CTE is read twice
+    -- below (the users' last events, their history), and MariaDB materialises it each time
+    {%- if session_users_only %}
+    where user_id in (select session_cuts.user_id from {{ ref('stg_recsys_pit__session_cuts') }} as session_cuts)
+    {%- elif label_window_only %}
+    where user_id in (select window_users.user_id from {{ ref('int_label_window_users') }} as window_users)
+    {%- endif %}
     {%- if is_point_in_time() and var('session_cuts', false) %}
     -- a "rest of session" evaluation build adds each evaluated user's revealed session start
     -- (only then: the union would keep the refresh's watermark filter off the raw indexes)
@@ -76,10 +83,6 @@ changed_users as (
             select new_events.user_id from events as new_events
             where new_events.event_id > {{ watermark | int }}
         )
-    {%- elif session_users_only %}
-    where user_id in (select session_cuts.user_id from {{ ref('stg_recsys_pit__session_cuts') }} as session_cuts)
-    {%- elif label_window_only %}
-    where user_id in (select window_users.user_id from {{ ref('int_label_window_users') }} as window_users)
     {%- endif %}
     group by user_id
 ),
