@@ -54,6 +54,8 @@ FEATURES: tuple[str, ...] = (
 )
 #: the user-dependent features (0 in the query-level lists, which know no user)
 USER_FEATURES: tuple[str, ...] = ("prefix_cat_share", "prefix_brand_share", "hist_cat_share", "bought_before")
+#: the columns of a query's candidate rows after ``query_norm`` (:func:`query_candidates`)
+CANDIDATE_COLUMNS: tuple[str, ...] = ("item_id", *(f for f in FEATURES if f not in USER_FEATURES))
 #: columns of the query → item behaviour table (``ml_query_item`` or :func:`query_item_stats`) read here
 QUERY_ITEM_COLUMNS: tuple[str, ...] = ("query_norm", "item_id", "n_users", "weighted")
 
@@ -80,6 +82,7 @@ class SearchContext:
     now: pd.Timestamp  # the moment: every input is from before it
     k: int = 100
     _qi: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False)
+    _candidates: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         ids = self.items["item_id"].astype("int64").to_numpy()
@@ -109,6 +112,38 @@ class SearchContext:
             total = weighted.sum()
             share = weighted / total if total > 0 else share
         return weighted, share, users
+
+    def candidates(self, query: str) -> dict[str, np.ndarray]:
+        """One query's candidate items and query-level features (:data:`CANDIDATE_COLUMNS`), cached:
+        the union of the BM25, behavioural, synonym and semantic top-K, in catalogue order."""
+        hit = self._candidates.get(query)
+        if hit is not None:
+            return hit
+        bm25 = np.asarray(self.lexical.scores(query), dtype=float)
+        sem = np.asarray(self.semantic.scores(query), dtype=float)
+        weighted, share, users = self.behaviour(query)
+        syn = self.synonym_pop(query)
+        sem_top = np.argsort(-sem, kind="stable")[: self.k]
+        pos = np.unique(
+            np.concatenate([_top(bm25, self.k), _top(weighted, self.k), _top(syn, self.k), sem_top])
+        )
+        # rank 1 = best; ties share a rank; every item BM25 does not match ranks after all it matches
+        rank = 1 + np.searchsorted(np.sort(-bm25), -bm25[pos], side="left")
+        out = {
+            "item_id": self.items["item_id"].to_numpy()[pos],
+            "bm25": bm25[pos],
+            "bm25_rank": rank.astype(float),
+            "semantic": sem[pos],
+            "qpop_weighted": weighted[pos],
+            "qpop_share": share[pos],
+            "qpop_users": users[pos],
+            "syn_pop": syn[pos],
+            "item_pop": self.item_pop[pos],
+            "in_stock": self.items["in_stock"].to_numpy(dtype=float)[pos],
+            "query_len": np.full(len(pos), float(len(tokenize(query)))),
+        }
+        self._candidates[query] = out
+        return out
 
     def synonym_pop(self, query: str) -> np.ndarray:
         """Σ over the query's learned synonyms of similarity × that synonym's behavioural share."""
@@ -181,42 +216,19 @@ def query_candidates(ctx: SearchContext, queries: Iterable[str]) -> pd.DataFrame
     """Candidates and query-level features of each distinct query: ``query_norm, item_id`` + features.
 
     The semantic source always proposes its top-K (a cosine has no natural zero), so even an unseen
-    query in words BM25 does not know gets candidates (cold start).
+    query in words BM25 does not know gets candidates (cold start). A query's rows are computed once
+    per context (:meth:`SearchContext.candidates`): publishing ranks the same queries for the users'
+    lists and for the query lists.
     """
-    frames = []
-    ids = ctx.items["item_id"].to_numpy()
-    for q in dict.fromkeys(queries):
-        bm25 = np.asarray(ctx.lexical.scores(q), dtype=float)
-        sem = np.asarray(ctx.semantic.scores(q), dtype=float)
-        weighted, share, users = ctx.behaviour(q)
-        syn = ctx.synonym_pop(q)
-        sem_top = np.argsort(-sem, kind="stable")[: ctx.k]
-        pos = np.unique(np.concatenate([_top(bm25, ctx.k), _top(weighted, ctx.k), _top(syn, ctx.k), sem_top]))
-        # rank 1 = best; ties share a rank; every item BM25 does not match ranks after all it matches
-        rank = 1 + np.searchsorted(np.sort(-bm25), -bm25[pos], side="left")
-        frames.append(
-            pd.DataFrame(
-                {
-                    "query_norm": q,
-                    "item_id": ids[pos],
-                    "bm25": bm25[pos],
-                    "bm25_rank": rank.astype(float),
-                    "semantic": sem[pos],
-                    "qpop_weighted": weighted[pos],
-                    "qpop_share": share[pos],
-                    "qpop_users": users[pos],
-                    "syn_pop": syn[pos],
-                    "item_pop": ctx.item_pop[pos],
-                    "in_stock": ctx.items["in_stock"].to_numpy(dtype=float)[pos],
-                    "query_len": float(len(tokenize(q))),
-                }
-            )
-        )
-    if not frames:
-        return pd.DataFrame(
-            columns=["query_norm", "item_id", *[f for f in FEATURES if f not in USER_FEATURES]]
-        )
-    return pd.concat(frames, ignore_index=True)
+    qs = list(dict.fromkeys(queries))
+    if not qs:
+        return pd.DataFrame(columns=["query_norm", *CANDIDATE_COLUMNS])
+    parts = [ctx.candidates(q) for q in qs]
+    lengths = [len(p["item_id"]) for p in parts]
+    out = {"query_norm": np.repeat(np.array(qs, dtype=object), lengths)}
+    for col in CANDIDATE_COLUMNS:
+        out[col] = np.concatenate([p[col] for p in parts])
+    return pd.DataFrame(out)
 
 
 def _shares(frame: pd.DataFrame, key: str, value: str, name: str) -> pd.DataFrame:
@@ -262,20 +274,51 @@ def user_features(
 
 
 def search_rows(ctx: SearchContext, searches: pd.DataFrame, session_events: pd.DataFrame) -> pd.DataFrame:
-    """Every (search, candidate) row with all :data:`FEATURES` (no label)."""
+    """Every (search, candidate) row with all :data:`FEATURES` (no label), ordered by search and item.
+
+    Built from positions rather than joins of the wide rows: each search takes its query's block of
+    :func:`query_candidates` rows, and the user features are looked up through a narrow frame of the
+    join keys (each part is unique on its key — a group-by, the catalogue, distinct purchases — so a
+    left join keeps the left rows and their order). At 1M events the
+    users' lists held ~5M rows, and joining each feature onto them copied every column each time."""
     cands = query_candidates(ctx, searches["query_norm"])
-    rows = searches[["search_id", "user_id", "query_norm"]].merge(cands, on="query_norm")
+    # query_candidates keeps each query's rows together, queries in order of first appearance
+    codes, queries = pd.factorize(cands["query_norm"])
+    counts = np.bincount(codes, minlength=len(queries))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    code = pd.Index(queries).get_indexer(searches["query_norm"])
+    lens = np.where(code >= 0, counts[code], 0)
+    search_pos = np.repeat(np.arange(len(searches)), lens)
+    offsets = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    cand_pos = np.repeat(starts[code], lens) + offsets
+    search_ids = searches["search_id"].to_numpy()
+    item_ids = cands["item_id"].to_numpy()
+    order = np.lexsort((item_ids[cand_pos], search_ids[search_pos]))  # (search_id, item_id) is unique
+    search_pos, cand_pos = search_pos[order], cand_pos[order]
+    out = {
+        "search_id": search_ids[search_pos],
+        "user_id": searches["user_id"].to_numpy()[search_pos],
+        "query_norm": searches["query_norm"].to_numpy()[search_pos],
+        "item_id": item_ids[cand_pos],
+    }
     meta = ctx.items[["item_id", "category_id", "brand"]]
-    rows = rows.merge(meta, on="item_id", how="left")
+    keys = pd.DataFrame({k: out[k] for k in ("search_id", "user_id", "item_id")}).merge(
+        meta, on="item_id", how="left"
+    )
     parts = user_features(ctx, searches, session_events)
-    rows = rows.merge(parts["prefix_cat"], on=["search_id", "category_id"], how="left")
-    rows = rows.merge(parts["prefix_brand"], on=["search_id", "brand"], how="left")
-    rows = rows.merge(parts["hist_cat"], on=["user_id", "category_id"], how="left")
-    rows = rows.merge(parts["bought"], on=["user_id", "item_id"], how="left")
-    for col in USER_FEATURES:
-        rows[col] = rows[col].astype(float).fillna(0.0)
-    rows = rows.sort_values(["search_id", "item_id"], kind="stable").reset_index(drop=True)
-    return rows[["search_id", "user_id", "query_norm", "item_id", *FEATURES]]
+    found: dict[str, np.ndarray] = {}
+    for part, on in (
+        ("prefix_cat", ["search_id", "category_id"]),
+        ("prefix_brand", ["search_id", "brand"]),
+        ("hist_cat", ["user_id", "category_id"]),
+        ("bought", ["user_id", "item_id"]),
+    ):
+        joined = keys[on].merge(parts[part], on=on, how="left")
+        col = next(c for c in joined.columns if c not in on)
+        found[col] = joined[col].astype(float).fillna(0.0).to_numpy()
+    for col in FEATURES:
+        out[col] = found[col] if col in found else cands[col].to_numpy()[cand_pos]
+    return pd.DataFrame(out)
 
 
 @dataclass

@@ -8,7 +8,15 @@ import pandas as pd
 import pytest
 from search_support import T0, catalogue, sessions
 
-from ml.search.dataset import FEATURES, build_context, build_search_set
+from ml.search.dataset import (
+    FEATURES,
+    USER_FEATURES,
+    build_context,
+    build_search_set,
+    query_candidates,
+    search_rows,
+    user_features,
+)
 from ml.search.engagement import attribute, engagement_labels, query_item_stats, searches_of
 
 
@@ -137,3 +145,37 @@ def test_prefix_share_sees_only_earlier_events_of_the_same_session(shop) -> None
     assert rows.loc[3, "prefix_cat_share"] == pytest.approx(1.0)
     assert rows.loc[14, "prefix_cat_share"] == 0.0
     assert rows.loc[10, "label"] == 1
+
+
+def _rows_by_joins(ctx, searches, session_events) -> pd.DataFrame:
+    """What search_rows means, written as the joins of its definition (slow on millions of rows)."""
+    cands = query_candidates(ctx, searches["query_norm"])
+    rows = searches[["search_id", "user_id", "query_norm"]].merge(cands, on="query_norm")
+    rows = rows.merge(ctx.items[["item_id", "category_id", "brand"]], on="item_id", how="left")
+    parts = user_features(ctx, searches, session_events)
+    rows = rows.merge(parts["prefix_cat"], on=["search_id", "category_id"], how="left")
+    rows = rows.merge(parts["prefix_brand"], on=["search_id", "brand"], how="left")
+    rows = rows.merge(parts["hist_cat"], on=["user_id", "category_id"], how="left")
+    rows = rows.merge(parts["bought"], on=["user_id", "item_id"], how="left")
+    for col in USER_FEATURES:
+        rows[col] = rows[col].astype(float).fillna(0.0)
+    rows = rows.sort_values(["search_id", "item_id"], kind="stable").reset_index(drop=True)
+    return rows[["search_id", "user_id", "query_norm", "item_id", *FEATURES]]
+
+
+def test_search_rows_equal_their_join_definition_row_for_row(shop) -> None:
+    items, history, cut, window = shop
+    searches = searches_of(window)
+    # a phone searcher bought phone 3 before the cut (bought_before)
+    buyer = int(searches.loc[searches["query_norm"] == "phone", "user_id"].iloc[0])
+    history = pd.concat([history, _frame([_ev(buyer, "h", "purchase", 60, 3)])], ignore_index=True)
+    ctx = build_context(items, history, cut)
+    # shuffled search ids and a repeated query (its candidates come from the context's cache)
+    searches = searches.assign(search_id=np.random.default_rng(3).permutation(len(searches)) * 7)
+    assert searches["query_norm"].duplicated().any()
+    session = pd.concat([history, window], ignore_index=True)
+    got = search_rows(ctx, searches, session)
+    want = _rows_by_joins(ctx, searches, session)
+    assert (got[list(USER_FEATURES)] > 0).any().all()  # every user feature is exercised
+    pd.testing.assert_frame_equal(got, want)
+    pd.testing.assert_frame_equal(search_rows(ctx, searches, session), want)  # from the cache
