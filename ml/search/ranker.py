@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ml.models.evaluate import ndcg_at_k, reciprocal_rank
-from ml.search.dataset import FEATURES, SearchSet
+from ml.search.context import FEATURES
+from ml.search.dataset import SearchSet
 from ml.search.engagement import GAIN
 
 BASELINES: tuple[str, ...] = ("bm25", "query_pop")
@@ -29,7 +30,7 @@ PRIMARY_METRIC = "ndcg@10"
 
 @dataclass
 class SearchRanker:
-    """A LightGBM booster over :data:`~ml.search.dataset.FEATURES` (or the list it was fitted on)."""
+    """A LightGBM booster over :data:`~ml.search.context.FEATURES` (or the list it was fitted on)."""
 
     booster: Any
     features: list[str]

@@ -26,7 +26,8 @@ import pandas as pd
 
 from ml.config import Settings
 from ml.contracts import number_var
-from ml.search.dataset import USER_FEATURES, SearchContext, build_context, search_rows
+from ml.search.context import USER_FEATURES, SearchContext, build_context
+from ml.search.dataset import search_rows
 from ml.search.ranker import RANKER, SearchRanker
 from ml.search.text import normalize_query
 

@@ -25,7 +25,8 @@ import pandas as pd
 from ml.config import Settings
 from ml.features.datasets import CutData
 from ml.features.protocol import Split
-from ml.search.dataset import FEATURES, SearchSet, build_context, build_search_set
+from ml.search.context import FEATURES, build_context
+from ml.search.dataset import SearchSet, build_search_set
 from ml.search.engagement import attribute, searches_of
 from ml.search.ranker import BASELINES, PRIMARY_METRIC, RANKER, SearchRanker, evaluate_all, fit_ranker
 from ml.search.serve import load_registered_ranker, search_model_name

@@ -8,15 +8,8 @@ import pandas as pd
 import pytest
 from search_support import T0, catalogue, sessions
 
-from ml.search.dataset import (
-    FEATURES,
-    USER_FEATURES,
-    build_context,
-    build_search_set,
-    query_candidates,
-    search_rows,
-    user_features,
-)
+from ml.search.context import FEATURES, USER_FEATURES, build_context, query_candidates
+from ml.search.dataset import build_search_set, search_rows, user_features
 from ml.search.engagement import attribute, engagement_labels, query_item_stats, searches_of
 
 

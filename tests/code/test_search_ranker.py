@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from search_support import T0, catalogue, sessions
 
-from ml.search.dataset import build_context, build_search_set, search_rows
+from ml.search.context import build_context
+from ml.search.dataset import build_search_set, search_rows
 from ml.search.ranker import RANKER, baseline_lists, evaluate_all, evaluate_lists, fit_ranker
 
 

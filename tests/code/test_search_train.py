@@ -86,7 +86,7 @@ def test_stage_registers_gates_and_serves(shop, settings_search) -> None:
 
     provider = load_search_champion(s)
     assert provider is not None and provider.model_version == f"{name}/{first['version']}"
-    from ml.search.dataset import build_context
+    from ml.search.context import build_context
 
     test = cuts["test"]
     history = pd.concat([test.history, test.window], ignore_index=True)

@@ -16,7 +16,7 @@ from ml.features import raw_reads
 from ml.features.raw_reads import datetime_column, load_events, load_purchases, max_event_ts, read_sql
 from ml.registry.champion import HISTORY_DAYS
 from ml.search import serve
-from ml.search.dataset import FEATURES
+from ml.search.context import FEATURES
 from ml.search.ranker import SearchRanker
 from ml.search.serve import SearchRankerLists
 
