@@ -74,6 +74,9 @@ class SearchContext:
                     f"the {name} index is not aligned with the catalogue (rebuild it from the same items)"
                 )
         self._pos = pd.Series(np.arange(len(ids)), index=ids)
+        # the catalogue columns every query's candidates take their values from (candidates())
+        self._item_ids = self.items["item_id"].to_numpy()
+        self._in_stock = self.items["in_stock"].to_numpy(dtype=float)
         qi = self.query_items
         qi = qi[qi["item_id"].isin(self._pos.index)]
         # one vectorised lookup, then each query's rows sliced out (a per-query .loc took seconds)
@@ -112,7 +115,7 @@ class SearchContext:
         # rank 1 = best; ties share a rank; every item BM25 does not match ranks after all it matches
         rank = 1 + np.searchsorted(np.sort(-bm25), -bm25[pos], side="left")
         out = {
-            "item_id": self.items["item_id"].to_numpy()[pos],
+            "item_id": self._item_ids[pos],
             "bm25": bm25[pos],
             "bm25_rank": rank.astype(float),
             "semantic": sem[pos],
@@ -121,7 +124,7 @@ class SearchContext:
             "qpop_users": users[pos],
             "syn_pop": syn[pos],
             "item_pop": self.item_pop[pos],
-            "in_stock": self.items["in_stock"].to_numpy(dtype=float)[pos],
+            "in_stock": self._in_stock[pos],
             "query_len": np.full(len(pos), float(len(tokenize(query)))),
         }
         self._candidates[query] = out

@@ -105,14 +105,13 @@ def search_rows(ctx: SearchContext, searches: pd.DataFrame, session_events: pd.D
     )
     parts = user_features(ctx, searches, session_events)
     found: dict[str, np.ndarray] = {}
-    for part, on in (
-        ("prefix_cat", ["search_id", "category_id"]),
-        ("prefix_brand", ["search_id", "brand"]),
-        ("hist_cat", ["user_id", "category_id"]),
-        ("bought", ["user_id", "item_id"]),
+    for part, on, col in (
+        ("prefix_cat", ["search_id", "category_id"], "prefix_cat_share"),
+        ("prefix_brand", ["search_id", "brand"], "prefix_brand_share"),
+        ("hist_cat", ["user_id", "category_id"], "hist_cat_share"),
+        ("bought", ["user_id", "item_id"], "bought_before"),
     ):
         joined = keys[on].merge(parts[part], on=on, how="left")
-        col = next(c for c in joined.columns if c not in on)
         found[col] = joined[col].astype(float).fillna(0.0).to_numpy()
     for col in FEATURES:
         out[col] = found[col] if col in found else cands[col].to_numpy()[cand_pos]
