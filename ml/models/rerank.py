@@ -44,19 +44,47 @@ def group_keys(frame: pd.DataFrame) -> list[str]:
     return ["cut", "user_id"] if "cut" in frame else ["user_id"]
 
 
+def group_rows(frame: pd.DataFrame, keys: Sequence[str], label: str = "label") -> np.ndarray:
+    """Positions of the rows of groups (``keys``) with at least one positive ``label``, sorted by
+    group, then item (the order the libraries need; stable): only the key columns are copied."""
+    keys = list(keys)
+    positive = frame.groupby(keys)[label].transform("max").to_numpy() > 0
+    narrow = frame[[*keys, "item_id"]].reset_index(drop=True)[positive]
+    return narrow.sort_values([*keys, "item_id"], kind="stable").index.to_numpy()
+
+
 def ranking_groups(frame: pd.DataFrame, label: str = "label") -> pd.DataFrame:
     """Rows of groups with at least one positive, sorted by group (the order the libraries need)."""
-    keys = group_keys(frame)
-    pos = frame.groupby(keys)[label].transform("max") > 0
-    return frame[pos].sort_values([*keys, "item_id"], kind="stable").reset_index(drop=True)
+    return frame.take(group_rows(frame, group_keys(frame), label)).reset_index(drop=True)
 
 
-def _group_sizes(frame: pd.DataFrame) -> np.ndarray:
-    return frame.groupby(group_keys(frame), sort=False).size().to_numpy()
+@dataclass(frozen=True)
+class RankingData:
+    """What a learning-to-rank library fits on: the feature matrix, labels and group sizes of the
+    rows :func:`group_rows` picks, in its order, taken column by column from the frame (fitting
+    on a stacked frame of several cuts no longer copies every column of it)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    groups: np.ndarray
+
+    @classmethod
+    def of(
+        cls, frame: pd.DataFrame, features: Sequence[str], keys: Sequence[str], label: str = "label"
+    ) -> RankingData:
+        rows = group_rows(frame, keys, label)
+        sizes = frame[list(keys)].take(rows).groupby(list(keys), sort=False).size().to_numpy()
+        return cls(_matrix(frame, features, rows), frame[label].to_numpy()[rows], sizes)
 
 
-def _matrix(frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
-    return frame[list(features)].astype(float).to_numpy(dtype=np.float32)
+def _matrix(frame: pd.DataFrame, features: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
+    """``frame[features]`` as float32 (through float64, as ``astype(float)``), only ``rows`` when given."""
+    if rows is None:
+        return frame[list(features)].astype(float).to_numpy(dtype=np.float32)
+    out = np.empty((len(rows), len(features)), dtype=np.float32)
+    for j, name in enumerate(features):
+        out[:, j] = frame[name].astype(float).to_numpy()[rows]
+    return out
 
 
 class LightGBMScorer:
@@ -101,10 +129,13 @@ class ColumnScorer:
         return frame[self.features[0]].astype(float).fillna(-np.inf).to_numpy()
 
 
-def _fit_groups(train: pd.DataFrame, valid: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _fit_groups(
+    train: pd.DataFrame, valid: pd.DataFrame, features: Sequence[str]
+) -> tuple[RankingData, RankingData]:
     """The users with a positive candidate in each frame (a ranker learns nothing from the others)."""
-    tr, va = ranking_groups(train), ranking_groups(valid)
-    if tr.empty or va.empty:
+    tr = RankingData.of(train, features, group_keys(train))
+    va = RankingData.of(valid, features, group_keys(valid))
+    if not len(tr.y) or not len(va.y):
         raise ValueError(
             "no user with a positive candidate in the train or validation cut: cannot fit a ranker"
         )
@@ -124,7 +155,7 @@ def fit_lightgbm(
     """LightGBM lambdarank with early stopping on the validation cut's NDCG@10."""
     import lightgbm as lgb
 
-    tr, va = _fit_groups(train, valid)
+    tr, va = _fit_groups(train, valid, features)
     p = {
         "objective": "lambdarank",
         "metric": "ndcg",
@@ -141,12 +172,8 @@ def fit_lightgbm(
         "deterministic": True,
         "verbose": -1,
     } | params
-    dtrain = lgb.Dataset(
-        _matrix(tr, features), tr["label"].to_numpy(), group=_group_sizes(tr), feature_name=features
-    )
-    dvalid = lgb.Dataset(
-        _matrix(va, features), va["label"].to_numpy(), group=_group_sizes(va), reference=dtrain
-    )
+    dtrain = lgb.Dataset(tr.x, tr.y, group=tr.groups, feature_name=features)
+    dvalid = lgb.Dataset(va.x, va.y, group=va.groups, reference=dtrain)
     t0 = time.perf_counter()
     booster = lgb.train(
         p,
@@ -179,7 +206,7 @@ def fit_xgboost(
     """XGBoost rank:ndcg on the same frames, early-stopped on the validation NDCG@10."""
     import xgboost as xgb
 
-    tr, va = _fit_groups(train, valid)
+    tr, va = _fit_groups(train, valid, features)
     p = {
         "objective": "rank:ndcg",
         "eval_metric": "ndcg@10",
@@ -194,10 +221,10 @@ def fit_xgboost(
         "lambdarank_pair_method": "topk",
         "lambdarank_num_pair_per_sample": 20,
     } | params
-    dtrain = xgb.DMatrix(_matrix(tr, features), label=tr["label"].to_numpy(), feature_names=features)
-    dtrain.set_group(_group_sizes(tr))
-    dvalid = xgb.DMatrix(_matrix(va, features), label=va["label"].to_numpy(), feature_names=features)
-    dvalid.set_group(_group_sizes(va))
+    dtrain = xgb.DMatrix(tr.x, label=tr.y, feature_names=features)
+    dtrain.set_group(tr.groups)
+    dvalid = xgb.DMatrix(va.x, label=va.y, feature_names=features)
+    dvalid.set_group(va.groups)
     t0 = time.perf_counter()
     booster = xgb.train(
         p,

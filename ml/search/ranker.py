@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml.models.evaluate import ndcg_at_k, reciprocal_rank
+from ml.models.rerank import RankingData
 from ml.search.context import FEATURES
 from ml.search.dataset import SearchSet
 from ml.search.engagement import GAIN
@@ -46,12 +47,6 @@ class SearchRanker:
         return np.asarray(self.booster.predict(x), dtype=float)
 
 
-def _groups(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Rows of searches with a positive candidate, sorted by group (what lambdarank needs)."""
-    pos = frame.groupby(keys)["label"].transform("max") > 0
-    return frame[pos].sort_values([*keys, "item_id"], kind="stable").reset_index(drop=True)
-
-
 def fit_ranker(
     train: pd.DataFrame,
     valid: pd.DataFrame,
@@ -69,8 +64,9 @@ def fit_ranker(
     feats = list(features or FEATURES)
     keys = ["cut", "search_id"] if "cut" in train.columns else ["search_id"]
     vkeys = ["cut", "search_id"] if "cut" in valid.columns else ["search_id"]
-    tr, va = _groups(train, keys), _groups(valid, vkeys)
-    if tr.empty or va.empty:
+    # rows of searches with a positive candidate, sorted by group (what lambdarank needs)
+    tr, va = RankingData.of(train, feats, keys), RankingData.of(valid, feats, vkeys)
+    if not len(tr.y) or not len(va.y):
         raise ValueError("no search with an engaged candidate in the training or validation rows: cannot fit")
     p = {
         "objective": "lambdarank",
@@ -89,13 +85,8 @@ def fit_ranker(
         "verbose": -1,
     } | params
 
-    def dataset(f: pd.DataFrame, k: list[str], ref: Any = None) -> Any:
-        x = f[feats].astype(float).to_numpy(dtype=np.float32)
-        sizes = f.groupby(k, sort=False).size().to_numpy()
-        return lgb.Dataset(x, f["label"].to_numpy(), group=sizes, feature_name=feats, reference=ref)
-
-    dtrain = dataset(tr, keys)
-    dvalid = dataset(va, vkeys, dtrain)
+    dtrain = lgb.Dataset(tr.x, tr.y, group=tr.groups, feature_name=feats)
+    dvalid = lgb.Dataset(va.x, va.y, group=va.groups, feature_name=feats, reference=dtrain)
     t0 = time.perf_counter()
     booster = lgb.train(
         p,

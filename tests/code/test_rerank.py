@@ -11,8 +11,8 @@ from ml.features.datasets import CutData
 from ml.models.evaluate import ndcg_at_k
 from ml.models.rerank import (
     ColumnScorer,
+    RankingData,
     TwoStageRecommender,
-    _group_sizes,
     fit_lightgbm,
     fit_xgboost,
     ranking_groups,
@@ -200,6 +200,46 @@ def test_a_user_at_two_cuts_is_two_groups_and_groups_without_a_positive_are_left
         ("train_1", 8, 1),
         ("train_1", 8, 2),
     ]
-    assert _group_sizes(groups).tolist() == [2, 2, 2]
+    frame["f"] = np.arange(len(frame), dtype=float)
+    data = RankingData.of(frame, ["f"], ["cut", "user_id"])
+    assert data.groups.tolist() == [2, 2, 2]
+    assert data.x[:, 0].tolist() == [0, 1, 3, 4, 6, 5] and data.y.tolist() == [1, 0, 0, 2, 1, 0]
     # a single cut's frame (no cut column) is grouped by user
-    assert _group_sizes(ranking_groups(frame.drop(columns="cut"))).tolist() == [4, 3]
+    assert RankingData.of(frame.drop(columns="cut"), ["f"], ["user_id"]).groups.tolist() == [4, 3]
+
+
+def test_ranking_data_equals_the_sorted_frame_it_is_defined_by() -> None:
+    """The matrix, labels and group sizes taken by row positions equal those of the filtered and
+    sorted frame (the definition): shuffled rows, an index that is not 0..n-1, int / bool / nullable /
+    float features with NaN, groups without a positive."""
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "cut": rng.choice(["train_1", "session_train_1", "train_0"], n),
+            "user_id": rng.integers(1, 300, n),
+            "item_id": rng.permutation(n),
+            "label": rng.choice([0, 0, 0, 1, 2], n),
+            "count": rng.integers(0, 2**40, n),
+            "flag": rng.random(n) < 0.5,
+            "maybe": pd.array(np.where(rng.random(n) < 0.2, None, rng.integers(0, 9, n)), dtype="Int64"),
+            "score": np.where(rng.random(n) < 0.1, np.nan, rng.normal(size=n) * 1e6),
+        },
+        index=rng.permutation(np.arange(1000, 1000 + n)),
+    )
+    features = ["score", "count", "flag", "maybe"]
+    for keys in (["cut", "user_id"], ["user_id"]):
+        positive = frame.groupby(keys)["label"].transform("max") > 0
+        assert not positive.all()
+        ref = frame[positive].sort_values([*keys, "item_id"], kind="stable").reset_index(drop=True)
+        data = RankingData.of(frame, features, keys)
+        np.testing.assert_array_equal(data.x, ref[features].astype(float).to_numpy(dtype=np.float32))
+        assert data.x.dtype == np.float32
+        np.testing.assert_array_equal(data.y, ref["label"].to_numpy())
+        np.testing.assert_array_equal(data.groups, ref.groupby(keys, sort=False).size().to_numpy())
+    pd.testing.assert_frame_equal(
+        ranking_groups(frame),
+        frame[frame.groupby(["cut", "user_id"])["label"].transform("max") > 0]
+        .sort_values(["cut", "user_id", "item_id"], kind="stable")
+        .reset_index(drop=True),
+    )
