@@ -78,10 +78,11 @@ class RankingData:
 
 
 def _matrix(frame: pd.DataFrame, features: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
-    """``frame[features]`` as float32 (through float64, as ``astype(float)``), only ``rows`` when given."""
+    """``frame[features]`` as float32 (through float64, as ``astype(float)``), only ``rows`` when given;
+    column-major, as pandas lays out a frame's values (each column is one contiguous write)."""
     if rows is None:
         return frame[list(features)].astype(float).to_numpy(dtype=np.float32)
-    out = np.empty((len(rows), len(features)), dtype=np.float32)
+    out = np.empty((len(rows), len(features)), dtype=np.float32, order="F")
     for j, name in enumerate(features):
         out[:, j] = frame[name].astype(float).to_numpy()[rows]
     return out

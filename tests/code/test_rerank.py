@@ -234,7 +234,7 @@ def test_ranking_data_equals_the_sorted_frame_it_is_defined_by() -> None:
         ref = frame[positive].sort_values([*keys, "item_id"], kind="stable").reset_index(drop=True)
         data = RankingData.of(frame, features, keys)
         np.testing.assert_array_equal(data.x, ref[features].astype(float).to_numpy(dtype=np.float32))
-        assert data.x.dtype == np.float32
+        assert data.x.dtype == np.float32 and data.x.flags.f_contiguous
         np.testing.assert_array_equal(data.y, ref["label"].to_numpy())
         np.testing.assert_array_equal(data.groups, ref.groupby(keys, sort=False).size().to_numpy())
     pd.testing.assert_frame_equal(
