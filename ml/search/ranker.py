@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.models.evaluate import ndcg_at_k, reciprocal_rank
+from ml.models.evaluate import ndcg_at_k
 from ml.models.rerank import RankingData
 from ml.search.context import FEATURES
 from ml.search.dataset import SearchSet
@@ -101,8 +101,9 @@ def fit_ranker(
 
 def _full_ranking(head: np.ndarray, n_items: int) -> np.ndarray:
     """Catalogue positions: ``head`` first, then every other position in catalogue (item-id) order."""
-    rest = np.setdiff1d(np.arange(n_items), head, assume_unique=False)
-    return np.concatenate([head, rest])
+    rest = np.ones(n_items, dtype=bool)
+    rest[head] = False
+    return np.concatenate([head, np.flatnonzero(rest)])
 
 
 def ranked_lists(data: SearchSet, scores: np.ndarray) -> dict[int, np.ndarray]:
@@ -140,10 +141,13 @@ def evaluate_lists(lists: dict[int, np.ndarray], truth: pd.DataFrame, k: int = 1
     ndcgs, rrs, hits = [], [], []
     for s, g in truth.groupby("search_id", sort=True):
         rel = {int(i): float(v) for i, v in zip(g["item_id"], g["gain"])}
-        ranked = [int(i) for i in lists.get(int(s), np.array([], dtype=int))]
-        ndcgs.append(ndcg_at_k(ranked, rel, k))
-        rrs.append(reciprocal_rank(ranked, rel))
-        hits.append(1.0 if set(rel).intersection(ranked[:k]) else 0.0)
+        ranked = np.asarray(lists.get(int(s), np.array([], dtype=int)))
+        top = [int(i) for i in ranked[:k]]
+        ndcgs.append(ndcg_at_k(top, rel, k))
+        # the first engaged item anywhere in the (whole-catalogue) list, found in one vectorised pass
+        first = np.flatnonzero(np.isin(ranked, list(rel)))
+        rrs.append(1.0 / (first[0] + 1) if len(first) else 0.0)
+        hits.append(1.0 if set(rel).intersection(top) else 0.0)
     return {
         f"ndcg@{k}": float(np.mean(ndcgs)),
         "mrr": float(np.mean(rrs)),

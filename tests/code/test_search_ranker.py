@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from search_support import T0, catalogue, sessions
 
+from ml.models.evaluate import ndcg_at_k, reciprocal_rank
 from ml.search.context import build_context
 from ml.search.dataset import build_search_set, search_rows
-from ml.search.ranker import RANKER, baseline_lists, evaluate_all, evaluate_lists, fit_ranker
+from ml.search.ranker import RANKER, _full_ranking, baseline_lists, evaluate_all, evaluate_lists, fit_ranker
 
 
 def test_full_ranking_metrics_by_hand() -> None:
@@ -25,6 +26,41 @@ def test_full_ranking_metrics_by_hand() -> None:
     assert m["n_searches"] == 2
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_lists(lists, truth.iloc[0:0])
+
+
+def test_metrics_of_whole_catalogue_lists_equal_their_definitions() -> None:
+    """evaluate_lists on whole-catalogue rankings equals NDCG@k, MRR and hit rate computed item by item
+    on the full Python lists: engaged items in the top k, far below it, absent from a list, and a
+    search without a list; _full_ranking equals its set-difference definition."""
+    rng = np.random.default_rng(8)
+    n_items = 300
+    lists, rows = {}, []
+    for s in range(60):
+        head = rng.choice(n_items, size=int(rng.integers(0, 40)), replace=False)
+        full = _full_ranking(head, n_items)
+        np.testing.assert_array_equal(full, np.concatenate([head, np.setdiff1d(np.arange(n_items), head)]))
+        if s % 7:
+            lists[s] = full + 1000  # item ids, not positions
+        for item in rng.choice(n_items + 5, size=int(rng.integers(1, 4)), replace=False):
+            rows.append((s, int(item) + 1000, float(rng.integers(1, 5))))
+    truth = pd.DataFrame(rows, columns=["search_id", "item_id", "gain"]).drop_duplicates(
+        ["search_id", "item_id"]
+    )
+    got = evaluate_lists(lists, truth, k=10)
+    ndcgs, rrs, hits = [], [], []
+    for s, g in truth.groupby("search_id"):
+        rel = dict(zip(g["item_id"].astype(int), g["gain"]))
+        ranked = [int(i) for i in lists.get(s, [])]
+        ndcgs.append(ndcg_at_k(ranked, rel, 10))
+        rrs.append(reciprocal_rank(ranked, rel))
+        hits.append(1.0 if set(rel) & set(ranked[:10]) else 0.0)
+    assert 0 < min(r for r in rrs if r > 0) < 1 / 10  # some first hits lie far below the top 10
+    assert got == {
+        "ndcg@10": np.mean(ndcgs),
+        "mrr": np.mean(rrs),
+        "hitrate@10": np.mean(hits),
+        "n_searches": 60.0,
+    }
 
 
 @pytest.fixture(scope="module")
