@@ -74,10 +74,12 @@ class RankingData:
     ) -> RankingData:
         rows = group_rows(frame, keys, label)
         sizes = frame[list(keys)].take(rows).groupby(list(keys), sort=False).size().to_numpy()
-        return cls(_matrix(frame, features, rows), frame[label].to_numpy()[rows], sizes)
+        return cls(feature_matrix(frame, features, rows), frame[label].to_numpy()[rows], sizes)
 
 
-def _matrix(frame: pd.DataFrame, features: Sequence[str], rows: np.ndarray | None = None) -> np.ndarray:
+def feature_matrix(
+    frame: pd.DataFrame, features: Sequence[str], rows: np.ndarray | None = None
+) -> np.ndarray:
     """``frame[features]`` as float32 (through float64, as ``astype(float)``), only ``rows`` when given;
     column-major, as pandas lays out a frame's values (each column is one contiguous write)."""
     if rows is None:
@@ -98,7 +100,7 @@ class LightGBMScorer:
         self.features = features
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.booster.predict(_matrix(frame, self.features)), dtype=float)
+        return np.asarray(self.booster.predict(feature_matrix(frame, self.features)), dtype=float)
 
 
 class XGBoostScorer:
@@ -113,7 +115,7 @@ class XGBoostScorer:
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
         import xgboost as xgb
 
-        dm = xgb.DMatrix(_matrix(frame, self.features), feature_names=self.features)
+        dm = xgb.DMatrix(feature_matrix(frame, self.features), feature_names=self.features)
         return np.asarray(
             self.booster.predict(dm, iteration_range=(0, self.booster.best_iteration + 1)), dtype=float
         )

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ml.models.evaluate import ndcg_at_k
-from ml.models.rerank import RankingData
+from ml.models.rerank import RankingData, feature_matrix
 from ml.search.context import FEATURES
 from ml.search.dataset import SearchSet
 from ml.search.engagement import GAIN
@@ -43,8 +43,7 @@ class SearchRanker:
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ValueError(f"the frame lacks the ranker's features {missing}")
-        x = frame[self.features].astype(float).to_numpy(dtype=np.float32)
-        return np.asarray(self.booster.predict(x), dtype=float)
+        return np.asarray(self.booster.predict(feature_matrix(frame, self.features)), dtype=float)
 
 
 def fit_ranker(
