@@ -33,6 +33,8 @@ ENV_DEFAULTS: dict[str, str] = {
     "RECSYS_IMPRESSIONS_PASSWORD": "recsys_impressions",
     "RECSYS_HOME": str(PROJECT_ROOT / ".local"),
     "RECSYS_DBT_VENV": str(PROJECT_ROOT / ".venv-dbt"),
+    # 1: every dbt invocation of a process goes through its one warm dbt worker (ml/features/dbt_warm.py)
+    "RECSYS_DBT_WARM": "0",
     "MLFLOW_TRACKING_URI": "",
     "RECSYS_MLFLOW_EXPERIMENT": "recsys",
     "RECSYS_TOPN": "50",
@@ -99,6 +101,8 @@ class Settings:
     mlflow_experiment: str
     topn: int
     refresh_minutes: int
+    #: run every :func:`ml.features.dbt.run_dbt` of the process in its warm dbt worker (``RECSYS_DBT_WARM``)
+    dbt_warm: bool = False
     #: items per published search list (``query_topn``, ``user_query_topn``) and the largest ``/search`` n
     search_k: int = 50
     #: searches (``ml_query_stats.n_searches``) a normalised query needs before it gets a ``query_topn`` list
@@ -188,6 +192,7 @@ def get_settings() -> Settings:
         reader_password=_env("RECSYS_READER_PASSWORD"),
         home=home,
         dbt_venv=Path(_env("RECSYS_DBT_VENV")),
+        dbt_warm=_env("RECSYS_DBT_WARM").strip().lower() in ("1", "true", "yes"),
         mlflow_tracking_uri=tracking,
         mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
         topn=topn,

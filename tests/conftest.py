@@ -15,6 +15,11 @@ os.environ.setdefault("RECSYS_DB_PREFIX", "test_")
 # pytest-xdist (scripts/test.sh runs two workers): each worker gets its own databases
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["RECSYS_DB_PREFIX"] += f"{os.environ['PYTEST_XDIST_WORKER']}_"
+# every dbt invocation of a pytest worker through its one warm dbt worker (ml.features.dbt.run_dbt):
+# the fixtures and tests that build marts (dozens of dbt commands per worker) skip dbt's start-up and
+# re-parse (~2-3 s each; tests/data/test_dbt_marts.py alone 93 -> 60 s); the subprocess
+# path keeps its own tests (warm=False) and the DAGs' Cosmos tasks run dbt processes regardless
+os.environ.setdefault("RECSYS_DBT_WARM", "1")
 # Airflow reads its config when first imported (at collection time): point it at a throwaway home
 # with a SQLite metadata DB, never the project's .local/airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-airflow-test-")

@@ -75,12 +75,17 @@ def _tail(text: str, lines: int = ERROR_TAIL_LINES) -> str:
 
 
 def run_dbt(
-    args: list[str], vars: dict[str, Any] | None = None, settings: Settings | None = None, warm: bool = False
+    args: list[str],
+    vars: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+    warm: bool | None = None,
 ) -> None:
     """Run ``dbt <args>`` in ``dbt_project/`` with ``--vars`` (JSON) when given.
 
     ``warm`` runs it in this process's long-lived dbt worker (:mod:`ml.features.dbt_warm`) instead of
-    a new ``dbt`` process: for the point-in-time builds, which a training run repeats per cut.
+    a new ``dbt`` process: for the point-in-time builds, which a training run repeats per cut. ``None``
+    (the default) follows ``RECSYS_DBT_WARM`` (off unless set: a one-shot process gains nothing; the test
+    suite, dozens of dbt commands per pytest worker, sets it and skips ~2 s of dbt start-up for each).
 
     Unless ``DBT_TARGET_PATH`` is set, dbt writes its artifacts under ``$RECSYS_HOME/dbt/``, one
     folder per set of vars: the project's ``target/manifest.json`` is what Cosmos renders the DAGs
@@ -100,7 +105,7 @@ def run_dbt(
     key = hashlib.sha256(json.dumps(vars or {}, sort_keys=True, default=str).encode()).hexdigest()[:12]
     env.setdefault("DBT_TARGET_PATH", str(s.home / "dbt" / f"target-{key}"))
     env.setdefault("DBT_LOG_PATH", str(s.home / "dbt" / "logs"))
-    if warm:
+    if s.dbt_warm if warm is None else warm:
         from ml.features.dbt_warm import warm_dbt
 
         worker = warm_dbt(exe, Path(env["DBT_LOG_PATH"]) / "dbt_worker.log")

@@ -9,7 +9,9 @@ invocation's own vars. The parse key is the environment dbt reads (``RECSYS_*`` 
 the artifact folders) and the vars except ``cut_ts``: the cut only renders into SQL (a literal in the
 staging view, the labels and the leakage test); the graph (which models are enabled, which refs a
 model takes) depends on whether ``cut_ts`` is set, ``session_cuts`` and ``label_window_users``,
-all in the key. ``ml.features.dbt_warm.WarmDbt`` starts it and talks to it.
+all in the key, and so are the project's files (path, size, modification time: a model edited while
+a long-lived process runs is parsed again, as a new ``dbt`` process would). ``ml.features.dbt_warm.WarmDbt``
+starts it and talks to it.
 
 Protocol: one JSON request per line on stdin, ``{"args": [...], "env": {...}, "cwd": "..."}``
 (``args`` holds ``--vars`` like a dbt command line); one JSON reply per line on the original stdout,
@@ -30,6 +32,8 @@ from collections import OrderedDict
 
 #: environment variables that select the artifact folders only, not what dbt parses
 NOT_PARSED = ("DBT_TARGET_PATH", "DBT_LOG_PATH")
+#: folders of the project that hold dbt's own output, not what it parses
+NOT_SOURCES = ("target", "logs", "dbt_packages")
 #: parses kept (least recently used dropped): a training run needs two (plain and session builds)
 MAX_MANIFESTS = 4
 
@@ -42,7 +46,25 @@ def parse_key(args: list[str], env: dict[str, str], cwd: str) -> str:
     if "cut_ts" in vars_:
         vars_["cut_ts"] = "<set>"
     parsed_env = {k: v for k, v in env.items() if k.startswith(("RECSYS_", "DBT_")) and k not in NOT_PARSED}
-    return json.dumps([cwd, sorted(parsed_env.items()), sorted(vars_.items())], default=str)
+    return json.dumps(
+        [cwd, project_files(cwd), sorted(parsed_env.items()), sorted(vars_.items())], default=str
+    )
+
+
+def project_files(root: str) -> list[tuple[str, int, int]]:
+    """(path, size, mtime in ns) of every file of the dbt project under ``root``: not its output folders
+    nor hidden files (dbt writes its ``.user.yml`` there, the profiles folder being the project's)."""
+    out: list[tuple[str, int, int]] = []
+    for folder, dirs, files in os.walk(root):
+        if folder == root:
+            dirs[:] = [d for d in dirs if d not in NOT_SOURCES]
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):  # dbt's own .user.yml (the profiles folder is the project's)
+                continue
+            st = os.stat(os.path.join(folder, name))
+            out.append((os.path.relpath(os.path.join(folder, name), root), st.st_size, st.st_mtime_ns))
+    return sorted(out)
 
 
 def _vars_args(args: list[str]) -> list[str]:

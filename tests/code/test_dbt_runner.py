@@ -47,6 +47,17 @@ def test_failure_carries_the_tail_of_dbt_output(monkeypatch, tmp_path):
     monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
     monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
     with pytest.raises(DbtError, match=r"(?s)`dbt parse --no-such-flag` failed \(exit 2\):.*no-such-flag"):
+        run_dbt(["parse", "--no-such-flag"], warm=False)
+
+
+@pytest.mark.parametrize("setting", ["0", "1"])
+def test_recsys_dbt_warm_picks_the_process_or_the_warm_worker(monkeypatch, tmp_path, setting):
+    """Unless a caller says, RECSYS_DBT_WARM decides where run_dbt runs dbt (the test suite sets it)."""
+    monkeypatch.setenv("RECSYS_DBT_WARM", setting)
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "target"))
+    monkeypatch.setenv("DBT_LOG_PATH", str(tmp_path / "logs"))
+    where = r"warm dbt worker" if setting == "1" else r"exit 2"
+    with pytest.raises(DbtError, match=rf"(?s)`dbt parse --no-such-flag` failed \({where}\):.*no-such-flag"):
         run_dbt(["parse", "--no-such-flag"])
 
 
@@ -68,3 +79,31 @@ def test_the_warm_worker_reuses_a_parse_across_cuts_only():
     for other in ({"session_cuts": True}, {"label_window_users": True}, {"label_hours": 2}):
         assert key(cut) != key({**cut, **other})
     assert key(cut) != key(cut, RECSYS_DB_PREFIX="b_")
+
+
+def test_the_warm_worker_parses_again_when_a_project_file_changes(tmp_path):
+    """A long-lived process whose dbt project is edited gets a new parse (a model, a macro, the
+    project file); what dbt writes there itself (target/, logs/, its .user.yml) does not count."""
+    import os
+
+    from ml.features.dbt_worker import parse_key
+
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "m.sql"
+    model.write_text("select 1 as a")
+    (tmp_path / "dbt_project.yml").write_text("name: p")
+
+    def key() -> str:
+        return parse_key(["build"], {"RECSYS_DB_PREFIX": "a_"}, str(tmp_path))
+
+    first = key()
+    for output in ("target/manifest.json", "logs/dbt.log", "dbt_packages/x/y.sql", ".user.yml"):
+        (tmp_path / output).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / output).write_text("written by dbt")
+    assert key() == first
+    stat = model.stat()
+    os.utime(model, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))  # saved again, same text
+    assert key() != first
+    second = key()
+    (tmp_path / "models" / "new.sql").write_text("select 2 as b")
+    assert key() != second

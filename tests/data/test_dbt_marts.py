@@ -348,7 +348,9 @@ def test_run_dbt_failure_quotes_dbt_output(sim, settings):
     with pytest.raises(DbtError, match=r"(?s)exit \d.*var cut_ts must look like"):
         # a malformed cut: dbt itself must refuse, with its message quoted (whichever model that
         # reads the reference time it parses first names)
-        run_dbt(["run", "--select", "ml_labels"], vars={"cut_ts": "not-a-date"}, settings=settings)
+        run_dbt(
+            ["run", "--select", "ml_labels"], vars={"cut_ts": "not-a-date"}, settings=settings, warm=False
+        )
 
 
 def test_warm_dbt_reports_a_failure_and_keeps_serving(sim, settings):
