@@ -11,12 +11,16 @@ Peak memory: the largest resident set of this process plus its children (dbt) du
 sampled every 0.2 s (MariaDB's own memory is not in it).
 
 The cost of each stage is fitted as ``seconds = a · events^b`` over the sizes run (log-log least
-squares); with ``--budget-s`` a size whose predicted whole-chain time exceeds the budget is skipped
-and the prediction printed instead (how 10M events is "run with a time budget" on a small box).
-One JSON line per size, then the fit (exponent per stage, ratio of the two largest sizes and the
-predicted 10M/1M ratio), to stdout and bench/out/scale.jsonl.
+squares). ``--budget-s`` is how 10M events is "run with a time budget" on a small box: a size runs
+its stages in order as long as each next stage's predicted seconds (fitted from the smaller sizes of
+this invocation) fit in what is left of the budget, and the training stage also only when its
+predicted peak memory fits in the memory available; the first stage that does not fit is reported
+with its prediction and the reason, and it and every later stage (each needs the one before) are not
+run. The measured stages of a partial size are real measurements; it takes no part in the fit.
+One JSON line per size, then the fit (exponent per stage, ratio of the two largest complete sizes
+and the predicted 10M/1M ratio), to stdout and bench/out/scale.jsonl.
 
-    RECSYS_DB_PREFIX=bench_scale_ nice -n 10 .venv/bin/python bench/scale.py --events 100000 1000000 10000000 --budget-s 3600
+    RECSYS_DB_PREFIX=bench_scale_ nice -n 10 .venv/bin/python bench/scale.py --events 100000 1000000 10000000 --budget-s 1800
 
 Uses (and drops first) only the databases of RECSYS_DB_PREFIX, which must be set and non-empty, and
 a fresh RECSYS_HOME (MLflow store, GX state) per size under a temporary folder.
@@ -75,15 +79,57 @@ class PeakRSS:
         self.peak_mib = max(self.peak_mib, self._sample())
 
 
+class StageBudget(Exception):
+    """A stage of this size does not fit the budget (raised before it starts)."""
+
+
+class Budget:
+    """What is left of ``--budget-s`` for one size, against the stages' costs fitted on smaller sizes."""
+
+    def __init__(self, seconds: float, n_events: int, fit: dict) -> None:
+        self.seconds, self.n_events, self.fit = seconds, n_events, fit
+        self.t0 = time.perf_counter()
+
+    def check(self, stage: str) -> None:
+        """Raise :class:`StageBudget` when ``stage``'s predicted seconds exceed what is left, or (train)
+        its predicted peak memory exceeds the memory available now."""
+        if not self.seconds or not self.fit:
+            return
+        left = self.seconds - (time.perf_counter() - self.t0)
+        a, b = self.fit["stage_ab"][stage]
+        predicted = a * self.n_events**b
+        if predicted > left:
+            raise StageBudget(
+                {"stage": stage, "predicted_s": round(predicted), "left_s": round(left), "why": "time budget"}
+            )
+        if stage in self.fit.get("peak_ab", {}):
+            a, b = self.fit["peak_ab"][stage]
+            need = a * self.n_events**b
+            free = psutil.virtual_memory().available / 2**20
+            if need > free:
+                raise StageBudget(
+                    {
+                        "stage": stage,
+                        "predicted_peak_mib": round(need),
+                        "available_mib": round(free),
+                        "why": "memory",
+                    }
+                )
+
+
 class Clock:
     """Seconds and peak memory per stage of one size."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget | None = None) -> None:
         self.seconds: dict[str, float] = {}
         self.peak_mib: dict[str, float] = {}
+        self.budget = budget
+        self.events: int | None = None  # simulated events, once known
 
     @contextmanager
     def stage(self, name: str):
+        if self.budget is not None:
+            self.budget.check(name)
         t0 = time.perf_counter()
         with PeakRSS() as mem:
             yield
@@ -94,7 +140,26 @@ class Clock:
         )
 
 
-def run_size(n_events: int, settings, args) -> dict:
+def run_size(n_events: int, settings, args, budget: Budget | None = None) -> dict:
+    """One size's chain; a stage that does not fit ``budget`` ends it early (``stopped`` says why)."""
+    clock = Clock(budget)
+    try:
+        row = _chain(n_events, settings, args, clock)
+    except StageBudget as stop:
+        cfg = sim_config(n_events)
+        row = {
+            "events": clock.events or n_events,
+            "users": cfg.users,
+            "items": cfg.items,
+            "stopped": stop.args[0],
+        }
+        print(f"  stopped before {stop.args[0]}", file=sys.stderr, flush=True)
+    row["seconds"], row["peak_mib"] = clock.seconds, clock.peak_mib
+    row["total_s"] = round(sum(clock.seconds.values()), 1)
+    return row
+
+
+def _chain(n_events: int, settings, args, clock: Clock) -> dict:
     from ml.data.sim_load import load_simulation
     from ml.data.simulate import simulate
     from ml.db import drop_databases, init_db
@@ -105,10 +170,10 @@ def run_size(n_events: int, settings, args) -> dict:
     from ml.training.pipeline import train_pipeline
 
     cfg = sim_config(n_events)
-    clock = Clock()
     print(f"{n_events:,} events: {cfg.users:,} users, {cfg.items:,} items", file=sys.stderr, flush=True)
     with clock.stage("simulate"):
         data = simulate(cfg)
+    clock.events = int(len(data.events))
     with clock.stage("load"):
         drop_databases(settings)
         init_db(settings)
@@ -128,9 +193,6 @@ def run_size(n_events: int, settings, args) -> dict:
         "events": int(len(data.events)),
         "users": cfg.users,
         "items": cfg.items,
-        "seconds": clock.seconds,
-        "total_s": round(sum(clock.seconds.values()), 1),
-        "peak_mib": clock.peak_mib,
         "train_stage_seconds": _summed(out["stage_seconds"]),
         "lightgbm_ndcg_at_10": out["metrics"]["lightgbm"]["ndcg@10"],
         "session_lightgbm_ndcg_at_10": (out["session"] or {})
@@ -151,7 +213,9 @@ def _summed(stages: list[tuple[str, float]]) -> dict[str, float]:
 
 
 def fit_curve(rows: list[dict]) -> dict:
-    """``seconds = a · events^b`` per stage and for the total, over the sizes measured."""
+    """``seconds = a · events^b`` per stage and for the total over the complete sizes measured, and
+    the training stage's peak memory the same way (``stage_ab`` / ``peak_ab``: the (a, b) pairs)."""
+    rows = [r for r in rows if "stopped" not in r]
     if len(rows) < 2:
         return {}
     x = [math.log(r["events"]) for r in rows]
@@ -162,14 +226,15 @@ def fit_curve(rows: list[dict]) -> dict:
         b = sum((a - mx) * (c - my) for a, c in zip(x, ly)) / sum((a - mx) ** 2 for a in x)
         return b, math.exp(my - b * mx)
 
-    out: dict = {"exponent": {}}
+    out: dict = {"exponent": {}, "stage_ab": {}}
     for stage in (*STAGES, "total"):
         ys = [r["total_s"] if stage == "total" else r["seconds"][stage] for r in rows]
         b, a = exponent(ys)
         out["exponent"][stage] = round(b, 2)
-        if stage == "total":
-            out["total_a"], out["total_b"] = a, b
-    out["predicted_10m_over_1m"] = round(10 ** out["total_b"], 2)
+        out["stage_ab"][stage] = (a, b)
+    b, a = exponent([r["peak_mib"]["train"] for r in rows])
+    out["peak_ab"] = {"train": (a, b)}
+    out["predicted_10m_over_1m"] = round(10 ** out["stage_ab"]["total"][1], 2)
     big, prev = rows[-1], rows[-2]
     out["measured_ratio"] = {
         "sizes": [prev["events"], big["events"]],
@@ -178,11 +243,29 @@ def fit_curve(rows: list[dict]) -> dict:
     return out
 
 
+def partial_ratios(rows: list[dict]) -> list[dict]:
+    """Per stage it ran, each partial size's seconds over the largest complete smaller size's."""
+    out = []
+    for row in rows:
+        if "stopped" not in row:
+            continue
+        base = [r for r in rows if "stopped" not in r and r["events"] < row["events"]]
+        if not base or not row["seconds"]:
+            continue
+        ref = max(base, key=lambda r: r["events"])
+        ratio = {k: round(v / max(ref["seconds"][k], 0.05), 2) for k, v in row["seconds"].items()}
+        out.append({"sizes": [ref["events"], row["events"]], "stage_ratio": ratio, "stopped": row["stopped"]})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument(
-        "--budget-s", type=float, default=0.0, help="skip a size predicted to exceed this (0: none)"
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="seconds per size: stop a size before a stage predicted not to fit (0: no budget)",
     )
     parser.add_argument("--tf", action="store_true", help="train the TF ranker too (slow on CPU)")
     parser.add_argument("--xgboost", action="store_true", help="also fit the XGBoost reranker")
@@ -197,27 +280,18 @@ def main() -> None:
     rows: list[dict] = []
     with open(out_dir / "scale.jsonl", "a", encoding="utf-8") as sink:
         for n in sorted(args.events):
-            fit = fit_curve(rows)
-            if args.budget_s and fit:
-                predicted = fit["total_a"] * n ** fit["total_b"]
-                if predicted > args.budget_s:
-                    line = {
-                        "events": n,
-                        "skipped": f"predicted {predicted:.0f} s > budget {args.budget_s:.0f} s",
-                    }
-                    print(json.dumps(line), flush=True)
-                    sink.write(json.dumps(line) + "\n")
-                    continue
+            budget = Budget(args.budget_s, n, fit_curve(rows)) if args.budget_s else None
             # a fresh RECSYS_HOME per size: the GX marts gate compares row counts with the previous
             # successful run (a shop 10x larger is an anomaly there) and MLflow starts without a champion
             os.environ["RECSYS_HOME"] = tempfile.mkdtemp(prefix="bench_scale_")
-            row = run_size(n, get_settings(), args)
+            row = run_size(n, get_settings(), args, budget)
             rows.append(row)
             print(json.dumps(row), flush=True)
             sink.write(json.dumps(row) + "\n")
         fit = fit_curve(rows)
         if fit:
-            fit = {k: v for k, v in fit.items() if k not in ("total_a", "total_b")}
+            fit = {k: v for k, v in fit.items() if k not in ("stage_ab", "peak_ab")}
+            fit["partial"] = partial_ratios(rows)
             print(json.dumps({"fit": fit}), flush=True)
             sink.write(json.dumps({"fit": fit}) + "\n")
 
