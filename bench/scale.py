@@ -243,6 +243,16 @@ def fit_curve(rows: list[dict]) -> dict:
     return out
 
 
+def earlier_rows(path: Path) -> list[dict]:
+    """The complete sizes of an earlier run's JSON lines (the last one per size), smallest first."""
+    by_size: dict[int, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        if "seconds" in row and "stopped" not in row and "train" in row["seconds"]:
+            by_size[row["events"]] = row
+    return [by_size[n] for n in sorted(by_size)]
+
+
 def partial_ratios(rows: list[dict]) -> list[dict]:
     """Per stage it ran, each partial size's seconds over the largest complete smaller size's."""
     out = []
@@ -267,6 +277,11 @@ def main() -> None:
         default=0.0,
         help="seconds per size: stop a size before a stage predicted not to fit (0: no budget)",
     )
+    parser.add_argument(
+        "--fit-from",
+        type=Path,
+        help="also fit on the complete sizes of an earlier scale.jsonl (same box and code: a 10M run alone)",
+    )
     parser.add_argument("--tf", action="store_true", help="train the TF ranker too (slow on CPU)")
     parser.add_argument("--xgboost", action="store_true", help="also fit the XGBoost reranker")
     args = parser.parse_args()
@@ -277,7 +292,7 @@ def main() -> None:
 
     out_dir = Path(__file__).resolve().parent / "out"
     out_dir.mkdir(exist_ok=True)
-    rows: list[dict] = []
+    rows: list[dict] = earlier_rows(args.fit_from) if args.fit_from else []
     with open(out_dir / "scale.jsonl", "a", encoding="utf-8") as sink:
         for n in sorted(args.events):
             budget = Budget(args.budget_s, n, fit_curve(rows)) if args.budget_s else None
@@ -288,6 +303,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             sink.write(json.dumps(row) + "\n")
+            sink.flush()  # a run stopped by hand keeps the sizes it finished
         fit = fit_curve(rows)
         if fit:
             fit = {k: v for k, v in fit.items() if k not in ("stage_ab", "peak_ab")}

@@ -81,3 +81,16 @@ def test_a_stopped_size_keeps_its_measured_stages_and_says_where_it_stopped(monk
     ratios = scale.partial_ratios([*ROWS, row])
     assert ratios[0]["sizes"] == [1_000_000, 9_400_000] and list(ratios[0]["stage_ratio"]) == ["simulate"]
     assert scale.fit_curve([*ROWS, row])["measured_ratio"]["sizes"] == [100_000, 1_000_000]
+
+
+def test_an_earlier_run_lends_its_complete_sizes_to_the_fit(tmp_path):
+    import json
+
+    old, new = _row(1_000_000, 12.0, 1_000.0), _row(1_000_000, 10.0, 1_000.0)
+    stopped = {"events": 10_000_000, "seconds": {"simulate": 1.0}, "stopped": {"stage": "load"}}
+    lines = [new | {"seconds": dict(old["seconds"])}, ROWS[0], stopped, {"fit": {"exponent": {}}}, new]
+    path = tmp_path / "scale.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    rows = scale.earlier_rows(path)
+    assert [r["events"] for r in rows] == [100_000, 1_000_000]
+    assert rows[1]["seconds"] == new["seconds"]  # the last line of a size
