@@ -18,7 +18,8 @@ if [ "${1:-}" = "--fix" ]; then
   "$dbt_venv/bin/sqlfluff" fix "${sql_paths[@]}" || true
 fi
 echo "sqlfluff lint ${sql_paths[*]}"
-"$dbt_venv/bin/sqlfluff" lint "${sql_paths[@]}"
+# one process per core (18 -> 10 s on 2 cores); their shared semaphore makes multiprocessing warn at exit
+PYTHONWARNINGS="ignore:resource_tracker:UserWarning" "$dbt_venv/bin/sqlfluff" lint --processes 0 "${sql_paths[@]}"
 
 if [ -x "$root/.venv/bin/ruff" ]; then
   echo "ruff check / format --check: ml dags tests bench"

@@ -20,6 +20,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # re-parse (~2-3 s each; tests/data/test_dbt_marts.py alone 93 -> 60 s); the subprocess
 # path keeps its own tests (warm=False) and the DAGs' Cosmos tasks run dbt processes regardless
 os.environ.setdefault("RECSYS_DBT_WARM", "1")
+# no dbt.log file (dbt's debug-level log of every statement, in a throwaway RECSYS_HOME here): its
+# formatting was ~15 % of a point-in-time build of the small shops; failures still quote dbt's output
+os.environ.setdefault("DBT_LOG_LEVEL_FILE", "none")
 # Airflow reads its config when first imported (at collection time): point it at a throwaway home
 # with a SQLite metadata DB, never the project's .local/airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-airflow-test-")
