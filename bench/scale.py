@@ -13,7 +13,7 @@ sampled every 0.2 s (MariaDB's own memory is not in it).
 The cost of each stage is fitted as ``seconds = a · events^b`` over the sizes run (log-log least
 squares). ``--budget-s`` is how 10M events is "run with a time budget" on a small box: a size runs
 its stages in order as long as each next stage's predicted seconds (fitted from the smaller sizes of
-this invocation) fit in what is left of the budget, and the training stage also only when its
+this invocation, and of an earlier run's file with ``--fit-from``) fit in what is left of the budget, and the training stage also only when its
 predicted peak memory fits in the memory available; the first stage that does not fit is reported
 with its prediction and the reason, and it and every later stage (each needs the one before) are not
 run. The measured stages of a partial size are real measurements; it takes no part in the fit.

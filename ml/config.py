@@ -72,6 +72,11 @@ def _env(name: str) -> str:
     return os.environ.get(name, ENV_DEFAULTS[name])
 
 
+def _flag(name: str) -> bool:
+    """An on/off setting: 1, true or yes (any case, spaces ignored) is on."""
+    return _env(name).strip().lower() in ("1", "true", "yes")
+
+
 def _name(value: str, variable: str) -> str:
     """``value`` if it is a safe database/user name, else :class:`SettingsError` naming ``variable``."""
     if not NAME_RE.match(value):
@@ -192,7 +197,7 @@ def get_settings() -> Settings:
         reader_password=_env("RECSYS_READER_PASSWORD"),
         home=home,
         dbt_venv=Path(_env("RECSYS_DBT_VENV")),
-        dbt_warm=_env("RECSYS_DBT_WARM").strip().lower() in ("1", "true", "yes"),
+        dbt_warm=_flag("RECSYS_DBT_WARM"),
         mlflow_tracking_uri=tracking,
         mlflow_experiment=_env("RECSYS_MLFLOW_EXPERIMENT"),
         topn=topn,
@@ -200,11 +205,11 @@ def get_settings() -> Settings:
         search_k=search_k,
         search_min_query_count=search_min,
         api_keys=tuple(k.strip() for k in _env("RECSYS_API_KEYS").split(",") if k.strip()),
-        api_docs=_env("RECSYS_API_DOCS").strip().lower() in ("1", "true", "yes"),
-        impressions=_env("RECSYS_IMPRESSIONS").strip().lower() in ("1", "true", "yes"),
+        api_docs=_flag("RECSYS_API_DOCS"),
+        impressions=_flag("RECSYS_IMPRESSIONS"),
         impressions_user=_name(_env("RECSYS_IMPRESSIONS_USER"), "RECSYS_IMPRESSIONS_USER"),
         impressions_password=_env("RECSYS_IMPRESSIONS_PASSWORD"),
-        fatigue=_env("RECSYS_FATIGUE").strip().lower() in ("1", "true", "yes"),
+        fatigue=_flag("RECSYS_FATIGUE"),
         ab_share=ab_share,
         ab_salt=ab_salt,
     )
