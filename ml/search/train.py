@@ -25,11 +25,13 @@ import pandas as pd
 from ml.config import Settings
 from ml.features.datasets import CutData
 from ml.features.protocol import Split
-from ml.search.context import FEATURES, build_context
-from ml.search.dataset import SearchSet, build_search_set
+from ml.search.context import FEATURES
+from ml.search.cut_rows import search_sets
+from ml.search.dataset import SearchSet
 from ml.search.engagement import attribute, searches_of
 from ml.search.ranker import BASELINES, PRIMARY_METRIC, RANKER, SearchRanker, evaluate_all, fit_ranker
 from ml.search.serve import load_registered_ranker, search_model_name
+from ml.training.beside import Beside
 from ml.training.config import Step, TrainConfig, noop
 
 SPEC_FILE = "search_spec.json"
@@ -74,54 +76,6 @@ def skip_reason(cuts: dict[str, CutData], train_names: list[str]) -> str | None:
     return None
 
 
-def search_sets(
-    cuts: dict[str, CutData], names: list[str], k: int, step: Step = noop
-) -> dict[str, SearchSet]:
-    """One search set per named cut; the BM25 and semantic indexes are built once (same catalogue)."""
-    from ml.search.lexical import LexicalIndex
-    from ml.search.semantic import SemanticIndex
-
-    items = cuts[names[0]].items.sort_values("item_id", kind="stable").reset_index(drop=True)
-    step("search: BM25 and semantic indexes of the catalogue")
-    lexical, semantic = LexicalIndex.build(items), SemanticIndex.build(items)
-    out = {}
-    for name in names:
-        cut = cuts[name]
-        if cut.cut_ts is None or cut.window is None:
-            raise ValueError(f"cut {name} has no label window: search rows need a point-in-time cut")
-        query_items = point_in_time_query_items(cut)
-        source = "ml_query_item of its build" if query_items is not None else "its history (no ml_query_item)"
-        step(f"search rows: {name} cut {cut.cut_ts}, query behaviour from {source}")
-        ctx = build_context(
-            items,
-            cut.history,
-            cut.cut_ts,
-            query_items=query_items,
-            k=k,
-            lexical=lexical,
-            semantic=semantic,
-        )
-        out[name] = build_search_set(ctx, cut.history, cut.window)
-    return out
-
-
-def point_in_time_query_items(cut: CutData) -> pd.DataFrame | None:
-    """The cut's ``ml_query_item`` when its point-in-time build made one, else None (the rows then
-    compute the same behaviour from the cut's history). A table that holds an engagement at or after
-    the cut is refused: it was not built for this cut, and reading it would leak the label window."""
-    found = cut.extra.get("ml_query_item")
-    if found is None:
-        return None
-    if cut.cut_ts is not None and "last_ts" in found and len(found):
-        newest = pd.to_datetime(found["last_ts"]).max()
-        if newest >= cut.cut_ts:
-            raise ValueError(
-                f"ml_query_item of the cut {cut.cut_ts} holds engagements up to {newest}: it was not built "
-                "point in time for this cut"
-            )
-    return found
-
-
 def gate(
     ranker: dict[str, float],
     baselines: dict[str, dict[str, float]],
@@ -149,8 +103,10 @@ def train_search(
     split: Split,
     cfg: TrainConfig,
     step: Step = noop,
+    beside: Beside | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate, log, register and gate the search ranker on the run's cuts.
+    """Fit, evaluate, log, register and gate the search ranker on the run's cuts (with the search
+    rows already computed beside the cut builds, when ``beside`` holds them).
 
     Returns ``{skipped, reason, run_id?, metrics?, val_metrics?, version?, promoted?}``.
     """
@@ -161,7 +117,7 @@ def train_search(
     if why is not None:
         step(f"search ranker skipped: {why}")
         return {"skipped": True, "reason": why}
-    sets = search_sets(cuts, [*train_names, "val", "test"], cfg.search_k, step)
+    sets = search_sets(cuts, [*train_names, "val", "test"], cfg.search_k, step, beside)
     train = pd.concat([sets[k].frame.assign(cut=k) for k in train_names], ignore_index=True)
     step("search: fit LightGBM lambdarank (groups = searches)")
     ranker = fit_ranker(

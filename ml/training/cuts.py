@@ -4,6 +4,7 @@ user sampling, which cuts each model learns from, and the candidate frames (with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from ml.features.candidates import build_features
 from ml.features.datasets import CutData, EventSpan, load_cut, load_items, load_session_cut
 from ml.features.protocol import Split, session_cuts
 from ml.models.tf.stage import TFSettings, TFStage, fit_ranker_stage, fit_two_tower_stage
+from ml.training.beside import Beside
 from ml.training.config import Step, TrainConfig, noop
 
 
@@ -23,11 +25,14 @@ def load_cuts(
     cfg: TrainConfig,
     step: Step = noop,
     cache: dict[tuple, CutData] | None = None,
+    ready: Callable[[str, CutData], None] | None = None,
 ) -> dict[str, CutData]:
     """Build and read the point-in-time tables of every cut (train_0.., val, test).
 
     ``cache`` (a dict the caller keeps) reuses cuts already read in this process, keyed by
     (raw database, cut, label hours): one dbt build per cut even across several training runs.
+    ``ready(name, cut)`` is called as soon as each cut (and rest-of-session variant) is read, before
+    the next build starts (:func:`beside_builds`).
     """
     items = load_items(settings)
     cuts: dict[str, CutData] = {}
@@ -52,6 +57,8 @@ def load_cuts(
             )
             if cache is not None:
                 cache[key] = cuts[name]
+        if ready is not None:
+            ready(name, cuts[name])
         if name not in wanted:
             continue
         # a within-session task (a log of hours) cuts every user's session, new users included: the
@@ -60,12 +67,22 @@ def load_cuts(
         skey = (*key, "session", cfg.seed, within)
         if cache is not None and skey in cache:
             cuts[f"session_{name}"] = cache[skey]
-            continue
-        step(f"dbt rest-of-session build: {name} cut {ts}")
-        cuts[f"session_{name}"] = session_variant(settings, cuts[name], within, cfg.seed)
-        if cache is not None:
-            cache[skey] = cuts[f"session_{name}"]
+        else:
+            step(f"dbt rest-of-session build: {name} cut {ts}")
+            cuts[f"session_{name}"] = session_variant(settings, cuts[name], within, cfg.seed)
+            if cache is not None:
+                cache[skey] = cuts[f"session_{name}"]
+        if ready is not None:
+            ready(f"session_{name}", cuts[f"session_{name}"])
     return cuts
+
+
+def sampled(name: str, cut: CutData, cfg: TrainConfig) -> CutData:
+    """The cut the recommender learns from: :func:`sample_users` to ``cfg.max_users`` (when set), except
+    the test cuts, which are always evaluated whole."""
+    if cfg.max_users <= 0 or name in ("test", "session_test"):
+        return cut
+    return sample_users(cut, cfg.max_users, cfg.seed)
 
 
 def session_variant(settings: Settings, day: CutData, within: bool, seed: int) -> CutData:
@@ -132,13 +149,20 @@ def reranker_train_cuts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> li
 
 
 def features_with_tf(
-    cuts: dict[str, CutData], cfg: TrainConfig, step: Step
+    cuts: dict[str, CutData], cfg: TrainConfig, step: Step, beside: Beside | None = None
 ) -> tuple[TFStage, dict[str, pd.DataFrame]]:
-    """Candidate features of every cut; with ``use_tf`` the two-tower source and the DIN score join them."""
+    """Candidate features of every cut; with ``use_tf`` the two-tower source and the DIN score join them.
+    Frames already computed beside the cut builds (``beside``, key ``("features", name)``) are taken."""
     stage = TFStage()
     if not cfg.use_tf:
-        step("candidates and features")
-        return stage, {name: build_features(cut) for name, cut in cuts.items()}
+        done = beside is not None and all(beside.has(("features", name)) for name in cuts)
+        step("candidates and features" + (" (computed beside the cut builds)" if done else ""))
+        return stage, {
+            name: beside.take(("features", name))
+            if beside is not None and beside.has(("features", name))
+            else build_features(cut)
+            for name, cut in cuts.items()
+        }
     tfs = TFSettings(**{"token_min_users": cfg.token_min_users, **cfg.tf})
     stage.retrieve_k = tfs.retrieve_k
     step("fit TF two-tower retrieval")

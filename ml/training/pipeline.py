@@ -21,8 +21,9 @@ from ml.features.protocol import TaskChoice, choose_task, make_split
 from ml.models.rerank import FitResult, fit_lightgbm, fit_xgboost, ranking_groups
 from ml.models.tf.stage import log_tf_stage
 from ml.search.train import train_search
+from ml.training.beside import Beside
 from ml.training.config import Step, TrainConfig, noop
-from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts, sample_users
+from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts, sampled
 from ml.training.holdout import (
     Holdout,
     basket_cut,
@@ -32,6 +33,7 @@ from ml.training.holdout import (
     make_holdout,
     measure_mmr,
 )
+from ml.training.overlap import beside_builds
 from ml.training.promotion import register_and_gate
 from ml.training.rules_choice import choose_rules, describe, rule_ablation
 from ml.training.run_log import log_mmr, log_run, row_counts
@@ -112,15 +114,15 @@ def train_pipeline(
         session_train=asked.session_train and sessions,
     )
     split = make_split(max_event_ts(s), choice.label_hours, cfg.n_train_cuts)
-    cuts = load_cuts(s, split, cfg, step, cache)
-    # the search stage reads every cut's label window before the recommender samples and frees them
-    searched = train_search(s, cuts, split, cfg, step)
-    if cfg.max_users > 0:
-        cuts = {
-            k: (c if k in ("test", "session_test") else sample_users(c, cfg.max_users, cfg.seed))
-            for k, c in cuts.items()
-        }
-    stage, frames = features_with_tf(cuts, cfg, step)
+    # each cut's search rows and candidate features are computed on a second thread while the next
+    # cut builds (the builds leave a core idle): the same frames, taken below (ml.training.overlap)
+    with Beside() as beside:
+        cuts = load_cuts(s, split, cfg, step, cache, ready=beside_builds(beside, cfg))
+        # the search stage reads every cut's label window before the recommender samples and frees them
+        searched = train_search(s, cuts, split, cfg, step, beside)
+        cuts = {k: sampled(k, c, cfg) for k, c in cuts.items()}
+        stage, frames = features_with_tf(cuts, cfg, step, beside)
+        beside_seconds = beside.seconds
     counts = row_counts(cuts, frames)
     train_cuts = reranker_train_cuts(frames, cfg)
     # only the validation and test cuts are read after fitting: the training cuts and frames (most of
@@ -231,4 +233,7 @@ def train_pipeline(
         out["stage_seconds"] = timer.table()
         mlflow.log_dict({"stages": out["stage_seconds"], "total": timer.total()}, "stage_seconds.json")
         mlflow.log_metric("train_seconds", timer.total())
+        # the work done beside the cut builds is not in the stage table (it overlapped the builds)
+        out["beside_builds_seconds"] = round(beside_seconds, 3)
+        mlflow.log_metric("beside_builds_seconds", out["beside_builds_seconds"])
     return out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ml.features.datasets import CutData
+
 T0 = pd.Timestamp("2026-10-01 00:00:00")
 
 
@@ -63,3 +65,23 @@ def sessions(start: pd.Timestamp, hours: float, n: int, seed: int, first_user: i
     out = pd.DataFrame(rows)
     out["item_id"] = out["item_id"].astype("Int64")
     return out.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def search_cut(
+    items: pd.DataFrame, history: pd.DataFrame, cut: pd.Timestamp, window: pd.DataFrame
+) -> CutData:
+    """A point-in-time cut with only what the search stage reads (catalogue, history, window)."""
+    empty = pd.DataFrame()
+    return CutData(
+        cut_ts=cut,
+        items=items,
+        users=empty,
+        item_features=empty,
+        intent=empty,
+        covis=empty,
+        candidates=empty,
+        history=history,
+        purchased=pd.DataFrame(columns=["user_id", "item_id"]),
+        window=window,
+        label_hours=24,
+    )

@@ -7,28 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from search_support import T0, catalogue, sessions
+from search_support import T0, catalogue, search_cut, sessions
 
-from ml.features.datasets import CutData
 from ml.features.protocol import Split
 from ml.training.config import TrainConfig
-
-
-def _cut(items: pd.DataFrame, history: pd.DataFrame, cut: pd.Timestamp, window: pd.DataFrame) -> CutData:
-    empty = pd.DataFrame()
-    return CutData(
-        cut_ts=cut,
-        items=items,
-        users=empty,
-        item_features=empty,
-        intent=empty,
-        covis=empty,
-        candidates=empty,
-        history=history,
-        purchased=pd.DataFrame(columns=["user_id", "item_id"]),
-        window=window,
-        label_hours=24,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +20,7 @@ def shop():
     at = T0 + pd.Timedelta(hours=48)
     for i, (name, n) in enumerate((("train_0", 240), ("val", 120), ("test", 120))):
         window = sessions(at, 24, n, seed=10 + i)
-        cuts[name] = _cut(items, history, at, window)
+        cuts[name] = search_cut(items, history, at, window)
         history = pd.concat([history, window], ignore_index=True)
         at = at + pd.Timedelta(hours=24)
     split = Split((cuts["train_0"].cut_ts,), cuts["val"].cut_ts, cuts["test"].cut_ts, 24)
@@ -109,7 +91,7 @@ def test_log_without_searches_skips_with_a_reason(shop, settings_search) -> None
 
     cuts, split = shop
     quiet = {
-        k: _cut(c.items, c.history, c.cut_ts, c.window[c.window["behavior_type"] != "search"])
+        k: search_cut(c.items, c.history, c.cut_ts, c.window[c.window["behavior_type"] != "search"])
         for k, c in cuts.items()
     }
     out = train_search(settings_search, quiet, split, TrainConfig())
@@ -120,7 +102,7 @@ def test_log_without_searches_skips_with_a_reason(shop, settings_search) -> None
 def test_a_cut_reads_its_own_query_item_mart_and_refuses_a_late_one(shop) -> None:
     from dataclasses import replace
 
-    from ml.search.train import point_in_time_query_items
+    from ml.search.cut_rows import point_in_time_query_items
 
     cuts, _ = shop
     cut = cuts["val"]

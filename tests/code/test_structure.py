@@ -27,6 +27,7 @@ LAYERS: dict[str, int] = {
     "ml.search": 2,  # query understanding, relevance sources, search rows and ranker
     "ml.search.serve": 3,  # the registered search champion as a list provider (publish reads it)
     "ml.search.train": 4,  # the search stage of a training run
+    "ml.search.cut_rows": 4,  # its rows per point-in-time cut (taken from the work beside the builds)
     "ml.registry": 3,
     "ml.training": 4,
     "ml.publish": 4,

@@ -120,6 +120,12 @@ def test_run_logs_every_model_and_baseline(trained) -> None:
     assert stages[0].startswith("task ") and "fit LightGBM lambdarank" in stages
     assert abs(run.data.metrics["train_seconds"] - sum(sec for _, sec in out["stage_seconds"])) < 0.01
     assert "stage_seconds.json" in {a.path for a in mlflow.MlflowClient().list_artifacts(out["run_id"])}
+    # each cut's features and search rows were computed beside the builds, and that time is logged
+    assert "candidates and features (computed beside the cut builds)" in stages
+    assert any(
+        st.startswith("search rows: val") and st.endswith("(computed beside the cut builds)") for st in stages
+    )
+    assert run.data.metrics["beside_builds_seconds"] == out["beside_builds_seconds"] > 0
     # the rest-of-session task: same models and baselines, on users cut inside their session
     for model in ("popular", "repeat", "covisit", "lightgbm"):
         assert f"session.{model}.ndcg_at_10" in run.data.metrics
