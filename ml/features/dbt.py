@@ -31,6 +31,10 @@ SESSION_TABLES = ("fct_session_intent", "ml_candidates", "ml_labels")
 #: cut reads), with the tests of what it builds or reads (``--indirect-selection buildable``: the
 #: leakage test included)
 SESSION_SELECTION = [f"stg_recsys_pit__session_cuts+,+{table}" for table in SESSION_TABLES]
+#: the session models that read ``int_realtime_user_events`` (a build of one of them rebuilt it)
+REALTIME_READERS = SESSION_TABLES[:2]
+#: ``pit_build.realtime_rows`` when ``int_realtime_user_events`` holds the plain build's rows of the cut
+PLAIN = "plain"
 #: how a build with a narrowed selection picks tests: those whose parents it builds or reads (a test
 #: of a model outside the selection, e.g. ml_training_set, would read a missing or stale table)
 BUILDABLE_TESTS = ["--indirect-selection", "buildable"]
@@ -185,7 +189,9 @@ def build_point_in_time(
         settings=s,
         warm=True,
     )
-    _set_pit_build(s, cut, _label_hours(label_hours))
+    # the realtime models hold the plain build's rows when this selection built them
+    reads = models is None or any(m in models for m in REALTIME_READERS)
+    _set_pit_build(s, cut, _label_hours(label_hours), PLAIN if reads else None)
     return pit_database(s)
 
 
@@ -200,19 +206,28 @@ def build_session_cut(
     (:data:`SESSION_SELECTION`) are rebuilt (``--full-refresh``), for the listed users alone: the
     realtime marts of a session build hold nobody else (no one else has a label in it, so no model
     learns from or is evaluated on anyone else; the plain build's realtime rows are replaced). When the
-    pit database holds another cut (or an unknown state), everything is rebuilt."""
+    pit database holds another cut (or an unknown state), everything is rebuilt.
+
+    Right after the plain build, ``int_realtime_user_events`` still holds that build's rows (dbt var
+    ``realtime_from_plain``): every event of a listed user the session build needs is among them (a
+    user with a session cut acts in the label window, and revealing more of the session only moves
+    the 30-day bound later), so it reads those instead of the cut's whole event table. After another
+    session build of the cut (its rows hold that build's revealed events) it reads the event table."""
     s = settings or get_settings()
     cut = format_cut(cut_ts)
     have = _pit_build(s)
-    same_cut = have == (cut, _label_hours(label_hours))
+    same_cut = have is not None and have[:2] == (cut, _label_hours(label_hours))
     if same_cut:
         args = ["build", "--select", *SESSION_SELECTION, *BUILDABLE_TESTS, "--full-refresh"]
     else:
         args = ["build", "--select", *PIT_SELECTION, "+stg_recsys_pit__session_cuts+", "--full-refresh"]
+    vars_ = {**pit_vars(cut, label_hours, True), "session_cuts": True}
+    if same_cut and have[2] == PLAIN:
+        vars_["realtime_from_plain"] = True
     # the batch marts stay the cut's (a failed build too): all that a later session build of the
-    # same cut reuses; its session models are always rebuilt
+    # same cut reuses; its session models are always rebuilt, and the realtime rows are no longer plain
     _set_pit_build(s, cut, _label_hours(label_hours))
-    run_dbt(args, vars={**pit_vars(cut, label_hours, True), "session_cuts": True}, settings=s, warm=True)
+    run_dbt(args, vars=vars_, settings=s, warm=True)
     return pit_database(s)
 
 
@@ -227,8 +242,9 @@ def _drop_pit_table(s: Settings, table: str) -> None:
         conn.close()
 
 
-def _pit_build(s: Settings) -> tuple[str, float] | None:
-    """(cut, label hours) of the models now in the pit database, None when unknown."""
+def _pit_build(s: Settings) -> tuple[str, float, str | None] | None:
+    """(cut, label hours, realtime rows) of the models now in the pit database, None when unknown;
+    realtime rows :data:`PLAIN` when ``int_realtime_user_events`` holds the plain build's rows."""
     from ml.db import connect
 
     conn = connect(settings=s)
@@ -241,15 +257,16 @@ def _pit_build(s: Settings) -> tuple[str, float] | None:
             if cur.fetchone()[0] == 0:
                 return None
             cur.execute(
-                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours FROM `{pit_database(s)}`.pit_build"
+                f"SELECT DATE_FORMAT(cut_ts, '%Y-%m-%d %H:%i:%s'), label_hours, realtime_rows "
+                f"FROM `{pit_database(s)}`.pit_build"
             )
             row = cur.fetchone()
     finally:
         conn.close()
-    return (row[0], float(row[1])) if row else None
+    return (row[0], float(row[1]), row[2]) if row else None
 
 
-def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0) -> None:
+def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, realtime: str | None = None) -> None:
     """Record what the pit database holds (:func:`_pit_build`); ``cut`` None: unknown."""
     from ml.db import connect
 
@@ -264,11 +281,14 @@ def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0) -> None
             cur.execute(
                 f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
             )  # was INT before minutes
+            cur.execute(
+                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS realtime_rows VARCHAR(16) NULL"
+            )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
             if cut is not None:
                 cur.execute(
-                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours) VALUES (%s, %s)",
-                    (cut, label_hours),
+                    f"INSERT INTO `{db}`.pit_build (cut_ts, label_hours, realtime_rows) VALUES (%s, %s, %s)",
+                    (cut, label_hours, realtime),
                 )
         conn.commit()
     finally:

@@ -50,7 +50,7 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     import pytest
 
     from ml.features.datasets import EventSpan, load_cut, load_session_cut
-    from ml.features.dbt import _set_pit_build, build_point_in_time
+    from ml.features.dbt import PLAIN, _pit_build, _set_pit_build, build_point_in_time
     from ml.features.protocol import session_cuts
 
     cut = (pd.Timestamp(sim_small_db.events["ts"].min()) + pd.Timedelta(days=4)).floor("h")
@@ -59,8 +59,15 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     assert "ml_training_set" not in _pit_tables(settings)
     cuts = session_cuts(day.window, day.users["user_id"].astype("int64").unique(), seed=3)
     assert 0 < cuts["user_id"].nunique() < len(day.users)  # some users have a session cut, others not
+    assert _pit_build(settings)[2] == PLAIN  # the realtime rows are the plain build's
     sess = load_session_cut(settings, day, cuts)  # on top of the plain build: the listed users only
+    assert _pit_build(settings)[2] is None  # now a session build's (its revealed events among them)
     again = load_session_cut(settings, day, cuts)  # on top of a session build of the same cut
+    other_cuts = session_cuts(day.window, day.users["user_id"].astype("int64").unique(), seed=4)
+    assert not other_cuts.equals(cuts)
+    other = load_session_cut(settings, day, other_cuts)  # other cuts, on top of a session build
+    load_cut(settings, cut, 24)
+    other_on_plain = load_session_cut(settings, day, other_cuts)  # the same, on top of the plain build
 
     build_point_in_time(cut, 24, settings)  # the full path: every pit model, --full-refresh
     ref_day = load_cut(settings, cut, 24, build=False)
@@ -71,6 +78,8 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
         load_cut(settings, cut, 24, build=False, events=replace(span, start=cut - pd.Timedelta(days=29)))
     _set_pit_build(settings, None)  # unknown state: the session build redoes everything
     ref_sess = load_session_cut(settings, ref_day, cuts)
+    _set_pit_build(settings, None)
+    ref_other = load_session_cut(settings, ref_day, other_cuts)
 
     # the training cut's realtime frames hold the label window's users, each with the full build's rows
     window_users = set(day.window["user_id"].astype("int64"))
@@ -81,6 +90,8 @@ def test_training_cut_and_session_cut_equal_the_full_rebuilds(sim_small_db, sett
     _assert_same_cut(day, _window_users_only(ref_day, window_users))
     _assert_same_cut(sess, ref_sess)
     _assert_same_cut(again, ref_sess)
+    _assert_same_cut(other, ref_other)
+    _assert_same_cut(other_on_plain, ref_other)
     assert len(sess.labels) > 0 and not sess.intent.equals(day.intent)
     # a session cut's realtime frames hold the users with a session cut (nobody else has a label there)
     listed = set(cuts["user_id"].astype("int64"))
