@@ -194,6 +194,8 @@ def _chain(n_events: int, settings, args, clock: Clock) -> dict:
         "users": cfg.users,
         "items": cfg.items,
         "train_stage_seconds": _summed(out["stage_seconds"]),
+        # the jobs run beside the cut builds (features, search rows): not in the stage table
+        "train_beside_builds_seconds": out.get("beside_builds_seconds"),
         "lightgbm_ndcg_at_10": out["metrics"]["lightgbm"]["ndcg@10"],
         "session_lightgbm_ndcg_at_10": (out["session"] or {})
         .get("metrics", {})
