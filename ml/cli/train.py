@@ -60,13 +60,15 @@ def _metrics_table(
     return table
 
 
-def _stage_table(stages: list[tuple[str, float]]) -> Table:
+def _stage_table(stages: list[tuple[str, float]], beside: float | None = None) -> Table:
     table = Table(title="seconds per stage")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     for name, seconds in stages:
         table.add_row(name, f"{seconds:.1f}")
     table.add_row("[bold]total[/]", f"{sum(s for _, s in stages):.1f}")
+    if beside:  # ran on a second thread during the cut builds: inside the total, not added to it
+        table.add_row("[dim]also run on a second thread during the cut builds[/]", f"[dim]{beside:.1f}[/]")
     return table
 
 
@@ -140,7 +142,7 @@ def train(
             f"search version {found['version']}: "
             f"{'[bold green]promoted[/]' if found['promoted'] else '[yellow]not promoted[/]'} — {found['reason']}"
         )
-    console.print(_stage_table(out["stage_seconds"]))
+    console.print(_stage_table(out["stage_seconds"], out.get("beside_builds_seconds")))
 
 
 def evaluate(
