@@ -32,7 +32,7 @@ SESSION_TABLES = ("fct_session_intent", "ml_candidates", "ml_labels")
 #: leakage test included)
 SESSION_SELECTION = [f"stg_recsys_pit__session_cuts+,+{table}" for table in SESSION_TABLES]
 #: the session models that read ``int_realtime_user_events`` (a build of one of them rebuilt it)
-REALTIME_READERS = SESSION_TABLES[:2]
+REALTIME_READERS = ("fct_session_intent", "ml_candidates")
 #: ``pit_build.realtime_rows`` when ``int_realtime_user_events`` holds the plain build's rows of the cut
 PLAIN = "plain"
 #: how a build with a narrowed selection picks tests: those whose parents it builds or reads (a test
@@ -278,11 +278,9 @@ def _set_pit_build(s: Settings, cut: str | None, label_hours: float = 0, realtim
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS `{db}`.pit_build (cut_ts DATETIME NOT NULL, label_hours DOUBLE NOT NULL)"
             )
-            cur.execute(
-                f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL"
-            )  # was INT before minutes
-            cur.execute(
-                f"ALTER TABLE `{db}`.pit_build ADD COLUMN IF NOT EXISTS realtime_rows VARCHAR(16) NULL"
+            cur.execute(  # tables of older code: label_hours was INT before minutes, no realtime_rows
+                f"ALTER TABLE `{db}`.pit_build MODIFY label_hours DOUBLE NOT NULL,"
+                " ADD COLUMN IF NOT EXISTS realtime_rows VARCHAR(16) NULL"
             )
             cur.execute(f"DELETE FROM `{db}`.pit_build")
             if cut is not None:

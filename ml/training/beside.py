@@ -13,7 +13,6 @@ is taken; jobs not yet started are cancelled when the block exits.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +25,6 @@ class Beside:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beside-builds")
         self._jobs: dict[Hashable, Future] = {}
-        self._lock = threading.Lock()
         self.seconds = 0.0  # time the jobs ran, summed (reported with the stage table)
 
     def submit(self, key: Hashable, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -39,9 +37,8 @@ class Beside:
         start = time.perf_counter()
         try:
             return fn(*args, **kwargs)
-        finally:
-            with self._lock:
-                self.seconds += time.perf_counter() - start
+        finally:  # only the one worker thread adds to it
+            self.seconds += time.perf_counter() - start
 
     def has(self, key: Hashable) -> bool:
         return key in self._jobs

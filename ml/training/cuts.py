@@ -32,7 +32,7 @@ def load_cuts(
     ``cache`` (a dict the caller keeps) reuses cuts already read in this process, keyed by
     (raw database, cut, label hours): one dbt build per cut even across several training runs.
     ``ready(name, cut)`` is called as soon as each cut (and rest-of-session variant) is read, before
-    the next build starts (:func:`ml.training.overlap.beside_builds`).
+    the next build starts (:class:`ml.training.overlap.BesideBuilds`).
     """
     items = load_items(settings)
     cuts: dict[str, CutData] = {}

@@ -1,5 +1,5 @@
 """What a training run computes beside its point-in-time builds (on :class:`~ml.training.beside.Beside`'s
-thread), queued by the ``ready`` hook of :func:`~ml.training.cuts.load_cuts` as each cut is read:
+thread), queued by the ``ready`` hook (:class:`BesideBuilds`) of :func:`~ml.training.cuts.load_cuts` as each cut is read:
 
 - every searched cut's search rows (``train_*``, ``val``, ``test``, when its label window holds a search;
   key ``("search", name)``);
@@ -17,8 +17,6 @@ the main thread); the jobs' own time is ``Beside.seconds``, logged as ``beside_b
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ml.features.candidates import build_features
 from ml.features.datasets import CutData
 from ml.search.cut_rows import search_indexes, search_set
@@ -35,19 +33,27 @@ def _has_searches(cut: CutData) -> bool:
     return w is not None and not w.empty and bool((w["behavior_type"] == "search").any())
 
 
-def beside_builds(beside: Beside, cfg: TrainConfig) -> Callable[[str, CutData], None]:
-    """The ``ready(name, cut)`` hook of ``load_cuts`` that queues the run's work on ``beside``."""
-    indexes: list = []  # the catalogue's search indexes, built by the first search job
+class BesideBuilds:
+    """The ``ready(name, cut)`` hook of ``load_cuts`` that queues the run's work on ``beside``, and the
+    cuts it sampled for the feature jobs (:meth:`learning_cut`: the pipeline samples each cut once)."""
 
-    def search_rows(name: str, cut: CutData) -> SearchSet:
-        if not indexes:
-            indexes.append(search_indexes(cut.items))
-        return search_set(cut, name, indexes[0], cfg.search_k)
+    def __init__(self, beside: Beside, cfg: TrainConfig) -> None:
+        self.beside, self.cfg = beside, cfg
+        self._sampled: dict[str, CutData] = {}
+        self._indexes: list = []  # the catalogue's search indexes, built by the first search job
 
-    def ready(name: str, cut: CutData) -> None:
-        if cfg.search and not name.startswith("session_") and _has_searches(cut):
-            beside.submit(("search", name), search_rows, name, cut)
-        if not cfg.use_tf:
-            beside.submit(("features", name), build_features, sampled(name, cut, cfg))
+    def _search_rows(self, name: str, cut: CutData) -> SearchSet:
+        if not self._indexes:
+            self._indexes.append(search_indexes(cut.items))
+        return search_set(cut, name, self._indexes[0], self.cfg.search_k)
 
-    return ready
+    def __call__(self, name: str, cut: CutData) -> None:
+        if self.cfg.search and not name.startswith("session_") and _has_searches(cut):
+            self.beside.submit(("search", name), self._search_rows, name, cut)
+        if not self.cfg.use_tf:
+            self._sampled[name] = sampled(name, cut, self.cfg)
+            self.beside.submit(("features", name), build_features, self._sampled[name])
+
+    def learning_cut(self, name: str, cut: CutData) -> CutData:
+        """``sampled(name, cut)``: the copy the feature job got when there was one."""
+        return self._sampled[name] if name in self._sampled else sampled(name, cut, self.cfg)

@@ -23,7 +23,7 @@ from ml.models.tf.stage import log_tf_stage
 from ml.search.train import train_search
 from ml.training.beside import Beside
 from ml.training.config import Step, TrainConfig, noop
-from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts, sampled
+from ml.training.cuts import features_with_tf, load_cuts, reranker_train_cuts
 from ml.training.holdout import (
     Holdout,
     basket_cut,
@@ -33,7 +33,7 @@ from ml.training.holdout import (
     make_holdout,
     measure_mmr,
 )
-from ml.training.overlap import beside_builds
+from ml.training.overlap import BesideBuilds
 from ml.training.promotion import register_and_gate
 from ml.training.rules_choice import choose_rules, describe, rule_ablation
 from ml.training.run_log import log_mmr, log_run, row_counts
@@ -117,10 +117,11 @@ def train_pipeline(
     # each cut's search rows and candidate features are computed on a second thread while the next
     # cut builds (the builds leave a core idle): the same frames, taken below (ml.training.overlap)
     with Beside() as beside:
-        cuts = load_cuts(s, split, cfg, step, cache, ready=beside_builds(beside, cfg))
+        hook = BesideBuilds(beside, cfg)
+        cuts = load_cuts(s, split, cfg, step, cache, ready=hook)
         # the search stage reads every cut's label window before the recommender samples and frees them
         searched = train_search(s, cuts, split, cfg, step, beside)
-        cuts = {k: sampled(k, c, cfg) for k, c in cuts.items()}
+        cuts = {k: hook.learning_cut(k, c) for k, c in cuts.items()}
         stage, frames = features_with_tf(cuts, cfg, step, beside)
         beside_seconds = beside.seconds
     counts = row_counts(cuts, frames)

@@ -1,4 +1,4 @@
-"""Work beside the cut builds (ml.training.beside, ml.training.cuts.beside_builds): the background
+"""Work beside the cut builds (ml.training.beside, ml.training.overlap.BesideBuilds): the background
 thread runs jobs in order and hands back their results or errors; the candidate features and search
 rows taken from it are the frames the pipeline computed after the builds (sampling included); the TF
 stage and the rest-of-session cuts queue only what they can use."""
@@ -17,7 +17,7 @@ from ml.search.cut_rows import search_sets
 from ml.training.beside import Beside
 from ml.training.config import TrainConfig
 from ml.training.cuts import features_with_tf, sample_users, sampled
-from ml.training.overlap import beside_builds
+from ml.training.overlap import BesideBuilds
 
 
 def test_jobs_run_in_order_on_one_other_thread_and_hand_back_results() -> None:
@@ -89,13 +89,14 @@ def test_features_taken_beside_equal_those_computed_after_the_builds(max_users: 
     cfg = TrainConfig(search=False, use_tf=False, max_users=max_users)
     cuts = _cuts()
     with Beside() as beside:
-        ready = beside_builds(beside, cfg)
+        hook = BesideBuilds(beside, cfg)
         for name, cut in cuts.items():
-            ready(name, cut)
+            hook(name, cut)
         steps: list[str] = []
-        _, frames = features_with_tf(
-            {k: sampled(k, c, cfg) for k, c in cuts.items()}, cfg, steps.append, beside
-        )
+        learning = {k: hook.learning_cut(k, c) for k, c in cuts.items()}  # as the pipeline takes them
+        _, frames = features_with_tf(learning, cfg, steps.append, beside)
+    for name, cut in cuts.items():  # the copy the feature job got: sampled once, equal to sampling again
+        pd.testing.assert_frame_equal(learning[name].candidates, sampled(name, cut, cfg).candidates)
     assert steps == ["candidates and features (computed beside the cut builds)"]
     for name, cut in cuts.items():
         # what the pipeline did after the builds: sample the learning cuts, never the test cuts
@@ -118,7 +119,7 @@ def test_without_beside_or_with_tf_nothing_is_taken() -> None:
     pd.testing.assert_frame_equal(frames["val"], build_features(cuts["val"]))
     # the TF stage's candidates need its two-tower model first: no feature job is queued for it
     with Beside() as beside:
-        beside_builds(beside, TrainConfig(search=False, use_tf=True))("val", cuts["val"])
+        BesideBuilds(beside, TrainConfig(search=False, use_tf=True))("val", cuts["val"])
         assert not beside.has(("features", "val"))
 
 
@@ -133,7 +134,7 @@ def test_search_rows_taken_beside_equal_those_computed_after_the_builds() -> Non
     cfg = TrainConfig(use_tf=True)  # search rows only
     names = ["train_0", "val", "test"]
     with Beside() as beside:
-        ready = beside_builds(beside, cfg)
+        ready = BesideBuilds(beside, cfg)
         for name, cut in cuts.items():
             ready(name, cut)
         assert not beside.has(("search", "session_test"))  # the search stage reads the plain cuts
@@ -160,7 +161,7 @@ def test_a_window_without_searches_queues_no_search_rows() -> None:
         window[window["behavior_type"] != "search"],
     )
     with Beside() as beside:
-        beside_builds(beside, TrainConfig(use_tf=True))("val", no_search)
+        BesideBuilds(beside, TrainConfig(use_tf=True))("val", no_search)
         assert not beside.has(("search", "val"))
         steps: list[str] = []
         rows = search_sets({"val": no_search}, ["val"], 100, steps.append, beside)
