@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pandas as pd
@@ -106,12 +107,17 @@ def _refresh_batch(
     """Rescore one batch of users and replace their rows (top-N with their reasons — in each user's
     own arm's table, ``parts``, during an A/B experiment — intent and, with ``search``, their search
     lists) in a single transaction."""
-    frames = [(part, _score(part, n, explain)) for part in parts]
-    searchers, search_rows = (
-        user_rows_for_refresh(search, s, batch, in_stock_items(conn, s))
-        if search is not None
-        else ([], pd.DataFrame())
-    )
+    # the search lists on a second thread while the champion scores: each half waits on MariaDB for
+    # part of its time (the per-user marts, the evidence, the recent queries), the other computes then.
+    # The search provider reads through its own connections; ``conn`` stays on this thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refresh-search") as beside:
+        searching = (
+            beside.submit(user_rows_for_refresh, search, s, batch, in_stock_items(conn, s))
+            if search is not None
+            else None
+        )
+        frames = [(part, _score(part, n, explain)) for part in parts]
+        searchers, search_rows = searching.result() if searching is not None else ([], pd.DataFrame())
     scored = sorted({u for _, frame in frames for u in frame["user_id"].tolist()})
     kept = tuple(sorted(set(batch) - set(scored)))
     if kept:

@@ -208,6 +208,9 @@ def query_candidates(ctx: SearchContext, queries: Iterable[str]) -> pd.DataFrame
     qs = list(dict.fromkeys(queries))
     if not qs:
         return pd.DataFrame(columns=["query_norm", *CANDIDATE_COLUMNS])
+    prepare = getattr(ctx.semantic, "prepare", None)  # batch the query embeddings not computed yet
+    if prepare is not None:
+        prepare([q for q in qs if q not in ctx._candidates])
     parts = [ctx.candidates(q) for q in qs]
     lengths = [len(p["item_id"]) for p in parts]
     out = {"query_norm": np.repeat(np.array(qs, dtype=object), lengths)}

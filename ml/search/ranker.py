@@ -39,11 +39,12 @@ class SearchRanker:
     fit_seconds: float = 0.0
     importance: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+    def predict(self, frame: pd.DataFrame, rows: np.ndarray | None = None) -> np.ndarray:
+        """One score per row of ``frame`` (only of the positions ``rows`` when given)."""
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ValueError(f"the frame lacks the ranker's features {missing}")
-        return np.asarray(self.booster.predict(feature_matrix(frame, self.features)), dtype=float)
+        return np.asarray(self.booster.predict(feature_matrix(frame, self.features, rows)), dtype=float)
 
 
 def fit_ranker(

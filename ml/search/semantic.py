@@ -111,6 +111,7 @@ class SemanticIndex:
     def __init__(self, item_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.item_ids = item_ids
         self.vectors = vectors
+        self._queries: dict[str, np.ndarray] = {}  # the vectors of the last prepare()'s queries
 
     @classmethod
     def build(cls, items: pd.DataFrame) -> SemanticIndex:
@@ -120,9 +121,17 @@ class SemanticIndex:
     def __len__(self) -> int:
         return len(self.item_ids)
 
+    def prepare(self, queries: Sequence[str]) -> None:
+        """Embed ``queries`` in one batch for the :meth:`scores` calls that follow (a refresh batch
+        scores thousands of distinct queries: one ``embed`` call each cost 5x the batch). The
+        vectors are the ones ``embed([query])`` gives, bit for bit; only the last set is kept."""
+        asked = list(dict.fromkeys(queries))
+        self._queries = dict(zip(asked, embed(asked))) if asked else {}
+
     def scores(self, query: str) -> np.ndarray:
         """float32 cosine of the query to every item (0 for an empty query or an item without text)."""
-        return self.vectors @ embed([query])[0]
+        vector = self._queries.get(query)
+        return self.vectors @ (vector if vector is not None else embed([query])[0])
 
     def top(self, query: str, k: int) -> list[tuple[int, float]]:
         """The ``k`` items with the highest positive cosine, ties by the smaller item_id."""

@@ -111,3 +111,53 @@ def test_the_search_champion_is_published_when_there_is_one(monkeypatch):
     assert isinstance(load_search_lists(s), BaselineSearchLists)
     fake.load_search_champion = lambda settings: champion
     assert load_search_lists(s) is champion
+
+
+class _SumBooster:
+    """A stand-in booster: the score is a fixed function of the features (ties on purpose)."""
+
+    def predict(self, x):
+        return (x[:, 0] * 2).round() / 2  # bm25 rounded to halves: many equal scores
+
+
+def _reference_top(rows, keys, k, score):
+    """The frame-at-a-time formulation ``SearchRankerLists._top`` replaced (filter, sort, head)."""
+    rows = rows.assign(score=score)[rows["in_stock"] > 0]
+    rows = rows.sort_values(
+        [*keys, "score", "item_id"], ascending=[True] * len(keys) + [False, True], kind="stable"
+    )
+    rows = rows.groupby(keys, sort=False).head(k)
+    rows["rank"] = rows.groupby(keys, sort=False).cumcount() + 1
+    return rows.assign(source="search_ranker")
+
+
+@pytest.mark.parametrize("key", ["search_id", "query_norm"])
+def test_ranker_top_k_equals_the_sorted_frame(key):
+    import numpy as np
+
+    from ml.config import get_settings
+    from ml.search.ranker import SearchRanker
+    from ml.search.serve import QUERY_LIST_COLUMNS, USER_LIST_COLUMNS, SearchRankerLists
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    rows = pd.DataFrame(
+        {
+            "search_id": rng.integers(0, 60, n),
+            "user_id": rng.integers(1, 9, n),
+            "query_norm": rng.choice(["phone", "手机壳", "Case", "earbuds", "a b"], n),
+            "item_id": rng.permutation(n) + 1,
+            "bm25": rng.uniform(0, 3, n),
+            "in_stock": rng.choice([0.0, 1.0], n, p=[0.2, 0.8]),
+        }
+    ).sample(frac=1.0, random_state=1)
+    lists = SearchRankerLists(SearchRanker(_SumBooster(), ["bm25"]), get_settings(), "v")
+    columns = USER_LIST_COLUMNS if key == "search_id" else QUERY_LIST_COLUMNS
+    got = lists._top(rows, key, 7, columns)
+    score = (rows["bm25"].to_numpy() * 2).round() / 2
+    expected = _reference_top(rows, [key], 7, score)[list(columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
+    assert got["rank"].max() == 7 and set(got["item_id"]).isdisjoint(
+        rows.loc[rows["in_stock"] == 0, "item_id"]
+    )
+    assert lists._top(rows.head(0), key, 7, columns).columns.tolist() == list(columns)

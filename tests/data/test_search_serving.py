@@ -188,6 +188,24 @@ def test_refresh_batch_rolls_back_whole_when_loading_its_search_rows_fails(searc
     assert scalar(s, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark") == mark
 
 
+def test_refresh_errors_of_either_thread_surface_and_commit_nothing(search_shop):
+    """The batch's search lists are computed on a second thread while the champion scores: a broken
+    search list (an out-of-stock item) and a failing recommender each raise their own error, and the
+    batch's rows and the watermark stay as they were."""
+    s = search_shop
+    publish_full(RawEventsRecommender(s), "v1", s, n=5)
+    before = (topn(s), rows(s, "user_query_topn"))
+    mark = scalar(s, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark")
+    add_searches(s, [(1, "phone", T0 + timedelta(days=1))])
+    with pytest.raises(ValidationFailed, match="user lists rejected: .*unknown or out of stock: \\[30\\]"):
+        publish_refresh(RawEventsRecommender(s), "v2", s, n=5, search=_SellsOutOfStock())
+    with pytest.raises(RuntimeError, match="injected crash while scoring"):
+        publish_refresh(RawEventsRecommender(s, fail_on_call=1), "v2", s, n=5)
+    assert (topn(s), rows(s, "user_query_topn")) == before
+    assert scalar(s, f"SELECT event_id FROM `{s.serving_db}`.publish_watermark") == mark
+    assert publish_refresh(RawEventsRecommender(s), "v2", s, n=5).batches[0].search_users == 1
+
+
 def test_refresh_replaces_the_lists_of_frequent_queries_searched_since_the_watermark(search_shop):
     s = search_shop
     publish_full(RawEventsRecommender(s), "v1", s, n=5)
