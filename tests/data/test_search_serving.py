@@ -119,6 +119,12 @@ def test_a_broken_search_list_swaps_nothing(search_shop):
         publish_full(RawEventsRecommender(s), "v2", s, n=5, search=_SellsOutOfStock())
     assert (rows(s, "query_topn"), rows(s, "user_query_topn"), topn(s)) == before
     assert not {t for t in serving_tables(s) if t.endswith("_new")}
+    # the search tables fill on a second thread: a scoring crash on the first still swaps nothing,
+    # and the staging tables go only once that thread is done with them
+    with pytest.raises(RuntimeError, match="injected crash while scoring"):
+        publish_full(RawEventsRecommender(s, fail_on_call=1), "v2", s, n=5)
+    assert (rows(s, "query_topn"), rows(s, "user_query_topn"), topn(s)) == before
+    assert not {t for t in serving_tables(s) if t.endswith("_new")}
 
 
 def test_the_sql_invariants_catch_what_slipped_into_a_table(search_shop):
