@@ -34,7 +34,7 @@ from ml.publish.fatigue import challenger_alike, with_fatigue
 from ml.publish.loader import BatchLoader, score_and_load
 from ml.publish.locking import event_upper_bound, lock_name, named_lock
 from ml.publish.reasons import Explainer
-from ml.publish.search import SEARCH_TABLES, build_search, fill_user_lists
+from ml.publish.search import SEARCH_TABLES, SearchCounts, build_search
 from ml.publish.tables import (
     build_intent,
     build_popular,
@@ -179,14 +179,12 @@ def _build_and_swap(
     s, n = job.settings, job.n
     explain = Explainer(conn, s, job.upper)
     loader = BatchLoader(s, job.model_version, scalar(conn, "SELECT NOW(3)"))
-    # the users' search lists on a second thread (and connections) while the champion scores every
-    # user, then the query lists here: each part is a mix of Python and waits on MariaDB, and one
-    # alone left a core idle
-    search_on = set(SEARCH_TABLES) <= set(job.tables)
+    # the search tables on a second thread (and connection) while the champion scores every user:
+    # both halves are a mix of Python and waits on MariaDB, and one alone left a core idle
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-search") as beside:
         searching = (
-            beside.submit(fill_user_lists, s, search, job.users, loader.generated_at, batch_size)
-            if search_on
+            beside.submit(_build_search_apart, s, search, job.users, loader.generated_at, batch_size)
+            if set(SEARCH_TABLES) <= set(job.tables)
             else None
         )
         rows, write_s = score_and_load(recommender, job.users, n, batch_size, loader, progress, explain)
@@ -197,11 +195,7 @@ def _build_and_swap(
             )
         intent = build_intent(conn, s)
         similar = build_similar(conn, s, n) if "item_similar" in job.tables else None
-        found = (
-            build_search(conn, s, search, job.users, loader.generated_at, batch_size, searching.result)
-            if searching is not None
-            else None
-        )
+        found = searching.result() if searching is not None else None
     table = f"{s.serving_db}.user_topn_new"
     ok, summary = topn_invariants_validator(s, job.upper)(table)
     if ok and validate is not None:
@@ -236,6 +230,17 @@ def _build_and_swap(
         "challenger_model_version": run.challenger_version if run is not None else None,
         "challenger_rows": challenger_rows,
     }
+
+
+def _build_search_apart(
+    s: Settings, search: SearchLists, users: list[int], generated_at: datetime, batch_size: int
+) -> SearchCounts:
+    """:func:`build_search` on a connection of its own (the caller's stays on its thread)."""
+    conn = connect(s.serving_db, settings=s)
+    try:
+        return build_search(conn, s, search, users, generated_at, batch_size)
+    finally:
+        conn.close()
 
 
 def _build_challenger(

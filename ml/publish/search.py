@@ -18,7 +18,7 @@ import contextlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -177,13 +177,9 @@ def build_search(
     users: list[int],
     generated_at: datetime,
     batch_size: int,
-    user_rows: Callable[[], int] | None = None,
 ) -> SearchCounts:
     """Fill ``search_items_new``, ``query_topn_new`` and ``user_query_topn_new`` and check their
-    invariants; raises :class:`ValidationFailed` (nothing is swapped) when a list breaks one.
-
-    ``user_rows``: the users' lists are being filled elsewhere (:func:`fill_user_lists` on another
-    thread, the full publish's); called after the query lists, for their row count, before the checks."""
+    invariants; raises :class:`ValidationFailed` (nothing is swapped) when a list breaks one."""
     k, version = s.search_k, search.model_version
     with conn.cursor() as cur:
         items = cur.execute(
@@ -192,39 +188,21 @@ def build_search(
         )
     stock = in_stock_items(conn, s)
     queries = frequent_queries(conn, s)
-    query_rows = 0
+    query_rows = user_rows = 0
     for asked in batches(queries, QUERY_CHUNK):
         frame = checked_query_lists(search, s, asked, k, stock)
         _load(s, "query_topn_new", QUERY_TOPN_COLUMNS, frame, version, generated_at)
         query_rows += len(frame)
-    if user_rows is None:
-        users_done = fill_user_lists(s, search, users, generated_at, batch_size)
-    else:
-        users_done = user_rows()
+    for batch in batches(users, batch_size):
+        frame = checked_user_lists(search, s, batch, k, stock)
+        _load(s, "user_query_topn_new", USER_QUERY_TOPN_COLUMNS, frame, version, generated_at)
+        user_rows += len(frame)
     check = search_invariants_validator(s)
     for table in ("query_topn_new", "user_query_topn_new"):
         ok, summary = check(f"{s.serving_db}.{table}")
         if not ok:
             raise ValidationFailed(f"{table} failed validation, nothing swapped: {summary}")
-    return SearchCounts(len(queries), query_rows, users_done, items)
-
-
-def fill_user_lists(
-    s: Settings, search: SearchLists, users: list[int], generated_at: datetime, batch_size: int
-) -> int:
-    """``user_query_topn_new``: every user's checked lists, batch by batch (connections of its own, so
-    it may run on a thread of its own). Returns the rows written."""
-    conn = connect(s.serving_db, settings=s)
-    try:
-        stock = in_stock_items(conn, s)
-    finally:
-        conn.close()
-    rows = 0
-    for batch in batches(users, batch_size):
-        frame = checked_user_lists(search, s, batch, s.search_k, stock)
-        _load(s, "user_query_topn_new", USER_QUERY_TOPN_COLUMNS, frame, search.model_version, generated_at)
-        rows += len(frame)
-    return rows
+    return SearchCounts(len(queries), query_rows, user_rows, items)
 
 
 def _tuples(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:

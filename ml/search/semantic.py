@@ -105,17 +105,13 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     return out
 
 
-#: query vectors an index keeps between :meth:`SemanticIndex.prepare` calls (~1 KB each)
-PREPARED_MAX = 100_000
-
-
 class SemanticIndex:
     """Item vectors of a catalogue; ``scores`` is the cosine to a query, aligned with ``item_ids``."""
 
     def __init__(self, item_ids: np.ndarray, vectors: np.ndarray) -> None:
         self.item_ids = item_ids
         self.vectors = vectors
-        self._queries: dict[str, np.ndarray] = {}  # vectors of prepare()'s queries
+        self._queries: dict[str, np.ndarray] = {}  # the vectors of the last prepare()'s queries
 
     @classmethod
     def build(cls, items: pd.DataFrame) -> SemanticIndex:
@@ -128,14 +124,9 @@ class SemanticIndex:
     def prepare(self, queries: Sequence[str]) -> None:
         """Embed ``queries`` in one batch for the :meth:`scores` calls that follow (a refresh batch
         scores thousands of distinct queries: one ``embed`` call each cost 5x the batch). The
-        vectors are the ones ``embed([query])`` gives, bit for bit. Added to those kept (two threads
-        may prepare theirs), all dropped first once :data:`PREPARED_MAX` would be passed."""
-        asked = [q for q in dict.fromkeys(queries) if q not in self._queries]
-        if not asked:
-            return
-        if len(self._queries) + len(asked) > PREPARED_MAX:
-            self._queries = {}
-        self._queries.update(zip(asked, embed(asked)))
+        vectors are the ones ``embed([query])`` gives, bit for bit; only the last set is kept."""
+        asked = list(dict.fromkeys(queries))
+        self._queries = dict(zip(asked, embed(asked))) if asked else {}
 
     def scores(self, query: str) -> np.ndarray:
         """float32 cosine of the query to every item (0 for an empty query or an item without text)."""

@@ -17,7 +17,6 @@ the marts when it is there — into a context built once per provider and reused
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -109,7 +108,6 @@ class SearchRankerLists:
         self._ctx = context
         self._events = events
         self._shared: pd.DataFrame | None = None
-        self._building = threading.Lock()
 
     def share_history(self, history: pd.DataFrame, days: float) -> SearchRankerLists:
         """Build the next context from ``history`` — raw events (``load_events``' columns and types)
@@ -171,13 +169,7 @@ class SearchRankerLists:
         return self
 
     def _context(self, source: Any | None = None) -> SearchContext:
-        """The context, built on first use — once, when two threads ask (a full publish ranks the
-        query lists and the users' lists on two)."""
-        if self._ctx is None:
-            with self._building:
-                if self._ctx is None:
-                    self.refresh(source)
-        return self._ctx
+        return self._ctx if self._ctx is not None else self.refresh(source)
 
     def _top(self, rows: pd.DataFrame, key: str, k: int, columns: Sequence[str]) -> pd.DataFrame:
         """``columns`` of the k best in-stock rows per ``key`` (a list never offers what cannot be

@@ -230,20 +230,16 @@ def test_semantic_index_ranks_by_cosine(no_network: None) -> None:
     assert not index.scores("").any()
 
 
-def test_prepared_queries_score_bit_for_bit_as_one_at_a_time(
-    no_network: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_prepared_queries_score_bit_for_bit_as_one_at_a_time(no_network: None) -> None:
     index = semantic.SemanticIndex.build(ITEMS)
     queries = ["earphones", "wireless earbuds", "phone case", "", "Trainers!!", "手机壳 iphone"]
     alone = [index.scores(q) for q in queries]
     index.prepare(queries + ["earphones"])
     for q, expected in zip(queries, alone):
         np.testing.assert_array_equal(index.scores(q), expected)
-    assert list(index._queries) == queries
-    monkeypatch.setattr(semantic, "PREPARED_MAX", len(queries) + 1)
-    index.prepare(["new query", "another one"])  # past the cap: the kept vectors go first
-    assert list(index._queries) == ["new query", "another one"]
-    np.testing.assert_array_equal(index.scores("earphones"), alone[0])  # embedded again, the same
+    index.prepare(["phone case"])  # only the last set is kept: an earlier query is embedded again
+    np.testing.assert_array_equal(index.scores("earphones"), alone[0])
+    assert list(index._queries) == ["phone case"]
 
 
 def test_loading_leaves_the_root_logger_alone() -> None:
