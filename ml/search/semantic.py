@@ -124,7 +124,8 @@ class SemanticIndex:
     def prepare(self, queries: Sequence[str]) -> None:
         """Embed ``queries`` in one batch for the :meth:`scores` calls that follow (a refresh batch
         scores thousands of distinct queries: one ``embed`` call each cost 5x the batch). The
-        vectors are the ones ``embed([query])`` gives, bit for bit; only the last set is kept."""
+        vectors are the ones ``embed([query])`` gives, bit for bit; only the last set is kept, and a
+        query outside it (another thread's prepare() may have replaced it) is embedded on its own."""
         asked = list(dict.fromkeys(queries))
         self._queries = dict(zip(asked, embed(asked))) if asked else {}
 
