@@ -79,17 +79,11 @@ def _restore(conn, s, marks, gaps) -> None:
     conn.commit()
 
 
-def _rewind(conn, s, low: int) -> None:
-    from ml.publish.common import WATERMARK_NAME
+def _rewind(conn, s, low: int, max_event_ts) -> None:
+    """The watermark back to ``low`` (its newest-event time kept), no gaps."""
+    from ml.publish.locking import save_watermark
 
-    conn.begin()
-    with conn.cursor() as cur:
-        cur.execute(
-            f"UPDATE `{s.serving_db}`.publish_watermark SET event_id = %s WHERE name = %s",
-            (low, WATERMARK_NAME),
-        )
-        cur.execute(f"DELETE FROM `{s.serving_db}`.publish_watermark_gaps WHERE name = %s", (WATERMARK_NAME,))
-    conn.commit()
+    save_watermark(conn, s, low, max_event_ts, [])
 
 
 def main() -> None:
@@ -105,12 +99,14 @@ def main() -> None:
     from ml.config import get_settings
     from ml.db import connect
     from ml.orchestration import tasks
+    from ml.publish.common import WATERMARK_NAME
 
     s = get_settings()
     conn = connect(s.serving_db, settings=s, autocommit=True)
     marks, gaps = _state(conn, s)
-    if not marks:
-        raise SystemExit(f"{s.serving_db}.publish_watermark is empty: publish the champion in full first")
+    mark = next((m for m in marks if m[0] == WATERMARK_NAME), None)
+    if mark is None:
+        raise SystemExit(f"{s.serving_db}.publish_watermark has no row: publish the champion in full first")
     with conn.cursor() as cur:
         cur.execute(f"SELECT MAX(event_id), MAX(ts) FROM `{s.raw_db}`.user_behavior")
         newest, newest_ts = cur.fetchone()
@@ -124,7 +120,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"cold": [], "warm": []}
     try:
         if not args.no_cold:
-            _rewind(conn, s, low)
+            _rewind(conn, s, low, mark[2])
             done = subprocess.run(
                 [sys.executable, "-c", COLD, str(newest)],
                 cwd=ROOT,
@@ -136,7 +132,7 @@ def main() -> None:
             line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
             runs["cold"].append(json.loads(line.removeprefix("RESULT ")))
         for k in range(args.repeat + 1):
-            _rewind(conn, s, low)
+            _rewind(conn, s, low, mark[2])
             t = time.perf_counter()
             out = tasks.refresh(upper_event_id=int(newest))
             took = time.perf_counter() - t
@@ -155,7 +151,7 @@ def main() -> None:
         "hours": args.hours,
         "events_in_hours": int(events),
         "acting_users": int(users),
-        "events_total_newest_id": int(newest),
+        "newest_event_id": int(newest),
         **runs,
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }

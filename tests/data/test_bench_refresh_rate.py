@@ -30,8 +30,9 @@ def test_rewind_then_restore_gives_back_the_watermark_and_its_gaps(clean_db):
             )
         marks, gaps = before = refresh_rate._state(conn, s)
         assert len(marks) == 1 and len(gaps) == 1
-        refresh_rate._rewind(conn, s, 40)
-        assert refresh_rate._state(conn, s)[0][0][1] == 40 and refresh_rate._state(conn, s)[1] == ()
+        refresh_rate._rewind(conn, s, 40, marks[0][2])
+        rewound, no_gaps = refresh_rate._state(conn, s)
+        assert rewound[0][1:3] == (40, datetime(2026, 12, 1, 8)) and no_gaps == ()
         refresh_rate._restore(conn, s, marks, gaps)
         assert refresh_rate._state(conn, s) == before
     finally:
